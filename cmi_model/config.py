@@ -1,0 +1,94 @@
+"""Pydantic configs: every knob of the model, its losses, the data and training.
+
+Unknown keys and impossible values are validation errors (the CLI turns them into
+one line and exit code 2).
+"""
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LossConfig(_Strict):
+    alpha: float = Field(0.5, ge=0.0, le=1.0)  # share of the 18-class loss vs the binary loss
+    nine_class_loss_weight: float = Field(0.2, ge=0.0)  # weight of the 9-class head's CE
+    kl_weight: float = Field(0.1, ge=0.0)  # weight of KL(p9_from_18 || p9); 0 removes the term
+    kl_temperature: float = Field(1.0, gt=0.0)  # softens both distributions inside the KL
+    nine_class_head_enabled: bool = True  # off: no 9-class head, no 9-class CE, no KL
+    auto_weighting: Literal["none", "uncertainty", "direct"] = "none"
+    auto_weight_clamp: tuple[float, float] = (-10.0, 10.0)  # bounds on each learned log-weight
+    uncertainty_init_value: float = 0.0  # initial s_i (weight exp(-s_i) = 1 at 0)
+    weight_lr_multiplier: float = Field(0.1, gt=0.0)  # lr of weighting params = lr × this
+    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)  # for both cross-entropy heads
+    class_weighting: bool = False  # inverse-frequency CE weights fitted on the training fold
+
+    @model_validator(mode="after")
+    def _check(self) -> "LossConfig":
+        low, high = self.auto_weight_clamp
+        if not low < high:
+            raise ValueError(f"auto_weight_clamp low ({low}) must be below high ({high})")
+        if not low <= self.uncertainty_init_value <= high:
+            raise ValueError(
+                f"uncertainty_init_value {self.uncertainty_init_value} lies outside auto_weight_clamp {self.auto_weight_clamp}"
+            )
+        return self
+
+    @property
+    def kl_active(self) -> bool:
+        return self.nine_class_head_enabled and self.kl_weight > 0
+
+    def active_terms(self) -> tuple[str, ...]:
+        """Loss terms present under this config, in a fixed order."""
+        terms = ["multiclass", "binary"]
+        if self.nine_class_head_enabled:
+            terms.append("nine_class")
+        if self.kl_active:
+            terms.append("kl")
+        return tuple(terms)
+
+
+class ModelConfig(_Strict):
+    d_model: int = Field(64, ge=8)
+    n_layers: int = Field(2, ge=1)
+    n_heads: int = Field(4, ge=1)
+    d_ff: int = Field(128, ge=8)
+    kernel_size: int = Field(15, ge=3)  # depthwise conv kernel of the convolution module
+    dropout: float = Field(0.1, ge=0.0, lt=1.0)
+
+    @model_validator(mode="after")
+    def _check(self) -> "ModelConfig":
+        if self.d_model % self.n_heads:
+            raise ValueError(f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})")
+        if self.kernel_size % 2 == 0:
+            raise ValueError(f"kernel_size ({self.kernel_size}) must be odd to keep sequence length")
+        return self
+
+
+MODEL_PRESETS: dict[str, ModelConfig] = {
+    # Seconds on a CPU: for tests and the demo.
+    "tiny": ModelConfig(d_model=32, n_layers=1, n_heads=4, d_ff=64, kernel_size=7),
+    "small": ModelConfig(),
+    # The public Squeezeformer experiment this study reproduces.
+    "public": ModelConfig(d_model=256, n_layers=8, n_heads=8, d_ff=1024, kernel_size=31),
+}
+
+
+class DataConfig(_Strict):
+    max_len: int = Field(128, ge=8)  # longer sequences keep their last max_len steps (the gesture)
+    batch_size: int = Field(64, ge=1)
+    modalities: Literal["all", "imu"] = "all"  # "imu": drop thermopiles and ToF (as in IMU-only test data)
+
+
+class TrainConfig(_Strict):
+    lr: float = Field(2e-3, gt=0.0)
+    weight_decay: float = Field(1e-2, ge=0.0)
+    max_epochs: int = Field(20, ge=1)
+    warmup_epochs: float = Field(1.0, ge=0.0)  # linear warmup, then cosine decay to zero
+    grad_clip: float = Field(1.0, gt=0.0)
+    patience: int = Field(5, ge=1)  # early stopping on val/score
+    seed: int = 0
+    accelerator: Literal["auto", "cpu", "gpu", "cuda"] = "auto"

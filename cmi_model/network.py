@@ -1,0 +1,114 @@
+"""Squeezeformer/Conformer-style encoder with three heads: a plain nn.Module.
+
+Each modality has its own input projection. A projection's output is multiplied by
+its sensor's presence flag, so an absent sensor (IMU-only sequences, dropped
+thermopiles) contributes exactly nothing rather than a learned bias.
+"""
+
+import torch
+from torch import Tensor, nn
+
+from cmi_model.config import ModelConfig
+from cmi_model.data import IMU_FEATURES, PRESENCE
+from cmi_model.labels import GESTURES, NINE_CLASSES
+from cmi_model.schema import THM_COLUMNS, TOF_COLUMNS
+
+N_THM, N_TOF = len(THM_COLUMNS), len(TOF_COLUMNS)
+N_TOF_SENSORS = len(PRESENCE) - 1 - N_THM
+
+
+class FeedForward(nn.Module):
+    def __init__(self, d: int, d_ff: int, dropout: float):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.LayerNorm(d),
+            nn.Linear(d, d_ff),
+            nn.SiLU(),
+            nn.Dropout(dropout),
+            nn.Linear(d_ff, d),
+            nn.Dropout(dropout),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)
+
+
+class ConvModule(nn.Module):
+    """Pointwise conv + GLU → depthwise conv → norm → SiLU → pointwise conv."""
+
+    def __init__(self, d: int, kernel_size: int, dropout: float):
+        super().__init__()
+        self.norm_in = nn.LayerNorm(d)
+        self.pointwise_in = nn.Conv1d(d, 2 * d, 1)
+        self.depthwise = nn.Conv1d(d, d, kernel_size, padding=kernel_size // 2, groups=d)
+        self.norm_mid = nn.LayerNorm(
+            d
+        )  # LayerNorm, not BatchNorm: padded steps must not leak into statistics
+        self.pointwise_out = nn.Conv1d(d, d, 1)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor, valid: Tensor) -> Tensor:
+        h = self.pointwise_in(self.norm_in(x).transpose(1, 2))  # (B, 2C, T)
+        h = nn.functional.glu(h, dim=1)  # (B, C, T)
+        h = h * valid[:, None, :]  # padding must not reach real steps through the kernel
+        h = self.depthwise(h).transpose(1, 2)  # (B, T, C)
+        h = nn.functional.silu(self.norm_mid(h))
+        return self.dropout(self.pointwise_out(h.transpose(1, 2)).transpose(1, 2))
+
+
+class EncoderBlock(nn.Module):
+    """½FF → MHSA → Conv → ½FF, each residual, then a final norm (Conformer macaron layout)."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.ff1 = FeedForward(cfg.d_model, cfg.d_ff, cfg.dropout)
+        self.norm_attn = nn.LayerNorm(cfg.d_model)
+        self.attn = nn.MultiheadAttention(cfg.d_model, cfg.n_heads, dropout=cfg.dropout, batch_first=True)
+        self.drop_attn = nn.Dropout(cfg.dropout)
+        self.conv = ConvModule(cfg.d_model, cfg.kernel_size, cfg.dropout)
+        self.ff2 = FeedForward(cfg.d_model, cfg.d_ff, cfg.dropout)
+        self.norm_out = nn.LayerNorm(cfg.d_model)
+
+    def forward(self, x: Tensor, valid: Tensor) -> Tensor:
+        x = x + 0.5 * self.ff1(x)
+        h = self.norm_attn(x)
+        h, _ = self.attn(h, h, h, key_padding_mask=~valid, need_weights=False)
+        x = x + self.drop_attn(h)
+        x = x + self.conv(x, valid)
+        x = x + 0.5 * self.ff2(x)
+        return self.norm_out(x)
+
+
+class CMINetwork(nn.Module):
+    """Inputs (B, T, C) per modality → logits of the 18-class, binary and 9-class heads."""
+
+    def __init__(self, cfg: ModelConfig, nine_class_head: bool = True):
+        super().__init__()
+        d = cfg.d_model
+        self.imu_proj = nn.Linear(len(IMU_FEATURES) + 1, d)  # + rotation presence flag
+        self.thm_proj = nn.Linear(2 * N_THM, d)  # values + per-thermopile presence
+        self.tof_proj = nn.Linear(N_TOF + N_TOF_SENSORS, d)  # pixels + per-sensor presence
+        self.blocks = nn.ModuleList(EncoderBlock(cfg) for _ in range(cfg.n_layers))
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.head_multiclass = nn.Linear(d, len(GESTURES))
+        self.head_binary = nn.Linear(d, 1)
+        self.head_nine_class = nn.Linear(d, len(NINE_CLASSES)) if nine_class_head else None
+
+    def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        present, valid = batch["present"], batch["valid"]  # (B, T, 11), (B, T)
+        rot, thm_p, tof_p = present[..., :1], present[..., 1 : 1 + N_THM], present[..., 1 + N_THM :]
+        # Missing values are already 0 after normalisation; the flags say which zeros are "absent".
+        x = self.imu_proj(torch.cat([batch["imu"], rot], -1))  # (B, T, C)
+        thm_any = thm_p.amax(-1, keepdim=True)  # (B, T, 1)
+        x = x + thm_any * self.thm_proj(torch.cat([batch["thm"], thm_p], -1))
+        tof_any = tof_p.amax(-1, keepdim=True)
+        x = x + tof_any * self.tof_proj(torch.cat([batch["tof"], tof_p], -1))
+        x = self.dropout(x) * valid[..., None]
+        for block in self.blocks:
+            x = block(x, valid)
+        w = valid[..., None].to(x.dtype)
+        pooled = self.dropout((x * w).sum(1) / w.sum(1).clamp(min=1.0))  # (B, C) masked mean
+        out = {"multiclass": self.head_multiclass(pooled), "binary": self.head_binary(pooled).squeeze(-1)}
+        if self.head_nine_class is not None:
+            out["nine_class"] = self.head_nine_class(pooled)
+        return out

@@ -1,0 +1,110 @@
+"""Loss-weighting strategies behind one interface.
+
+Each strategy is an nn.Module whose forward takes the active per-term losses
+({"multiclass", "binary", "nine_class", "kl"} ⊇ keys) and returns
+(total loss, effective weight applied to each term). Build one with
+`build_weighting(loss_config)`.
+"""
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from cmi_model.config import LossConfig
+
+Weights = dict[str, Tensor]
+
+
+class FixedWeighting(nn.Module):
+    """alpha·L18 + (1−alpha)·Lbin + w9·L9 + wkl·KL: the hand-tuned baseline, no parameters."""
+
+    def __init__(self, cfg: LossConfig):
+        super().__init__()
+        self.coef = {
+            "multiclass": cfg.alpha,
+            "binary": 1.0 - cfg.alpha,
+            "nine_class": cfg.nine_class_loss_weight,
+            "kl": cfg.kl_weight,
+        }
+
+    def forward(self, losses: dict[str, Tensor]) -> tuple[Tensor, Weights]:
+        weights = {k: torch.tensor(self.coef[k], device=v.device) for k, v in losses.items()}
+        return sum(weights[k] * v for k, v in losses.items()), weights
+
+    def logged_params(self) -> dict[str, float]:
+        return {}
+
+
+class UncertaintyWeighting(nn.Module):
+    """Kendall, Gal & Cipolla (2018), "Multi-Task Learning Using Uncertainty to Weigh Losses".
+
+    One learnable log-variance s_i per active term: L = Σ exp(−s_i)·L_i + s_i, with s_i
+    clamped to `auto_weight_clamp`. The +s_i regulariser stops the weights collapsing to 0.
+    """
+
+    def __init__(self, cfg: LossConfig):
+        super().__init__()
+        self.clamp = cfg.auto_weight_clamp
+        self.s = nn.ParameterDict(
+            {t: nn.Parameter(torch.tensor(float(cfg.uncertainty_init_value))) for t in cfg.active_terms()}
+        )
+
+    def forward(self, losses: dict[str, Tensor]) -> tuple[Tensor, Weights]:
+        total, weights = 0.0, {}
+        for term, loss in losses.items():
+            s = self.s[term].clamp(*self.clamp)
+            weights[term] = torch.exp(-s)
+            total = total + weights[term] * loss + s
+        return total, {k: w.detach() for k, w in weights.items()}
+
+    def logged_params(self) -> dict[str, float]:
+        return {f"s_{k}": float(v.detach().clamp(*self.clamp)) for k, v in self.s.items()}
+
+
+class DirectWeighting(nn.Module):
+    """The naive baseline: learn alpha = sigmoid(a), w9 = exp(b), wkl = exp(c) by the same loss.
+
+    Nothing regularises it, so gradient descent can shrink the weights of the auxiliary
+    terms towards zero (up to the clamp): the study should be able to show this.
+    """
+
+    def __init__(self, cfg: LossConfig):
+        super().__init__()
+        self.clamp = cfg.auto_weight_clamp
+        eps = 1e-4  # alpha of exactly 0 or 1 (or a weight of 0) has no finite logit/log
+        alpha = min(max(cfg.alpha, eps), 1 - eps)
+        params = {"logit_alpha": math.log(alpha / (1 - alpha))}
+        if "nine_class" in cfg.active_terms():
+            params["log_nine_class"] = math.log(max(cfg.nine_class_loss_weight, eps))
+        if "kl" in cfg.active_terms():
+            params["log_kl"] = math.log(max(cfg.kl_weight, eps))
+        self.p = nn.ParameterDict(
+            {
+                k: nn.Parameter(torch.tensor(min(max(v, self.clamp[0]), self.clamp[1])))
+                for k, v in params.items()
+            }
+        )
+
+    def forward(self, losses: dict[str, Tensor]) -> tuple[Tensor, Weights]:
+        alpha = torch.sigmoid(self.p["logit_alpha"].clamp(*self.clamp))
+        weights = {"multiclass": alpha, "binary": 1 - alpha}
+        for term in ("nine_class", "kl"):
+            if term in losses:
+                weights[term] = torch.exp(self.p[f"log_{term}"].clamp(*self.clamp))
+        total = sum(weights[k] * v for k, v in losses.items())
+        return total, {k: w.detach() for k, w in weights.items()}
+
+    def logged_params(self) -> dict[str, float]:
+        return {k: float(v.detach()) for k, v in self.p.items()}
+
+
+STRATEGIES: dict[str, type[nn.Module]] = {
+    "none": FixedWeighting,
+    "uncertainty": UncertaintyWeighting,
+    "direct": DirectWeighting,
+}
+
+
+def build_weighting(cfg: LossConfig) -> nn.Module:
+    return STRATEGIES[cfg.auto_weighting](cfg)
