@@ -1,0 +1,13 @@
+"""Tests run on the CPU with tiny sizes, whatever the machine has."""
+
+import os
+
+os.environ["CUDA_VISIBLE_DEVICES"] = ""  # before torch is imported anywhere
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path_factory, monkeypatch):
+    """Each test session gets its own preprocessing cache, never the user's."""
+    monkeypatch.setenv("CMI_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))

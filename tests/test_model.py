@@ -1,0 +1,243 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+from pydantic import ValidationError
+
+from cmi_model.config import LossConfig, ModelConfig, TrainConfig
+from cmi_model.data import IMU_FEATURES, PRESENCE
+from cmi_model.labels import EIGHTEEN_TO_BINARY, EIGHTEEN_TO_NINE, aggregation_matrix
+from cmi_model.losses import inverse_frequency_weights, kl_consistency, loss_terms
+from cmi_model.module import CMISqueezeformer
+from cmi_model.network import CMINetwork
+from cmi_model.weighting import DirectWeighting, FixedWeighting, UncertaintyWeighting, build_weighting
+
+TINY = ModelConfig(d_model=16, n_layers=1, n_heads=2, d_ff=32, kernel_size=5, dropout=0.0)
+
+
+def make_batch(b=6, t=12, imu_only=False, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    present = torch.ones(b, t, len(PRESENCE))
+    thm, tof = torch.randn(b, t, 5, generator=g), torch.randn(b, t, 320, generator=g)
+    if imu_only:
+        present[..., 1:] = 0
+        thm, tof = torch.zeros_like(thm), torch.zeros_like(tof)
+    valid = torch.ones(b, t, dtype=torch.bool)
+    valid[0, 8:] = False
+    y18 = torch.arange(b) % 18
+    return {
+        "imu": torch.randn(b, t, len(IMU_FEATURES), generator=g),
+        "thm": thm,
+        "tof": tof,
+        "present": present,
+        "valid": valid,
+        "y18": y18,
+        "y9": torch.from_numpy(EIGHTEEN_TO_NINE[y18.numpy()]),
+        "ybin": torch.from_numpy(EIGHTEEN_TO_BINARY[y18.numpy()]),
+        "index": torch.arange(b),
+    }
+
+
+LOSSES = {"multiclass": torch.tensor(2.0), "binary": torch.tensor(0.7), "nine_class": torch.tensor(1.5), "kl": torch.tensor(0.3)}
+
+
+# ------------------------------------------------------------------ config
+
+
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        ({"alpha": 1.5}, "alpha"),
+        ({"nine_class_loss_weight": -0.1}, "nine_class_loss_weight"),
+        ({"kl_weight": -1}, "kl_weight"),
+        ({"auto_weight_clamp": (1.0, 1.0)}, "auto_weight_clamp"),
+        ({"kl_temperature": 0}, "kl_temperature"),
+        ({"auto_weighting": "magic"}, "auto_weighting"),
+        ({"alpah": 0.5}, "alpah"),
+    ],
+)
+def test_loss_config_rejects_impossible_values(kwargs, message):
+    with pytest.raises(ValidationError, match=message):
+        LossConfig(**kwargs)
+
+
+def test_loss_config_defaults_are_the_plan():
+    c = LossConfig()
+    assert (c.alpha, c.nine_class_loss_weight, c.kl_weight, c.kl_temperature) == (0.5, 0.2, 0.1, 1.0)
+    assert c.nine_class_head_enabled and c.auto_weighting == "none" and c.auto_weight_clamp == (-10.0, 10.0)
+    assert c.uncertainty_init_value == 0.0 and c.weight_lr_multiplier == 0.1
+    assert c.active_terms() == ("multiclass", "binary", "nine_class", "kl")
+
+
+def test_model_config_rejects_bad_heads():
+    with pytest.raises(ValidationError, match="divisible"):
+        ModelConfig(d_model=30, n_heads=4)
+
+
+# ------------------------------------------------------------------ weighting
+
+
+def test_fixed_equals_formula_exactly():
+    cfg = LossConfig(alpha=0.3, nine_class_loss_weight=0.25, kl_weight=0.4)
+    total, w = FixedWeighting(cfg)(LOSSES)
+    by_hand = 0.3 * 2.0 + (1 - 0.3) * 0.7 + 0.25 * 1.5 + 0.4 * 0.3
+    assert float(total) == pytest.approx(by_hand, rel=1e-7)
+    assert {k: round(float(v), 6) for k, v in w.items()} == {"multiclass": 0.3, "binary": 0.7, "nine_class": 0.25, "kl": 0.4}
+    assert list(FixedWeighting(cfg).parameters()) == []
+
+
+def test_terms_absent_when_head_off_or_kl_zero():
+    assert LossConfig(kl_weight=0).active_terms() == ("multiclass", "binary", "nine_class")
+    assert LossConfig(nine_class_head_enabled=False).active_terms() == ("multiclass", "binary")
+    u = UncertaintyWeighting(LossConfig(auto_weighting="uncertainty", kl_weight=0))
+    assert set(u.s.keys()) == {"multiclass", "binary", "nine_class"}
+    u = UncertaintyWeighting(LossConfig(auto_weighting="uncertainty", nine_class_head_enabled=False))
+    assert set(u.s.keys()) == {"multiclass", "binary"}
+    d = DirectWeighting(LossConfig(auto_weighting="direct", kl_weight=0))
+    assert set(d.p.keys()) == {"logit_alpha", "log_nine_class"}
+
+
+def test_uncertainty_parameters_names_init_and_grad():
+    u = build_weighting(LossConfig(auto_weighting="uncertainty", uncertainty_init_value=0.7))
+    names = dict(u.named_parameters())
+    assert set(names) == {"s.multiclass", "s.binary", "s.nine_class", "s.kl"}
+    for p in names.values():
+        assert p.requires_grad and float(p.detach()) == pytest.approx(0.7)
+
+
+def test_uncertainty_total_is_hand_computation_and_grads_reach_every_s():
+    u = UncertaintyWeighting(LossConfig(auto_weighting="uncertainty"))
+    with torch.no_grad():
+        for i, p in enumerate(u.s.values()):
+            p.fill_(0.1 * (i + 1))
+    total, w = u(LOSSES)
+    s = {k: 0.1 * (i + 1) for i, k in enumerate(u.s.keys())}
+    by_hand = sum(math.exp(-s[k]) * float(LOSSES[k]) + s[k] for k in s)
+    assert float(total) == pytest.approx(by_hand, rel=1e-6)
+    assert float(w["kl"]) == pytest.approx(math.exp(-s["kl"]), rel=1e-6)
+    total.backward()
+    for k, p in u.s.items():
+        # d/ds (e^{-s} L + s) = 1 - e^{-s} L
+        assert float(p.grad) == pytest.approx(1 - math.exp(-s[k]) * float(LOSSES[k]), rel=1e-5)
+
+
+def test_clamp_holds_at_the_bounds():
+    u = UncertaintyWeighting(LossConfig(auto_weighting="uncertainty", auto_weight_clamp=(-1.0, 2.0)))
+    with torch.no_grad():
+        u.s["multiclass"].fill_(50.0)
+        u.s["binary"].fill_(-50.0)
+    total, w = u(LOSSES)
+    assert float(w["multiclass"]) == pytest.approx(math.exp(-2.0))
+    assert float(w["binary"]) == pytest.approx(math.exp(1.0))
+    assert math.isfinite(float(total))
+
+
+def test_direct_initialised_at_fixed_values_and_shrinks_aux_weights():
+    cfg = LossConfig(auto_weighting="direct", alpha=0.5, nine_class_loss_weight=0.2, kl_weight=0.1)
+    d = build_weighting(cfg)
+    _, w = d(LOSSES)
+    assert {k: round(float(v), 5) for k, v in w.items()} == {"multiclass": 0.5, "binary": 0.5, "nine_class": 0.2, "kl": 0.1}
+    opt = torch.optim.SGD(d.parameters(), lr=0.5)
+    for _ in range(20):
+        opt.zero_grad()
+        d(LOSSES)[0].backward()
+        opt.step()
+    _, w2 = d(LOSSES)
+    # Nothing regularises the direct weights: minimising the loss shrinks the auxiliary terms.
+    assert float(w2["nine_class"]) < 0.2 and float(w2["kl"]) < 0.1
+
+
+# ------------------------------------------------------------------ losses
+
+
+def test_kl_zero_when_nine_head_matches_aggregate_and_positive_otherwise():
+    logits18 = torch.randn(4, 18)
+    p9 = torch.softmax(logits18, -1) @ torch.from_numpy(aggregation_matrix())
+    assert float(kl_consistency(logits18, torch.log(p9), 1.0)) == pytest.approx(0.0, abs=1e-6)
+    assert float(kl_consistency(logits18, torch.randn(4, 9), 1.0)) > 1e-3
+
+
+def test_kl_uses_hierarchy_not_positions():
+    # A 9-class distribution built by taking "the first 8 classes as targets" of a
+    # shuffled order would differ; with the hierarchy the aggregate is exact.
+    logits18 = torch.full((1, 18), -20.0)
+    logits18[0, 17] = 20.0  # all mass on the last gesture, a non-target
+    nine = torch.full((1, 9), -20.0)
+    nine[0, 8] = 20.0  # non_target
+    assert float(kl_consistency(logits18, nine, 1.0)) < 1e-6
+
+
+def test_inverse_frequency_weights():
+    w = inverse_frequency_weights(np.array([0, 0, 0, 1]), 3)
+    assert w.tolist() == pytest.approx([4 / 6, 2.0, 0.0])
+
+
+def test_loss_terms_keys_follow_config():
+    out = CMINetwork(TINY)(make_batch())
+    assert set(loss_terms(out, make_batch(), LossConfig())) == {"multiclass", "binary", "nine_class", "kl"}
+    assert set(loss_terms(out, make_batch(), LossConfig(kl_weight=0))) == {"multiclass", "binary", "nine_class"}
+
+
+# ------------------------------------------------------------------ network
+
+
+def test_network_shapes_and_imu_only_batch():
+    net = CMINetwork(TINY).eval()
+    out = net(make_batch(imu_only=True))
+    assert out["multiclass"].shape == (6, 18) and out["binary"].shape == (6,) and out["nine_class"].shape == (6, 9)
+    assert all(torch.isfinite(v).all() for v in out.values())
+    assert "nine_class" not in CMINetwork(TINY, nine_class_head=False)(make_batch())
+
+
+def test_absent_sensor_contributes_nothing():
+    net = CMINetwork(TINY).eval()
+    a, b = make_batch(imu_only=True), make_batch(imu_only=True)
+    b["tof"] = torch.randn_like(b["tof"]) * 100  # garbage where the sensor is flagged absent
+    b["thm"] = torch.randn_like(b["thm"]) * 100
+    with torch.no_grad():
+        assert torch.equal(net(a)["multiclass"], net(b)["multiclass"])
+
+
+def test_padding_does_not_change_real_steps():
+    net = CMINetwork(TINY).eval()
+    batch = make_batch()
+    longer = {k: v for k, v in batch.items()}
+    for k in ("imu", "thm", "tof", "present"):
+        longer[k] = torch.cat([v := batch[k], torch.randn(v.shape[0], 5, v.shape[2])], 1)
+    longer["valid"] = torch.cat([batch["valid"], torch.zeros(6, 5, dtype=torch.bool)], 1)
+    with torch.no_grad():
+        assert torch.allclose(net(batch)["multiclass"], net(longer)["multiclass"], atol=1e-5)
+
+
+# ------------------------------------------------------------------ module
+
+
+class _FakeTrainer:
+    estimated_stepping_batches = 10
+    max_epochs = 2
+
+
+def test_optimizer_groups_and_one_step_moves_every_s():
+    loss_cfg = LossConfig(auto_weighting="uncertainty", weight_lr_multiplier=0.5)
+    m = CMISqueezeformer(CMINetwork(TINY), loss_cfg, TrainConfig(lr=1e-2, weight_decay=0.05, warmup_epochs=0))
+    m.trainer = _FakeTrainer()  # configure_optimizers reads the step count from the trainer
+    conf = m.configure_optimizers()
+    opt = conf["optimizer"]
+    assert len(opt.param_groups) == 2
+    net_group, w_group = opt.param_groups
+    assert net_group["lr"] == pytest.approx(1e-2) and net_group["weight_decay"] == 0.05
+    assert w_group["lr"] == pytest.approx(5e-3) and w_group["weight_decay"] == 0.0
+    assert {id(p) for p in w_group["params"]} == {id(p) for p in m.weighting.parameters()}
+    before = {k: float(v) for k, v in m.weighting.s.items()}
+    _, _, total, _ = m.model_step(make_batch())
+    total.backward()
+    assert all(p.grad is not None and float(p.grad) != 0 for p in m.weighting.s.values())
+    opt.step()
+    assert all(float(m.weighting.s[k]) != before[k] for k in before)
+
+
+def test_fixed_module_has_a_single_group():
+    m = CMISqueezeformer(CMINetwork(TINY), LossConfig(), TrainConfig())
+    m.trainer = _FakeTrainer()
+    assert len(m.configure_optimizers()["optimizer"].param_groups) == 1
