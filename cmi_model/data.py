@@ -373,7 +373,7 @@ def load(
         demographics = Path(demographics)
         if not demographics.is_file():
             raise InputError(f"{demographics}: file not found")
-        fp = xxhash.xxh3_128_hexdigest(fp + fingerprint(demographics))
+        fp = xxhash.xxh3_128_hexdigest((fp + fingerprint(demographics)).encode())
     key = f"v{CACHE_VERSION}-{fp}"
     if cache_dir is not None:
         cached = _read_cache(Path(cache_dir) / key)

@@ -1,0 +1,126 @@
+"""The cross-validated objective: K subject-grouped folds per trial, one report per fold."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import optuna
+from optuna.trial import TrialState
+from tqdm.auto import tqdm
+
+from cmi_model.config import DataConfig, LossConfig, ModelConfig, TrainConfig
+from cmi_model.data import SequenceData
+from cmi_model.train import FoldResult, fit_fold
+from study import space
+from study.settings import Settings
+
+FOLD_ATTRS = ("fold_scores", "fold_binary_f1", "fold_macro_f1", "fold_weights", "weight_trajectory")
+FOLD_ATTRS += ("fold_epochs", "fold_seconds")
+
+
+class BudgetTaken(Exception):
+    """Other workers already hold the arm's whole trial budget: this trial steps aside."""
+
+
+@dataclass
+class TrialConfigs:
+    model: ModelConfig
+    loss: LossConfig
+    data: DataConfig
+    train: TrainConfig
+
+
+def _record(trial: optuna.Trial, results: list[FoldResult], data: SequenceData) -> None:
+    """Write what the folds so far produced; called after every fold so partial trials keep it."""
+    trial.set_user_attr("fold_scores", [r.score for r in results])
+    trial.set_user_attr("fold_binary_f1", [r.binary_f1 for r in results])
+    trial.set_user_attr("fold_macro_f1", [r.macro_f1 for r in results])
+    trial.set_user_attr("fold_weights", [r.weights for r in results])
+    trial.set_user_attr("weight_trajectory", [r.weight_trajectory for r in results])
+    trial.set_user_attr("fold_epochs", [r.epochs for r in results])
+    trial.set_user_attr("fold_seconds", [round(r.seconds, 3) for r in results])
+    trial.set_user_attr("device", results[-1].device)
+    idx = np.concatenate([r.val_indices for r in results])
+    pred = np.concatenate([r.val_probs.argmax(1) for r in results])
+    # Compact out-of-fold predictions (18-class indices) for per-class F1 and confusion matrices.
+    trial.set_user_attr("oof", {"y_true": data.gesture[idx].tolist(), "y_pred": pred.tolist()})
+
+
+def run_folds(
+    trial: optuna.Trial,
+    data: SequenceData,
+    folds: list[tuple[np.ndarray, np.ndarray]],
+    cfg: TrialConfigs,
+    *,
+    seed: int,
+    prune: bool,
+    label: str = "",
+) -> float:
+    """Train every fold, report each fold's score as step k, return the mean CV score."""
+    results: list[FoldResult] = []
+    try:
+        for k, (train_idx, val_idx) in enumerate(
+            tqdm(folds, desc=f"{label} folds", leave=False, unit="fold")
+        ):
+            train_cfg = cfg.train.model_copy(update={"seed": seed * 1000 + k})
+            res = fit_fold(
+                data,
+                train_idx,
+                val_idx,
+                model_cfg=cfg.model,
+                loss_cfg=cfg.loss,
+                data_cfg=cfg.data,
+                train_cfg=train_cfg,
+            )
+            results.append(res)
+            _record(trial, results, data)
+            trial.report(res.score, k)
+            if prune and trial.should_prune():
+                raise optuna.TrialPruned(f"pruned after fold {k} (score {res.score:.4f})")
+    except optuna.TrialPruned:
+        raise
+    except Exception as e:
+        # Recorded on the trial so the report and dashboard can say why it failed.
+        trial.set_user_attr("fail_reason", f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+        raise
+    return float(np.mean([r.score for r in results]))
+
+
+def budget_counts(study: optuna.Study) -> tuple[int, int]:
+    """(finished trials that count towards the budget: complete + pruned, trials running)."""
+    trials = study.get_trials(
+        deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
+    )
+    running = sum(t.state == TrialState.RUNNING for t in trials)
+    return len(trials) - running, running
+
+
+class CVObjective:
+    """One arm's objective: suggest → configs → K folds. Same folds for every trial."""
+
+    def __init__(self, arm: str, settings: Settings, data: SequenceData, folds, n_total: int):
+        self.arm, self.settings, self.data, self.folds, self.n_total = arm, settings, data, folds, n_total
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        # Trials started before this one have the budget first; if they fill it, step aside.
+        done, _ = budget_counts(trial.study)
+        older = trial.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        if done + sum(t.number < trial.number for t in older) >= self.n_total:
+            trial.set_user_attr(
+                "fail_reason", "BudgetTaken: other workers already run the rest of the budget"
+            )
+            raise BudgetTaken()
+        params = space.suggest(trial, self.arm)
+        s = self.settings
+        model, loss, train = space.apply(self.arm, params, s.model, s.loss, s.train)
+        cfg = TrialConfigs(model, loss, s.data, train)
+        return run_folds(
+            trial,
+            self.data,
+            self.folds,
+            cfg,
+            seed=s.study.seed,
+            prune=s.study.pruner != "none",
+            label=f"{self.arm} #{trial.number}",
+        )

@@ -1,0 +1,319 @@
+"""Run the arms (as one worker among any number) and the confirmation re-training."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import numpy as np
+import optuna
+from optuna.storages import fail_stale_trials
+from optuna.trial import TrialState
+from tqdm.auto import tqdm
+
+from cmi_model.data import DEFAULT_CACHE_DIR, SequenceData, describe, load_dir
+from cmi_model.errors import InputError
+from cmi_model.folds import subject_folds
+from study import space
+from study.objective import CVObjective, TrialConfigs, budget_counts, run_folds
+from study.settings import Settings
+from study.storage import open_storage
+
+PACKAGES = (
+    "torch",
+    "pytorch-lightning",
+    "optuna",
+    "optuna-dashboard",
+    "numpy",
+    "pandas",
+    "scikit-learn",
+    "plotly",
+)
+MAX_CONSECUTIVE_FAILURES = 3  # an arm whose trials keep failing is broken, not unlucky
+
+
+def versions() -> dict[str, str]:
+    out = {"python": sys.version.split()[0]}
+    for p in PACKAGES:
+        try:
+            out[p] = version(p)
+        except PackageNotFoundError:
+            out[p] = "not installed"
+    return out
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def synthetic_dir(settings: Settings) -> Path:
+    """The embedded data set, generated once per size and seed into the cache."""
+    from cmi_model.synthetic import generate
+
+    syn = settings.synthetic
+    name = f"synthetic-{'full' if syn.full_size else f's{syn.subjects}'}-seed{syn.seed}"
+    folder = Path(os.environ.get("CMI_CACHE_DIR", DEFAULT_CACHE_DIR)) / name
+    if not (folder / "train.csv").is_file():
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".tmp-"))
+        generate(tmp, n_subjects=syn.subjects, full_size=syn.full_size, seed=syn.seed)
+        try:
+            os.replace(tmp, folder)
+        except OSError:  # another worker finished first: use theirs
+            shutil.rmtree(tmp, ignore_errors=True)
+    return folder
+
+
+def load_study_data(settings: Settings, data_dir: str | None) -> tuple[SequenceData, dict]:
+    folder = Path(data_dir) if data_dir else synthetic_dir(settings)
+    cache = Path(os.environ.get("CMI_CACHE_DIR", DEFAULT_CACHE_DIR))
+    data = load_dir(folder, cache_dir=cache)
+    desc = describe(data)
+    info = {
+        "source": str(folder.resolve()) if data_dir else "synthetic",
+        "n_sequences": desc["n_sequences"],
+        "n_subjects": desc["n_subjects"],
+        "n_rows": desc["n_rows"],
+        "fingerprint": desc["fingerprint"],
+    }
+    if not data_dir:
+        info["synthetic"] = settings.synthetic.model_dump()
+    return data, info
+
+
+# ----------------------------------------------------------------------------- studies
+
+
+def _sampler(settings: Settings, study_has_trials: bool) -> optuna.samplers.BaseSampler:
+    seed = settings.study.seed
+    if study_has_trials:
+        # A worker joining a running study must not replay the first worker's random draws.
+        seed = (seed * 1_000_003 + os.getpid() + time.time_ns()) % (2**31)
+    return optuna.samplers.TPESampler(seed=seed)
+
+
+def _pruner(settings: Settings) -> optuna.pruners.BasePruner:
+    kind = settings.study.pruner
+    if kind == "wilcoxon":
+        return optuna.pruners.WilcoxonPruner(p_threshold=0.1)
+    if kind == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0)
+    return optuna.pruners.NopPruner()
+
+
+# Settings that change what a score means: a worker may not join a study made with others.
+_MUST_MATCH = ("n_folds", "seed", "epochs", "preset")
+
+
+def study_attrs(arm: str, settings: Settings, data_info: dict, command: str) -> dict:
+    return {
+        "arm": arm,
+        "search_space": space.describe(arm),
+        "n_folds": settings.study.folds,
+        "seed": settings.study.seed,
+        "n_trials": settings.study.n_trials,
+        "epochs": settings.train.max_epochs,
+        "preset": settings.preset,
+        "data": data_info,
+        "versions": versions(),
+        "command": command,
+        "settings": json.loads(settings.model_dump_json()),
+    }
+
+
+def open_arm_study(
+    storage, name: str, arm: str, settings: Settings, data_info: dict, command: str
+) -> optuna.Study:
+    study_name = f"{name}-{arm}"
+    try:
+        existing = optuna.load_study(study_name=study_name, storage=storage)
+        has_trials = len(existing.get_trials(deepcopy=False)) > 0
+    except KeyError:
+        has_trials = False
+    study = optuna.create_study(
+        storage=storage,
+        study_name=study_name,
+        direction="maximize",
+        sampler=_sampler(settings, has_trials),
+        pruner=_pruner(settings),
+        load_if_exists=True,
+    )
+    want = study_attrs(arm, settings, data_info, command)
+    have = study.user_attrs
+    if not have:
+        for k, v in want.items():
+            study.set_user_attr(k, v)
+        study.enqueue_trial(space.baseline(arm, settings.train, settings.model), skip_if_exists=True)
+    else:
+        for k in _MUST_MATCH:
+            if have.get(k) != want[k]:
+                raise InputError(
+                    f"study {study_name!r} was created with {k}={have.get(k)!r}, this run asks for {want[k]!r}: "
+                    "use the same options or another --study-name"
+                )
+        if have.get("data", {}).get("fingerprint") != data_info["fingerprint"]:
+            raise InputError(
+                f"study {study_name!r} was run on other data (fingerprint differs): use another --study-name"
+            )
+        if settings.study.n_trials > have.get("n_trials", 0):
+            study.set_user_attr("n_trials", settings.study.n_trials)  # a later run may extend the budget
+    return study
+
+
+def run_arms(settings: Settings, storage_url: str, name: str, data_dir: str | None, command: str) -> dict:
+    """Work on every arm until each has n_trials complete + pruned trials (across all workers)."""
+    data, info = load_study_data(settings, data_dir)
+    st = settings.study
+    storage = open_storage(
+        storage_url,
+        heartbeat_interval=st.heartbeat_interval,
+        grace_period=st.grace_period,
+        max_retry=st.max_retry,
+    )
+    folds = subject_folds(data, st.folds, st.seed)
+    studies = {arm: open_arm_study(storage, name, arm, settings, info, command) for arm in st.arms}
+    objectives = {arm: CVObjective(arm, settings, data, folds, st.n_trials) for arm in st.arms}
+    failures = dict.fromkeys(st.arms, 0)
+    broken: dict[str, str] = {}
+    total = st.n_trials * len(st.arms)
+    with tqdm(total=total, desc="trials", unit="trial") as bar:
+        while True:
+            progressed, finished = False, 0
+            for arm in st.arms:
+                study = studies[arm]
+                fail_stale_trials(study)  # a dead worker's trial: failed and re-queued
+                done, running = budget_counts(study)
+                if done >= st.n_trials or arm in broken:
+                    finished += 1
+                    continue
+                if done + running >= st.n_trials:
+                    continue  # other workers hold the rest of the budget; wait in case one dies
+                ran: list = []  # optimize keeps no handle on its trial: a callback hands it over
+                study.optimize(
+                    objectives[arm],
+                    n_trials=1,
+                    catch=(Exception,),
+                    gc_after_trial=True,
+                    callbacks=[lambda _study, t, ran=ran: ran.append(t)],
+                )
+                progressed = True
+                trial = ran[-1]
+                if trial.state != TrialState.FAIL:
+                    failures[arm] = 0
+                    continue
+                reason = trial.user_attrs.get("fail_reason", "unknown error")
+                if reason.startswith("BudgetTaken"):
+                    continue
+                failures[arm] += 1
+                tqdm.write(f"{arm}: trial {trial.number} failed: {reason}")
+                if failures[arm] >= MAX_CONSECUTIVE_FAILURES:
+                    broken[arm] = reason
+                    tqdm.write(f"{arm}: {failures[arm]} trials in a row failed; giving up on this arm")
+            bar.n = sum(min(st.n_trials, budget_counts(s)[0]) for s in studies.values())
+            bar.refresh()
+            if finished == len(st.arms):
+                break
+            if not progressed:
+                time.sleep(min(2.0, st.heartbeat_interval))
+    if broken:
+        raise RuntimeError(
+            "; ".join(f"arm {a} stopped after repeated failures: {r}" for a, r in broken.items())
+        )
+    return {arm: summarize(s) for arm, s in studies.items()}
+
+
+def summarize(study: optuna.Study) -> dict:
+    trials = study.get_trials(deepcopy=False)
+    states = {
+        s.name.lower(): sum(t.state == s for t in trials)
+        for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+    }
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    best = max(complete, key=lambda t: t.value, default=None)
+    return states | {"best_value": best.value if best else None, "best_params": best.params if best else None}
+
+
+# ----------------------------------------------------------------------------- confirmation
+
+
+def run_confirm(storage_url: str, name: str, n_seeds: int, data_dir: str | None, command: str) -> dict:
+    """Re-train each arm's best parameters on n_seeds fresh fold splits (same splits across arms)."""
+    storage = open_storage(storage_url)
+    existing = {s.study_name: s for s in optuna.get_all_study_summaries(storage)}
+    arm_studies = {}
+    for arm in space.ARMS:
+        if f"{name}-{arm}" in existing:
+            arm_studies[arm] = optuna.load_study(study_name=f"{name}-{arm}", storage=storage)
+    if not arm_studies:
+        raise InputError(
+            f"storage has no study named {name}-<arm>: run `cmi-study run --study-name {name}` first"
+        )
+    first = next(iter(arm_studies.values()))
+    settings = Settings(**first.user_attrs["settings"])
+    data, info = load_study_data(settings, data_dir)
+    recorded = first.user_attrs.get("data", {})
+    if recorded.get("fingerprint") != info["fingerprint"]:
+        raise InputError(
+            f"the data differs from the data study {first.study_name!r} was run on "
+            f"(source {recorded.get('source')!r}): pass the same --data"
+        )
+    best = {}
+    for arm, study in arm_studies.items():
+        complete = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
+        if not complete:
+            raise InputError(f"study {study.study_name!r} has no complete trial yet: nothing to confirm")
+        best[arm] = max(complete, key=lambda t: t.value)
+    confirm = optuna.create_study(
+        storage=storage, study_name=f"{name}-confirm", direction="maximize", load_if_exists=True
+    )
+    seeds = [settings.study.seed + 1 + r for r in range(n_seeds)]  # fresh: never the search's split seed
+    confirm.set_user_attr("arms", list(best))
+    confirm.set_user_attr("seeds", sorted(set(confirm.user_attrs.get("seeds", [])) | set(seeds)))
+    confirm.set_user_attr("n_folds", settings.study.folds)
+    confirm.set_user_attr("data", info)
+    confirm.set_user_attr("command", command)
+    confirm.set_user_attr("versions", versions())
+    done = {
+        (t.user_attrs.get("arm"), t.user_attrs.get("seed"))
+        for t in confirm.get_trials(deepcopy=False)
+        if t.state in (TrialState.COMPLETE, TrialState.RUNNING)
+    }
+    todo = [(seed, arm) for seed in seeds for arm in best if (arm, seed) not in done]
+    for seed, arm in tqdm(todo, desc="confirm", unit="run"):
+        folds = subject_folds(data, settings.study.folds, seed)
+        params = best[arm].params
+        model, loss, train = space.apply(arm, params, settings.model, settings.loss, settings.train)
+        trial = confirm.ask()
+        for k, v in {"arm": arm, "seed": seed, "params": params, "source_trial": best[arm].number}.items():
+            trial.set_user_attr(k, v)
+        try:
+            value = run_folds(
+                trial,
+                data,
+                folds,
+                TrialConfigs(model, loss, settings.data, train),
+                seed=seed,
+                prune=False,
+                label=f"confirm {arm} s{seed}",
+            )
+        except Exception as e:
+            confirm.tell(trial, state=TrialState.FAIL)
+            tqdm.write(
+                f"confirm {arm} seed {seed} failed: {trial.user_attrs.get('fail_reason', e)}"
+                if hasattr(trial, "user_attrs")
+                else str(e)
+            )
+            continue
+        except KeyboardInterrupt:
+            confirm.tell(trial, state=TrialState.FAIL)
+            raise
+        confirm.tell(trial, value)
+    scores = {}
+    for t in confirm.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        scores.setdefault(t.user_attrs["arm"], []).extend(t.user_attrs["fold_scores"])
+    return {arm: {"n": len(v), "mean": float(np.mean(v))} for arm, v in scores.items()}

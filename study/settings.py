@@ -1,0 +1,122 @@
+"""Study settings: a preset, overridden by a TOML file, overridden by command-line flags."""
+
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from cmi_model.config import MODEL_PRESETS, DataConfig, LossConfig, ModelConfig, TrainConfig
+from cmi_model.errors import InputError
+from study.space import ARMS
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SyntheticSettings(_Strict):
+    subjects: int = Field(10, ge=2)  # embedded data size when no --data is given
+    full_size: bool = False  # the real competition's sizes (81 subjects, ~575k rows)
+    seed: int = 0
+
+
+class StudySection(_Strict):
+    arms: tuple[str, ...] = ("fixed", "uncertainty")
+    n_trials: int = Field(6, ge=1)  # per arm, across all workers
+    folds: int = Field(3, ge=2)
+    seed: int = 0  # fold split, sampler and initialisation
+    pruner: Literal["wilcoxon", "median", "none"] = "wilcoxon"
+    confirm_seeds: int = Field(2, ge=1)
+    heartbeat_interval: int = Field(
+        10, ge=1, le=10
+    )  # seconds; a dead worker's trial is found within a minute
+    grace_period: int = Field(30, ge=2, le=60)
+    max_retry: int = Field(2, ge=0)  # re-runs of a trial whose worker died
+
+    @field_validator("arms")
+    @classmethod
+    def _known_arms(cls, arms: tuple[str, ...]) -> tuple[str, ...]:
+        for a in arms:
+            if a not in ARMS:
+                raise ValueError(f"unknown arm {a!r}; choose from {', '.join(ARMS)}")
+        if len(set(arms)) != len(arms) or not arms:
+            raise ValueError(f"arms must be distinct and non-empty, got {arms}")
+        return arms
+
+
+class Settings(_Strict):
+    preset: str
+    model_preset: str = "tiny"
+    study: StudySection = StudySection()
+    synthetic: SyntheticSettings = SyntheticSettings()
+    model: ModelConfig = MODEL_PRESETS["tiny"]
+    loss: LossConfig = LossConfig()
+    data: DataConfig = DataConfig()
+    train: TrainConfig = TrainConfig()
+
+
+# Each preset sets model size, data size, epochs and folds together.
+PRESETS: dict[str, dict] = {
+    "tiny": {  # seconds: for tests
+        "model_preset": "tiny",
+        "study": {"n_trials": 2, "folds": 2, "confirm_seeds": 1},
+        "synthetic": {"subjects": 4},
+        "data": {"max_len": 48, "batch_size": 64},
+        "train": {"max_epochs": 1, "patience": 1, "warmup_epochs": 0.0},
+    },
+    "demo": {  # the README demo: a few minutes on a 2-core CPU
+        "model_preset": "tiny",
+        "study": {"n_trials": 6, "folds": 3, "confirm_seeds": 2},
+        "synthetic": {"subjects": 9},
+        "data": {"max_len": 64, "batch_size": 64},
+        "train": {"max_epochs": 6, "patience": 3, "warmup_epochs": 0.5},
+    },
+    "full": {  # the public experiment's model on the full data: hours, a GPU helps
+        "model_preset": "public",
+        "study": {"n_trials": 40, "folds": 5, "confirm_seeds": 3},
+        "synthetic": {"full_size": True},
+        "data": {"max_len": 128, "batch_size": 64},
+        "train": {"max_epochs": 40, "patience": 8, "warmup_epochs": 2.0},
+    },
+}
+
+
+def _merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def _one_line(e: ValidationError, where: str) -> str:
+    err = e.errors()[0]
+    loc = ".".join(str(p) for p in err["loc"]) or "settings"
+    msg = err["msg"].removeprefix("Value error, ")
+    more = f" (and {e.error_count() - 1} more)" if e.error_count() > 1 else ""
+    return f"{where}: {loc}: {msg}{more}"
+
+
+def build_settings(
+    preset: str = "demo", config_file: Path | None = None, overrides: dict | None = None
+) -> Settings:
+    """preset < TOML file < command-line overrides; any impossible value is an InputError."""
+    if preset not in PRESETS:
+        raise InputError(f"--preset: unknown preset {preset!r}; choose from {', '.join(PRESETS)}")
+    raw = _merge({"preset": preset}, PRESETS[preset])
+    if config_file is not None:
+        try:
+            raw = _merge(raw, tomllib.loads(Path(config_file).read_text()))
+        except FileNotFoundError:
+            raise InputError(f"{config_file}: config file not found") from None
+        except tomllib.TOMLDecodeError as e:
+            raise InputError(f"{config_file}: not valid TOML: {e}") from None
+    raw = _merge(raw, overrides or {})
+    model_preset = raw.get("model_preset", "tiny")
+    if model_preset not in MODEL_PRESETS:
+        raise InputError(f"model_preset: unknown {model_preset!r}; choose from {', '.join(MODEL_PRESETS)}")
+    raw["model"] = MODEL_PRESETS[model_preset].model_dump() | raw.get("model", {})
+    try:
+        return Settings(**raw)
+    except ValidationError as e:
+        raise InputError(_one_line(e, str(config_file) if config_file else "options")) from None

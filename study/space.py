@@ -1,0 +1,93 @@
+"""The search space of each arm: every trial.suggest_* call of the project lives here.
+
+Fairness: every arm searches the same shared space (same names, ranges, scales) and
+its own weighting knobs, and its first trial is the original plan's defaults.
+"""
+
+from dataclasses import dataclass
+from typing import Literal
+
+import optuna
+
+from cmi_model.config import LossConfig, ModelConfig, TrainConfig
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    low: float
+    high: float
+    log: bool
+    section: Literal["train", "model", "loss"]  # which config the value goes into
+
+    def describe(self) -> str:
+        return f"{'log-uniform' if self.log else 'uniform'} [{self.low:g}, {self.high:g}] ({self.section})"
+
+
+SHARED = (
+    Param("lr", 1e-4, 1e-2, True, "train"),
+    Param("weight_decay", 1e-5, 1e-1, True, "train"),
+    Param("dropout", 0.0, 0.3, False, "model"),
+)
+ARM_PARAMS: dict[str, tuple[Param, ...]] = {
+    "fixed": (
+        Param("alpha", 0.0, 1.0, False, "loss"),
+        Param("nine_class_loss_weight", 0.0, 1.0, False, "loss"),
+        Param("kl_weight", 0.0, 1.0, False, "loss"),
+    ),
+    "uncertainty": (
+        Param("uncertainty_init_value", -2.0, 2.0, False, "loss"),
+        Param("weight_lr_multiplier", 0.01, 10.0, True, "loss"),
+    ),
+    "direct": (Param("weight_lr_multiplier", 0.01, 10.0, True, "loss"),),
+}
+ARMS = tuple(ARM_PARAMS)
+WEIGHTING_OF_ARM = {"fixed": "none", "uncertainty": "uncertainty", "direct": "direct"}
+
+# The original plan's values, enqueued as each arm's first trial.
+_PLAN = LossConfig()
+BASELINE: dict[str, dict[str, float]] = {
+    "fixed": {
+        "alpha": _PLAN.alpha,
+        "nine_class_loss_weight": _PLAN.nine_class_loss_weight,
+        "kl_weight": _PLAN.kl_weight,
+    },
+    "uncertainty": {
+        "uncertainty_init_value": _PLAN.uncertainty_init_value,
+        "weight_lr_multiplier": _PLAN.weight_lr_multiplier,
+    },
+    "direct": {"weight_lr_multiplier": _PLAN.weight_lr_multiplier},
+}
+
+
+def params_of(arm: str) -> tuple[Param, ...]:
+    return SHARED + ARM_PARAMS[arm]
+
+
+def describe(arm: str) -> dict[str, str]:
+    return {p.name: p.describe() for p in params_of(arm)}
+
+
+def baseline(arm: str, train: TrainConfig, model: ModelConfig) -> dict[str, float]:
+    """The first trial of an arm: the configured shared values and the plan's weights."""
+    shared = {"lr": train.lr, "weight_decay": train.weight_decay, "dropout": model.dropout}
+    return shared | BASELINE[arm]
+
+
+def suggest(trial: optuna.Trial, arm: str) -> dict[str, float]:
+    return {p.name: trial.suggest_float(p.name, p.low, p.high, log=p.log) for p in params_of(arm)}
+
+
+def apply(
+    arm: str, params: dict[str, float], model: ModelConfig, loss: LossConfig, train: TrainConfig
+) -> tuple[ModelConfig, LossConfig, TrainConfig]:
+    """Configs of one trial: the study's base configs with the arm's weighting and the trial's values."""
+    updates: dict[str, dict] = {"train": {}, "model": {}, "loss": {"auto_weighting": WEIGHTING_OF_ARM[arm]}}
+    for p in params_of(arm):
+        if p.name in params:
+            updates[p.section][p.name] = params[p.name]
+    return (
+        model.model_copy(update=updates["model"]),
+        LossConfig(**(loss.model_dump() | updates["loss"])),  # re-validated: a trial can't make a bad config
+        train.model_copy(update=updates["train"]),
+    )
