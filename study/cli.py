@@ -8,10 +8,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
+import subprocess
 import sys
 import time
 from pathlib import Path
+
+# Before torch loads: OpenMP threads that spin-wait collapse throughput (20× measured
+# here) as soon as another process shares the cores, e.g. a second study worker.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from pydantic import ValidationError
 
@@ -69,6 +75,12 @@ def _study_args(p: argparse.ArgumentParser) -> None:
         "--pruner", choices=["wilcoxon", "median", "none"], help="per-fold pruning (default: wilcoxon)"
     )
     p.add_argument("--subjects", type=_positive(int), help="subjects of the embedded synthetic data")
+    p.add_argument(
+        "--workers", type=_positive(int), default=1, help="worker processes on this machine (default 1)"
+    )
+    p.add_argument(
+        "--threads", type=_positive(int), default=1, help="torch CPU threads per worker (default 1)"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -90,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("confirm", help="re-train each arm's best configuration on fresh fold splits")
     _storage_args(p)
+    p.add_argument("--threads", type=_positive(int), default=1, help="torch CPU threads (default 1)")
     p.add_argument("--data", help="the same --data the run used (default: embedded synthetic data)")
     p.add_argument(
         "--seeds", type=_positive(int), default=None, help="fresh split seeds (default: the preset's)"
@@ -103,6 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
     _storage_args(p)
     p.add_argument("--preset", default="demo", choices=["tiny", "demo", "full"])
     p.add_argument("--out", type=Path, help="HTML file (default: reports/NAME.html)")
+    p.add_argument(
+        "--workers", type=_positive(int), default=min(2, os.cpu_count() or 1), help="worker processes"
+    )
     return parser
 
 
@@ -162,16 +178,30 @@ def cmd_inspect(args) -> None:
 
 
 def cmd_run(args) -> None:
+    import torch
+
     from study.runner import run_arms
     from study.storage import safe_url
 
     settings = _settings_from(args)
     url = _storage_url(args)
+    torch.set_num_threads(args.threads)
+    st = settings.study
     print(
-        f"study {args.study_name}: arms {', '.join(settings.study.arms)}, {settings.study.n_trials} trials per arm, "
-        f"{settings.study.folds} folds, storage {safe_url(url)}"
+        f"study {args.study_name}: arms {', '.join(st.arms)}, {st.n_trials} trials per arm, {st.folds} folds, "
+        f"{args.workers} worker(s), storage {safe_url(url)}"
     )
-    summary = run_arms(settings, url, args.study_name, args.data, _command_line())
+    helpers: list[subprocess.Popen] = []
+
+    def spawn() -> None:  # once this process has created the studies and queued the baselines
+        helpers.extend(_spawn_workers(args, url) if args.workers > 1 else [])
+
+    try:
+        summary = run_arms(settings, url, args.study_name, args.data, _command_line(), on_ready=spawn)
+    finally:
+        codes = [p.wait() for p in helpers]
+    if any(codes):
+        raise RuntimeError(f"{sum(c != 0 for c in codes)} helper worker(s) failed (exit codes {codes})")
     for arm, s in summary.items():
         best = f"{s['best_value']:.4f}" if s["best_value"] is not None else "none"
         print(
@@ -179,10 +209,26 @@ def cmd_run(args) -> None:
         )
 
 
+def _spawn_workers(args, url: str) -> list[subprocess.Popen]:
+    """workers - 1 more processes of this same run on the same storage; this process is the last."""
+    argv = [sys.executable, "-m", "study", "run", "--storage", url, "--study-name", args.study_name]
+    argv += ["--preset", args.preset, "--threads", str(args.threads)]
+    for flag in ("data", "config", "arms", "n_trials", "folds", "epochs", "seed", "pruner", "subjects"):
+        if getattr(args, flag, None) is not None:
+            argv += [f"--{flag.replace('_', '-')}", str(getattr(args, flag))]
+    env = os.environ | {
+        "TQDM_DISABLE": "1"
+    }  # one progress bar: this process's, which counts every worker's trials
+    return [subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL) for _ in range(args.workers - 1)]
+
+
 def cmd_confirm(args) -> None:
+    import torch
+
     from study.runner import run_confirm
 
     url = _storage_url(args)
+    torch.set_num_threads(args.threads)
     seeds = args.seeds or _stored_confirm_seeds(url, args.study_name)
     result = run_confirm(url, args.study_name, seeds, args.data, _command_line())
     for arm, r in result.items():
@@ -219,7 +265,7 @@ def cmd_demo(args) -> None:
     from study.storage import safe_url
 
     start = time.perf_counter()
-    args.data, args.config, args.arms, args.seeds = None, None, None, None
+    args.data, args.config, args.arms, args.seeds, args.threads = None, None, None, None, 1
     for flag in ("n_trials", "folds", "epochs", "seed", "pruner", "subjects"):
         setattr(args, flag, None)
     print("== 1/3 search: every arm, same budget, same folds")

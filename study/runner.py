@@ -8,11 +8,13 @@ import shutil
 import sys
 import tempfile
 import time
+import warnings
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import numpy as np
 import optuna
+from optuna.exceptions import ExperimentalWarning
 from optuna.storages import fail_stale_trials
 from optuna.trial import TrialState
 from tqdm.auto import tqdm
@@ -36,6 +38,7 @@ PACKAGES = (
     "plotly",
 )
 MAX_CONSECUTIVE_FAILURES = 3  # an arm whose trials keep failing is broken, not unlucky
+warnings.filterwarnings("ignore", category=ExperimentalWarning)  # heartbeat helpers: stable in practice since 2.9
 
 
 def versions() -> dict[str, str]:
@@ -165,7 +168,9 @@ def open_arm_study(
     return study
 
 
-def run_arms(settings: Settings, storage_url: str, name: str, data_dir: str | None, command: str) -> dict:
+def run_arms(
+    settings: Settings, storage_url: str, name: str, data_dir: str | None, command: str, on_ready=None
+) -> dict:
     """Work on every arm until each has n_trials complete + pruned trials (across all workers)."""
     data, info = load_study_data(settings, data_dir)
     st = settings.study
@@ -178,6 +183,8 @@ def run_arms(settings: Settings, storage_url: str, name: str, data_dir: str | No
     folds = subject_folds(data, st.folds, st.seed)
     studies = {arm: open_arm_study(storage, name, arm, settings, info, command) for arm in st.arms}
     objectives = {arm: CVObjective(arm, settings, data, folds, st.n_trials) for arm in st.arms}
+    if on_ready is not None:
+        on_ready()
     failures = dict.fromkeys(st.arms, 0)
     broken: dict[str, str] = {}
     total = st.n_trials * len(st.arms)

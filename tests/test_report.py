@@ -1,0 +1,599 @@
+"""Report: extraction from tiny studies, figure smoke tests, and the HTML in headless Chromium."""
+
+from __future__ import annotations
+
+import math
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import optuna
+import plotly.graph_objects as go
+import pytest
+from optuna.distributions import FloatDistribution
+from optuna.trial import TrialState, create_trial
+from plotly.offline import get_plotlyjs
+
+from cmi_model.labels import EIGHTEEN_TO_NINE, GESTURES, NINE_CLASSES
+from cmi_model.metric import score_indices
+from study import report
+from study.report import (
+    SECTION_TITLES,
+    StudyNotFoundError,
+    class_report,
+    extract,
+    redact,
+    redact_url,
+    render_html,
+    write_report,
+)
+from study.stats import paired_comparison
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+K = 3  # folds in the fixtures
+SEEDS = (0, 1, 2)
+DIST = {
+    "lr": FloatDistribution(1e-4, 1e-2, log=True),
+    "weight_decay": FloatDistribution(1e-6, 1e-2, log=True),
+    "dropout": FloatDistribution(0.0, 0.5),
+    "alpha": FloatDistribution(0.1, 0.9),
+    "nine_class_loss_weight": FloatDistribution(0.0, 1.0),
+    "kl_weight": FloatDistribution(0.0, 0.5),
+    "uncertainty_init_value": FloatDistribution(-1.0, 1.0),
+    "weight_lr_multiplier": FloatDistribution(0.1, 10.0, log=True),
+}
+ARM_PARAMS = {
+    "fixed": ("lr", "weight_decay", "dropout", "alpha", "nine_class_loss_weight", "kl_weight"),
+    "uncertainty": ("lr", "weight_decay", "dropout", "uncertainty_init_value", "weight_lr_multiplier"),
+    "direct": ("lr", "weight_decay", "dropout", "weight_lr_multiplier"),
+}
+BASE = {"fixed": 0.70, "uncertainty": 0.71, "direct": 0.69}
+DEFAULT_STATES = ("COMPLETE",) * 5 + ("PRUNED", "FAIL", "RUNNING")
+PASSWORD = "s3cr3t-pw"
+SEARCH_SEED = 42
+
+
+def _oof(rng: np.random.Generator, acc: float, n: int = 90) -> dict[str, list[int]]:
+    y_true = rng.integers(0, len(GESTURES), n)
+    y_pred = np.where(rng.random(n) < acc, y_true, rng.integers(0, len(GESTURES), n))
+    return {"y_true": y_true.tolist(), "y_pred": y_pred.tolist()}
+
+
+def _weights(arm: str, params: dict, folds: int, epochs: int = 6):
+    if arm == "fixed":
+        w = {
+            "multiclass": params["alpha"],
+            "binary": 1 - params["alpha"],
+            "nine_class": params["nine_class_loss_weight"],
+            "kl": params["kl_weight"],
+        }
+        return [dict(w) for _ in range(folds)], [
+            {k: [v] * epochs for k, v in w.items()} for _ in range(folds)
+        ]
+    traj = []
+    for f in range(folds):
+        e = np.arange(1, epochs + 1)
+        traj.append(
+            {
+                "multiclass": (0.5 + 0.1 * f + 0.3 * (1 - np.exp(-e / 2))).tolist(),
+                "binary": (0.5 - 0.02 * e).tolist(),
+                "nine_class": (0.3 + 0.01 * e * (f + 1)).tolist(),
+                "kl": (0.1 + 0.0 * e).tolist(),
+            }
+        )
+    return [{k: v[-1] for k, v in t.items()} for t in traj], traj
+
+
+def add_arm_study(storage, name: str, arm: str, states=DEFAULT_STATES, *, seed: int = 0) -> optuna.Study:
+    """An arm study written as the driver's storage contract says."""
+    rng = np.random.default_rng(seed + len(arm))
+    study = optuna.create_study(storage=storage, study_name=f"{name}-{arm}", direction="maximize")
+    attrs = {
+        "arm": arm,
+        "search_space": {p: f"{DIST[p]}" for p in ARM_PARAMS[arm]},
+        "n_folds": K,
+        "seed": SEARCH_SEED,
+        "n_trials": len(states),
+        "epochs": 6,
+        "preset": "tiny",
+        "data": {
+            "source": "synthetic",
+            "n_sequences": 270,
+            "n_subjects": 9,
+            "n_rows": 19000,
+            "fingerprint": "ab12cd34ef56",
+        },
+        "versions": {"optuna": optuna.__version__, "torch": "2.13.0+cpu"},
+        "command": f"cmi-study run --storage postgresql://bob:{PASSWORD}@db/x --study-name {name}",
+    }
+    for k, v in attrs.items():
+        study.set_user_attr(k, v)
+    for i, state in enumerate(states):
+        params = {
+            p: float(DIST[p].low + (DIST[p].high - DIST[p].low) * rng.random()) for p in ARM_PARAMS[arm]
+        }
+        for p in ("lr", "weight_decay", "weight_lr_multiplier"):
+            if p in params:
+                lo, hi = math.log(DIST[p].low), math.log(DIST[p].high)
+                params[p] = float(math.exp(lo + (hi - lo) * rng.random()))
+        n_done = {"COMPLETE": K, "PRUNED": 2, "FAIL": 1, "RUNNING": 1}[state]
+        scores = [round(BASE[arm] + 0.01 * i + 0.005 * f, 6) for f in range(n_done)]
+        fold_weights, traj = _weights(arm, params, n_done)
+        ua = {
+            "fold_scores": scores,
+            "fold_binary_f1": [s + 0.1 for s in scores],
+            "fold_macro_f1": [s - 0.1 for s in scores],
+            "fold_weights": fold_weights,
+            "weight_trajectory": traj,
+            "fold_epochs": [6] * n_done,
+            "fold_seconds": [10.0 + i] * n_done,
+            "device": "cpu",
+            "oof": _oof(rng, 0.6 + 0.03 * i),
+        }
+        value = None
+        if state == "COMPLETE":
+            value = float(np.mean(scores))
+        elif state == "PRUNED":
+            value = scores[-1]  # Optuna stores the last intermediate value of a pruned trial
+        elif state == "FAIL":
+            ua = {"fail_reason": "CUDA out of memory <b>bold</b>", "fold_seconds": [3.0]}
+            scores = []
+        study.add_trial(
+            create_trial(
+                state=TrialState[state],
+                value=value,
+                params=params,
+                distributions={p: DIST[p] for p in params},
+                intermediate_values=dict(enumerate(scores)),
+                user_attrs=ua,
+            )
+        )
+    return study
+
+
+def confirm_scores(arm: str, seed: int) -> list[float]:
+    return [
+        round(BASE[arm] + 0.04 + 0.003 * seed + 0.002 * f + (0.001 * seed * f if arm != "fixed" else 0), 6)
+        for f in range(K)
+    ]
+
+
+def add_confirm_study(storage, name: str, arms=("fixed", "uncertainty"), seeds=SEEDS) -> optuna.Study:
+    study = optuna.create_study(storage=storage, study_name=f"{name}-confirm", direction="maximize")
+    study.set_user_attr("arms", list(arms))
+    study.set_user_attr("seeds", list(seeds))
+    study.set_user_attr("n_folds", K)
+    rng = np.random.default_rng(7)
+    for arm in arms:
+        for seed in seeds:
+            scores = confirm_scores(arm, seed)
+            study.add_trial(
+                create_trial(
+                    state=TrialState.COMPLETE,
+                    value=float(np.mean(scores)),
+                    user_attrs={
+                        "arm": arm,
+                        "seed": seed,
+                        "fold_scores": scores,
+                        "fold_binary_f1": [s + 0.1 for s in scores],
+                        "fold_macro_f1": [s - 0.1 for s in scores],
+                        "fold_seconds": [20.0] * K,
+                        "params": {"lr": 1e-3},
+                        "oof": _oof(rng, 0.7),
+                    },
+                )
+            )
+    return study
+
+
+def full_storage(storage, name: str, arms=("fixed", "uncertainty", "direct"), confirm=True):
+    """Every arm with complete, pruned, failed and running trials, plus a finished confirmation study."""
+    for i, arm in enumerate(arms):
+        add_arm_study(storage, name, arm, seed=i)
+    if confirm:
+        add_confirm_study(storage, name, arms=arms)
+    return storage
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'study.db'}"
+
+
+# ----------------------------------------------------------------------------- extraction
+
+
+def test_missing_study_raises_listing_existing_studies():
+    storage = optuna.storages.InMemoryStorage()
+    add_arm_study(storage, "other", "fixed", states=("COMPLETE",))
+    with pytest.raises(StudyNotFoundError, match="other-fixed") as err:
+        extract(storage, "nope")
+    assert isinstance(err.value, ValueError)
+
+
+def test_empty_storage_and_missing_file_raise(tmp_path, sqlite_url):
+    optuna.storages.get_storage(sqlite_url)  # creates an empty database
+    with pytest.raises(StudyNotFoundError, match="no studies"):
+        extract(sqlite_url, "x")
+    with pytest.raises(StudyNotFoundError, match="no SQLite database"):
+        extract(f"sqlite:///{tmp_path / 'missing.db'}", "x")
+    assert not (tmp_path / "missing.db").exists()
+
+
+def test_extract_one_arm_without_confirmation():
+    storage = optuna.storages.InMemoryStorage()
+    add_arm_study(storage, "solo", "fixed")
+    data = extract(storage, "solo")
+    assert list(data.arms) == ["fixed"] and data.confirm is None
+    d = data.arms["fixed"]
+    assert d.state_counts == {"COMPLETE": 5, "PRUNED": 1, "FAIL": 1, "RUNNING": 1}
+    assert d.budget == 8
+    # best = last complete trial (#4): scores 0.70 + 0.04 + 0.005·f
+    assert d.best is not None and d.best.number == 4
+    assert d.best.value == pytest.approx(np.mean([0.74, 0.745, 0.75]))
+    assert d.best.fold_scores == pytest.approx([0.74, 0.745, 0.75])
+    # compute: trial i spends (10 + i) s per fold it finished; failed trial 3 s
+    expected_seconds = sum(3 * (10 + i) for i in range(5)) + 2 * 15 + 3.0 + 1 * 17
+    assert d.seconds == pytest.approx(expected_seconds)
+    assert d.fold_trainings == 5 * 3 + 2 + 1 + 1
+    pruned = d.trials[d.trials["state"] == "PRUNED"].iloc[0]
+    assert pruned["n_folds_done"] == 2 and pruned["fold_mean"] == pytest.approx(np.mean([0.75, 0.755]))
+    failed = d.trials[d.trials["state"] == "FAIL"].iloc[0]
+    assert "out of memory" in failed["fail_reason"] and math.isnan(failed["value"])
+    assert set(d.folds.columns) >= {"number", "fold", "score", "binary_f1", "macro_f1"}
+    assert len(d.folds[d.folds["state"] == "COMPLETE"]) == 15
+    assert d.importances is not None and set(d.importances) <= set(ARM_PARAMS["fixed"])
+    assert sum(d.importances.values()) == pytest.approx(1.0)
+    assert d.param_log["lr"] is True and d.param_log["alpha"] is False
+    assert data.comparisons == []
+    assert any("No confirmation study" in w for w in data.warnings)
+    assert any("still running" in w for w in data.warnings)
+    assert data.data_info is not None and data.data_info.is_synthetic and data.data_info.n_subjects == 9
+    assert data.n_folds == K
+
+
+def test_extract_accepts_an_arm_study_name():
+    storage = optuna.storages.InMemoryStorage()
+    add_arm_study(storage, "solo", "fixed")
+    assert extract(storage, "solo-fixed").name == "solo"
+
+
+def test_extract_every_trial_pruned_or_failed():
+    storage = optuna.storages.InMemoryStorage()
+    add_arm_study(storage, "bad", "fixed", states=("PRUNED", "FAIL", "FAIL"))
+    add_arm_study(storage, "bad", "uncertainty", states=("RUNNING",))
+    data = extract(storage, "bad")
+    assert data.arms["fixed"].best is None and data.arms["uncertainty"].best is None
+    assert data.arms["fixed"].importances is None
+    assert "at least 2 complete" in data.arms["fixed"].importance_note
+    assert data.arms["fixed"].state_counts == {"COMPLETE": 0, "PRUNED": 1, "FAIL": 2, "RUNNING": 0}
+    (cmp,) = data.comparisons
+    assert cmp.comparison is None and cmp.source == "none" and "nothing to compare" in cmp.note
+    assert any("no complete trial" in w for w in data.warnings)
+
+
+def test_extract_empty_arm_study():
+    storage = optuna.storages.InMemoryStorage()
+    study = optuna.create_study(storage=storage, study_name="fresh-fixed", direction="maximize")
+    assert study.trials == []
+    data = extract(storage, "fresh")
+    assert len(data.arms["fixed"].trials) == 0 and data.arms["fixed"].seconds == 0.0
+    html, figures = render_html(data)
+    assert figures == [] and all(t in html for t in SECTION_TITLES)
+
+
+def test_extract_full_with_confirmation():
+    data = extract(full_storage(optuna.storages.InMemoryStorage(), "full"), "full")
+    assert list(data.arms) == ["fixed", "uncertainty", "direct"]
+    c = data.confirm
+    assert (
+        c is not None
+        and c.arms == ["fixed", "uncertainty", "direct"]
+        and c.seeds == list(SEEDS)
+        and c.n_folds == K
+    )
+    assert len(c.scores) == 3 * len(SEEDS) * K
+    assert c.seconds("fixed") == pytest.approx(20.0 * K * len(SEEDS))
+    assert c.fold_trainings("uncertainty") == K * len(SEEDS)
+
+    assert [(x.a, x.b) for x in data.comparisons] == [("fixed", "uncertainty"), ("fixed", "direct")]
+    cmp = data.comparisons[0]
+    assert cmp.source == "confirmation" and not cmp.selection_biased
+    a = [s for seed in SEEDS for s in confirm_scores("fixed", seed)]
+    b = [s for seed in SEEDS for s in confirm_scores("uncertainty", seed)]
+    expected = paired_comparison(a, b, n_folds=K)
+    assert cmp.comparison == expected
+    assert cmp.pairs["a"].tolist() == pytest.approx(a) and cmp.pairs["b"].tolist() == pytest.approx(b)
+    assert cmp.comparison.mean_diff == pytest.approx(
+        0.01 + 0.001 * np.mean([s * f for s in SEEDS for f in range(K)])
+    )
+    assert data.comparisons[1].comparison.mean_diff < 0  # direct is worse than fixed by construction
+
+    # out-of-fold class reports: confirmation predictions concatenated over seeds
+    reports = data.class_reports()
+    assert set(reports) == {"fixed", "uncertainty", "direct"}
+    rep = reports["fixed"]
+    assert rep.n == 90 * len(SEEDS) and rep.confusion.sum() == rep.n
+    assert "confirmation" in rep.source
+    assert not any("No confirmation study" in w for w in data.warnings)
+
+
+def test_class_report_matches_the_metric():
+    rng = np.random.default_rng(3)
+    oof = _oof(rng, 0.5, n=400)
+    rep = class_report(oof["y_true"], oof["y_pred"], "x")
+    s = score_indices(np.array(oof["y_true"]), np.array(oof["y_pred"]))
+    assert (rep.score, rep.binary_f1, rep.macro_f1) == pytest.approx((s.score, s.binary_f1, s.macro_f1))
+    assert np.nanmean(list(rep.per_class_f1.values())) == pytest.approx(s.macro_f1)
+    assert list(rep.per_class_f1) == list(NINE_CLASSES)
+    t9 = EIGHTEEN_TO_NINE[np.array(oof["y_true"])]
+    assert rep.confusion.sum(axis=1).tolist() == np.bincount(t9, minlength=9).tolist()
+    with pytest.raises(ValueError, match="indices"):
+        class_report([0, 18], [0, 1], "x")
+
+
+def test_fallback_to_best_trials_is_flagged_selection_biased():
+    storage = optuna.storages.InMemoryStorage()
+    add_arm_study(storage, "nc", "fixed")
+    add_arm_study(storage, "nc", "uncertainty")
+    data = extract(storage, "nc")
+    (cmp,) = data.comparisons
+    assert cmp.source == "search" and cmp.selection_biased and "SELECTION-BIASED" in cmp.note
+    fixed_best, unc_best = data.arms["fixed"].best, data.arms["uncertainty"].best
+    assert cmp.pairs["a"].tolist() == pytest.approx(fixed_best.fold_scores)
+    assert cmp.pairs["b"].tolist() == pytest.approx(unc_best.fold_scores)
+    assert cmp.comparison.n == K and cmp.comparison.mean_diff == pytest.approx(0.01)
+    html, _ = render_html(data)
+    assert "selection-biased" in html.lower()
+
+
+def test_arms_on_different_splits_are_not_paired():
+    storage = optuna.storages.InMemoryStorage()
+    add_arm_study(storage, "ds", "fixed")
+    optuna.load_study(study_name="ds-fixed", storage=storage).set_user_attr("seed", 1)
+    add_arm_study(storage, "ds", "uncertainty")
+    data = extract(storage, "ds")
+    assert data.comparisons[0].comparison is None and "different fold splits" in data.comparisons[0].note
+    assert any("differ in seed" in w for w in data.warnings)
+
+
+def test_budget_skips_are_not_counted_as_failures():
+    storage = optuna.storages.InMemoryStorage()
+    study = add_arm_study(storage, "bs", "fixed", states=("COMPLETE",))
+    study.add_trial(
+        create_trial(
+            state=TrialState.FAIL,
+            user_attrs={"fail_reason": "BudgetTaken: other workers already run the rest of the budget"},
+        )
+    )
+    d = extract(storage, "bs").arms["fixed"]
+    assert d.state_counts["FAIL"] == 0 and d.budget_skips == 1 and len(d.trials) == 1
+
+
+def test_partial_confirmation_falls_back_per_comparison():
+    storage = optuna.storages.InMemoryStorage()
+    add_arm_study(storage, "pc", "fixed")
+    add_arm_study(storage, "pc", "uncertainty")
+    add_confirm_study(storage, "pc", arms=("fixed",))
+    data = extract(storage, "pc")
+    (cmp,) = data.comparisons
+    assert cmp.source == "search" and cmp.selection_biased
+
+
+def test_report_without_optuna_dashboard(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "optuna_dashboard", None)  # import raises ImportError
+    storage = optuna.storages.InMemoryStorage()
+    add_arm_study(storage, "nd", "fixed", states=("COMPLETE",))
+    data = extract(storage, "nd")
+    assert report.save_to_dashboard(storage, data, []) is False
+    assert write_report(storage, "nd", tmp_path / "r.html").exists()
+
+
+def test_redaction():
+    url = f"postgresql+psycopg2://bob:{PASSWORD}@db.example:5432/optuna"
+    assert PASSWORD not in redact_url(url) and "bob" in redact_url(url) and "db.example" in redact_url(url)
+    assert redact_url("sqlite:///reports/study.db") == "sqlite:///reports/study.db"
+    cmd = f"cmi-study run --storage postgresql://bob:{PASSWORD}@db/x --n-trials 3"
+    assert PASSWORD not in redact(cmd) and "--n-trials 3" in redact(cmd)
+
+
+# ----------------------------------------------------------------------------- figures
+
+
+def test_figure_smoke():
+    data = extract(full_storage(optuna.storages.InMemoryStorage(), "figs"), "figs")
+    figs = [
+        report.fig_comparison(data.comparisons[0]),
+        report.fig_best_so_far(data.arms),
+        report.fig_trial_scores(data.arms),
+        report.fig_weights(data.arms["uncertainty"], report.fixed_reference_weights(data.arms)),
+        report.fig_fixed_landscape(data.arms["fixed"]),
+        report.fig_slices(data.arms["fixed"]),
+        report.fig_importances(data.arms),
+        report.fig_metric_parts(report.metric_parts_frame(data)),
+        report.fig_per_class_f1(data.class_reports()),
+        report.fig_confusion("fixed", data.class_reports()["fixed"]),
+    ]
+    for fig in figs:
+        assert isinstance(fig, go.Figure) and len(fig.data) >= 1
+        fig.to_json()
+    ref = report.fixed_reference_weights(data.arms)
+    best = data.arms["fixed"].best
+    assert ref["kl"] == pytest.approx(best.params["kl_weight"])
+    # the best-so-far curve never decreases
+    y = np.array(figs[1].data[0].y, dtype=float)
+    assert np.all(np.diff(y) >= 0)
+
+
+def test_figures_return_none_without_data():
+    storage = optuna.storages.InMemoryStorage()
+    add_arm_study(storage, "bare", "uncertainty", states=("FAIL",))
+    data = extract(storage, "bare")
+    assert report.fig_best_so_far(data.arms) is None
+    assert report.fig_weights(data.arms["uncertainty"]) is None
+    assert report.fig_importances(data.arms) is None
+    assert report.fig_metric_parts(report.metric_parts_frame(data)) is None
+    assert report.fig_per_class_f1(data.class_reports()) is None
+    assert isinstance(report.fig_trial_scores(data.arms), go.Figure)  # the failed trial is still shown
+
+
+# ----------------------------------------------------------------------------- HTML (static checks)
+
+
+EVIL = "<script>window.__pwned=1</script>"
+
+
+def test_write_report_full(tmp_path, sqlite_url):
+    full_storage(sqlite_url, "full")
+    out = write_report(
+        sqlite_url, "full", tmp_path / "sub" / "r.html", command=f"cmi-study report --storage {sqlite_url}"
+    )
+    text = out.read_text(encoding="utf-8")
+    assert text.count(get_plotlyjs()[:300]) == 1  # plotly.js embedded exactly once
+    rest = text.replace(get_plotlyjs(), "")
+    assert "<script src=" not in rest and "cdn.plot.ly" not in rest  # nothing to fetch: opens offline
+    for title in SECTION_TITLES:
+        assert f"<h2>{title}</h2>" in text
+    n = int(text.split('data-figures="')[1].split('"')[0])
+    assert n == text.count('class="plotly-graph-div"') >= 12
+    assert "practically equivalent" in text or "better" in text
+    assert PASSWORD not in text
+    assert "ab12cd34ef56" in text and "torch" in text
+    assert "CUDA out of memory &lt;b&gt;" in text  # user strings escaped inside figure hovers too
+
+    # dashboard: verdict note and key figures on every study
+    from optuna_dashboard import get_note
+
+    storage = optuna.storages.get_storage(sqlite_url)
+
+    def system_attrs(name: str) -> dict:
+        return storage.get_study_system_attrs(storage.get_study_id_from_name(name))
+
+    for name in ("full-fixed", "full-uncertainty", "full-direct", "full-confirm"):
+        note = get_note(optuna.load_study(study_name=name, storage=storage))
+        assert "uncertainty vs fixed" in note and "Full report" in note
+        attrs = system_attrs(name)
+        assert any(k.startswith("dashboard:plot_data:cmi-report-compare-fixed-uncertainty:") for k in attrs)
+    unc = system_attrs("full-uncertainty")
+    assert any(k.startswith("dashboard:plot_data:cmi-report-weights-uncertainty:") for k in unc)
+    # re-running overwrites instead of piling up graphs
+    write_report(sqlite_url, "full", tmp_path / "r2.html")
+    attrs = system_attrs("full-fixed")
+    ids = {k.split(":")[2] for k in attrs if k.startswith("dashboard:plot_data:")}
+    assert all(i.startswith("cmi-report-") for i in ids) and len(ids) == 4
+
+
+@pytest.mark.parametrize(
+    ("case", "expect"),
+    [
+        ("one-arm", "Only one arm"),
+        ("no-confirm", "No confirmation study"),
+        ("all-bad", "no complete trial"),
+        ("confirm-only", "No arm study"),
+    ],
+)
+def test_write_report_degrades(tmp_path, case, expect):
+    storage = optuna.storages.InMemoryStorage()
+    if case == "one-arm":
+        add_arm_study(storage, "d", "uncertainty")
+    elif case == "no-confirm":
+        add_arm_study(storage, "d", "fixed")
+        add_arm_study(storage, "d", "direct")
+    elif case == "all-bad":
+        add_arm_study(storage, "d", "fixed", states=("PRUNED", "FAIL"))
+        add_arm_study(storage, "d", "uncertainty", states=("FAIL", "RUNNING"))
+    elif case == "confirm-only":
+        add_confirm_study(storage, "d")
+    text = write_report(storage, "d", tmp_path / "r.html").read_text(encoding="utf-8")
+    assert expect in text
+    for title in SECTION_TITLES:
+        assert f"<h2>{title}</h2>" in text
+
+
+def test_malicious_study_name_is_escaped(tmp_path):
+    storage = optuna.storages.InMemoryStorage()
+    add_arm_study(storage, EVIL, "fixed")
+    text = write_report(storage, EVIL, tmp_path / "r.html").read_text(encoding="utf-8")
+    assert EVIL not in text
+    assert "&lt;script&gt;window.__pwned=1&lt;/script&gt;" in text
+
+
+# ----------------------------------------------------------------------------- HTML in Chromium
+
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
+        pytest.skip(f"headless Chromium not installed (looked for {CHROMIUM} and {CHROMEDRIVER})")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--window-size=1300,1000",
+    ):
+        opts.add_argument(arg)
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
+    yield driver
+    driver.quit()
+
+
+def _open(driver, path: Path) -> None:
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver.get_log("browser")  # drop messages of earlier pages
+    driver.get(path.resolve().as_uri())
+    n = int(driver.find_element("css selector", "body").get_attribute("data-figures"))
+    WebDriverWait(driver, 30).until(
+        lambda d: d.execute_script(
+            "return document.querySelectorAll('.js-plotly-plot .main-svg').length > 0 || arguments[0] == 0", n
+        )
+    )
+
+
+def _rendered(driver) -> int:
+    return driver.execute_script(
+        "return [...document.querySelectorAll('.js-plotly-plot')].filter(e => e.querySelector('svg.main-svg')).length"
+    )
+
+
+@pytest.mark.slow
+def test_report_renders_in_chromium(tmp_path, browser):
+    storage = full_storage(optuna.storages.InMemoryStorage(), EVIL)
+    out = write_report(storage, EVIL, tmp_path / "report.html")
+    _open(browser, out)
+    n = int(browser.find_element("css selector", "body").get_attribute("data-figures"))
+    assert n >= 12
+    assert _rendered(browser) == n
+    severe = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+    assert severe == []
+    headings = [h.text for h in browser.find_elements("css selector", "h2")]
+    assert headings == list(SECTION_TITLES)
+    assert browser.execute_script("return typeof window.__pwned") == "undefined"
+    assert EVIL in browser.find_element("css selector", "h1").text  # shown as text, not run
+    assert EVIL in browser.title
+
+
+@pytest.mark.slow
+def test_degraded_report_renders_in_chromium(tmp_path, browser):
+    storage = optuna.storages.InMemoryStorage()
+    add_arm_study(storage, "deg", "fixed", states=("PRUNED", "FAIL", "RUNNING"))
+    out = write_report(storage, "deg", tmp_path / "deg.html")
+    _open(browser, out)
+    n = int(browser.find_element("css selector", "body").get_attribute("data-figures"))
+    assert _rendered(browser) == n == 1  # only the trial-scores plot has something to show
+    assert [e for e in browser.get_log("browser") if e["level"] == "SEVERE"] == []
+    assert [h.text for h in browser.find_elements("css selector", "h2")] == list(SECTION_TITLES)
+    assert "Only one arm" in browser.find_element("css selector", "body").text

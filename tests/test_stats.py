@@ -1,0 +1,187 @@
+"""Paired comparison statistics: hand-computed values, edge cases and error rates on simulated CV."""
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats as sps
+
+from study.stats import Comparison, naive_paired_t_pvalue, paired_comparison
+
+# 2 seeds × 3 folds; differences b − a = d.
+A = [0.70, 0.72, 0.74, 0.71, 0.73, 0.75]
+D = [0.01, 0.02, 0.03, 0.00, 0.02, 0.02]
+B = [x + y for x, y in zip(A, D, strict=True)]
+
+
+def test_hand_computed_example():
+    c = paired_comparison(A, B, n_folds=3)
+    # mean = 0.1 / 6; sum of squared deviations = 5.3333e-4 → var = 1.06667e-4 (ddof=1)
+    mean, var = 0.1 / 6, 5.3333333e-4 / 5
+    # Nadeau–Bengio factor: 1/J + n_test/n_train = 1/6 + 1/(3−1) = 2/3
+    se = math.sqrt(2 / 3 * var)  # 0.0084327
+    assert c.mean_diff == pytest.approx(mean, rel=1e-9)
+    assert c.sd_diff**2 == pytest.approx(var, rel=1e-6)
+    assert c.t_stat == pytest.approx(1.97642, abs=1e-4)
+    assert c.df == 5 and c.n == 6 and c.n_folds == 3
+    # t_{0.975, 5} = 2.570582 → half width 0.021677
+    assert c.ci_low == pytest.approx(mean - 2.570582 * se, abs=1e-6)
+    assert c.ci_high == pytest.approx(mean + 2.570582 * se, abs=1e-6)
+    assert c.ci_low == pytest.approx(-0.005010, abs=1e-5)
+    assert c.ci_high == pytest.approx(0.038344, abs=1e-5)
+    assert c.p_value == pytest.approx(2 * sps.t.sf(1.9764235, 5), rel=1e-6)
+    assert c.p_value == pytest.approx(0.10506, abs=1e-4)
+    # Bayesian correlated t-test with ρ = 1/3: same scale as the corrected standard error.
+    assert c.p_b_better == pytest.approx(sps.t.cdf((mean - 0.005) / se, 5), rel=1e-6)
+    assert c.p_b_better == pytest.approx(0.88745, abs=1e-4)
+    assert c.p_a_better == pytest.approx(0.02504, abs=1e-4)
+    assert c.p_a_better + c.p_equivalent + c.p_b_better == pytest.approx(1.0)
+    assert c.verdict == "inconclusive"
+    # The naive test divides the variance by J only: t is twice as large here (factor 1/6 vs 2/3).
+    assert c.naive_p_value == pytest.approx(sps.ttest_rel(B, A).pvalue, rel=1e-9)
+    assert naive_paired_t_pvalue(A, B) == pytest.approx(0.010820, abs=1e-5)
+
+
+def test_swapping_arms_mirrors_the_result():
+    c = paired_comparison(A, B, n_folds=3)
+    r = paired_comparison(B, A, n_folds=3)
+    assert r.mean_diff == pytest.approx(-c.mean_diff)
+    assert (r.ci_low, r.ci_high) == pytest.approx((-c.ci_high, -c.ci_low))
+    assert r.p_value == pytest.approx(c.p_value)
+    assert r.p_a_better == pytest.approx(c.p_b_better)
+
+
+def test_comparison_is_frozen():
+    c = paired_comparison(A, B, n_folds=3)
+    assert isinstance(c, Comparison)
+    with pytest.raises(AttributeError):
+        c.verdict = "b better"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "n_folds", "match"),
+    [
+        ([0.5], [0.6], 5, "at least 2"),
+        ([], [], 5, "at least 2"),
+        ([0.5, 0.6], [0.5, 0.6, 0.7], 5, "equal lengths"),
+        ([0.5, float("nan")], [0.5, 0.6], 5, "NaN"),
+        ([0.5, 0.6], [0.5, float("inf")], 5, "NaN"),
+        ([0.5, 0.6], [0.5, 0.7], 1, "n_folds"),
+        ([[0.5, 0.6]], [[0.5, 0.7]], 5, "1-D"),
+    ],
+)
+def test_bad_input_raises_clear_value_error(a, b, n_folds, match):
+    with pytest.raises(ValueError, match=match):
+        paired_comparison(a, b, n_folds=n_folds)
+
+
+def test_zero_variance_difference_does_not_divide_by_zero():
+    a = [0.70, 0.75, 0.80, 0.72]
+    big = paired_comparison(a, [x + 0.02 for x in a], n_folds=2)
+    assert big.mean_diff == pytest.approx(0.02)
+    assert big.sd_diff == 0.0 and big.p_value == 0.0 and big.naive_p_value == 0.0
+    assert big.ci_low == pytest.approx(0.02) and big.ci_high == pytest.approx(0.02)
+    assert (big.p_a_better, big.p_equivalent, big.p_b_better) == (0.0, 0.0, 1.0)
+    assert big.verdict == "b better"
+
+    same = paired_comparison(a, a, n_folds=2)
+    assert same.mean_diff == 0.0 and same.p_value == 1.0 and same.naive_p_value == 1.0
+    assert same.p_equivalent == 1.0 and same.verdict == "practically equivalent"
+
+    tiny = paired_comparison(a, [x - 0.001 for x in a], n_folds=2)
+    assert tiny.verdict == "practically equivalent"
+
+
+def test_equal_scores_within_rope_are_practically_equivalent():
+    rng = np.random.default_rng(1)
+    a = rng.normal(0.75, 0.01, size=25)
+    b = a + rng.normal(0.0, 0.001, size=25)
+    c = paired_comparison(a, b, n_folds=5, rope=0.005)
+    assert c.p_equivalent >= 0.95
+    assert c.verdict == "practically equivalent"
+
+
+def _decisions(d: np.ndarray, n_folds: int, alpha: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
+    """Vectorised rejections of the corrected and naive tests for each row of differences d (S, J)."""
+    j = d.shape[1]
+    mean = d.mean(axis=1)
+    sd = d.std(axis=1, ddof=1)
+    crit = sps.t.ppf(1 - alpha / 2, j - 1)
+    corrected = np.abs(mean) / np.sqrt((1 / j + 1 / (n_folds - 1)) * sd**2) > crit
+    naive = np.abs(mean) / (sd / np.sqrt(j)) > crit
+    return corrected, naive
+
+
+def _check_rows_agree_with_function(d: np.ndarray, n_folds: int, corrected: np.ndarray) -> None:
+    """The vectorised shortcut must match paired_comparison itself on a sample of rows."""
+    zeros = np.zeros(d.shape[1])
+    for row, rejected in zip(d[:40], corrected[:40], strict=True):
+        c = paired_comparison(zeros, row, n_folds=n_folds)
+        assert (c.p_value < 0.05) == rejected
+        assert c.naive_p_value == pytest.approx(naive_paired_t_pvalue(zeros, row))
+
+
+R, K = 5, 5  # seeds × folds, J = 25 pairs
+S = 2000  # simulated studies
+
+
+def test_type_one_error_equicorrelated_differences():
+    """No true difference; every pair of differences correlates with ρ = 1/K (the model behind the correction)."""
+    rng = np.random.default_rng(0)
+    j, rho = R * K, 1 / K
+    cov = np.full((j, j), rho) + (1 - rho) * np.eye(j)
+    d = 0.01 * rng.multivariate_normal(np.zeros(j), cov, size=S)
+    corrected, naive = _decisions(d, K)
+    _check_rows_agree_with_function(d, K, corrected)
+    assert corrected.mean() <= 0.07
+    assert naive.mean() >= 2 * corrected.mean()
+    assert naive.mean() >= 0.25  # the naive test is badly anti-conservative here
+
+
+def test_type_one_error_simulated_overlapping_training_sets():
+    """Repeated K-fold CV on N samples with actual overlapping training sets and no true difference.
+
+    Each sample i carries a training effect u_i (how much having it in the training set moves
+    the score difference of a model trained with it) and a test effect v_i (the difference of
+    the two arms when it is tested), both zero-mean: the difference on fold j is
+    mean(u over train_j) + mean(v over test_j). Folds of the same seed share (K−2)/(K−1) of
+    their training data; seeds re-partition the same N samples. With these scales the average
+    correlation between differences comes out near 1/K, as Nadeau & Bengio assume.
+    """
+    rng = np.random.default_rng(0)
+    n = 100
+    j = R * K
+    order = np.argsort(rng.random((S, R, n)), axis=2)
+    fold_of = np.empty((S, R, n), dtype=np.int64)
+    np.put_along_axis(fold_of, order, np.broadcast_to(np.arange(n) % K, (S, R, n)), axis=2)
+    test = (fold_of[:, :, None, :] == np.arange(K)[None, None, :, None]).reshape(S, j, n).astype(float)
+    u = rng.normal(0.0, 0.5, size=(S, n))
+    v = rng.normal(0.0, 1.0, size=(S, n))
+    n_test = n // K
+    d = np.einsum("sjn,sn->sj", 1.0 - test, u) / (n - n_test) + np.einsum("sjn,sn->sj", test, v) / n_test
+
+    corr = np.corrcoef(d.T)
+    mean_corr = corr[~np.eye(j, dtype=bool)].mean()
+    assert 0.12 <= mean_corr <= 0.3  # realistic fold correlation, close to 1/K = 0.2
+
+    corrected, naive = _decisions(d, K)
+    _check_rows_agree_with_function(d, K, corrected)
+    assert corrected.mean() <= 0.07
+    assert naive.mean() >= 2 * corrected.mean()
+
+
+def test_planted_difference_is_detected_with_the_right_side():
+    rng = np.random.default_rng(2)
+    j, rho = R * K, 1 / K
+    cov = 0.005**2 * (np.full((j, j), rho) + (1 - rho) * np.eye(j))
+    d = 0.02 + rng.multivariate_normal(np.zeros(j), cov, size=200)  # b better by 0.02 (4× the rope)
+    a = rng.normal(0.75, 0.01, size=j)
+    results = [paired_comparison(a, a + row, n_folds=K) for row in d]
+    power = np.mean([c.p_value < 0.05 for c in results])
+    assert power >= 0.9
+    assert np.mean([c.verdict == "b better" for c in results]) >= 0.8
+    assert all(c.verdict != "a better" for c in results)
+    # and mirrored: arm a better
+    flipped = paired_comparison(a + d[0], a, n_folds=K)
+    assert flipped.verdict == "a better" and flipped.mean_diff < -0.01
+    assert flipped.ci_high < 0
