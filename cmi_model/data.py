@@ -118,13 +118,13 @@ def _check_columns(path: Path, header: list[str], required: list[str]) -> None:
             raise InputError(f"{path}: missing column {col!r}{hint}")
 
 
-_ARROW_ROW_ERROR = re.compile(
-    r"In CSV column #(\d+): Row #(\d+): CSV conversion error to (\w+): invalid value '(.*)'"
+_ARROW_CONVERSION_ERROR = re.compile(
+    r"In CSV column #(\d+): (?:Row #\d+: )?CSV conversion error to (\w+): invalid value '(.*)'"
 )
 
 
 def read_csv(path: Path, required: list[str], float_columns: list[str]) -> pa.Table:
-    """Read a CSV with pyarrow, float32 for the sensor columns; errors name file, column and row."""
+    """Read a CSV with pyarrow, float32 for the sensor columns; errors name file, column and line."""
     header = _header(path)
     _check_columns(path, header, required)
     types = {c: pa.float32() for c in float_columns}
@@ -137,18 +137,26 @@ def read_csv(path: Path, required: list[str], float_columns: list[str]) -> pa.Ta
             convert_options=pacsv.ConvertOptions(column_types=types, include_columns=required),
         )
     except pa.ArrowInvalid as e:
-        m = _ARROW_ROW_ERROR.search(str(e))
+        m = _ARROW_CONVERSION_ERROR.search(str(e))
         if m:
             col = header[int(m.group(1))]
-            # Arrow counts the header as row 1; report the 1-based data row and the file line.
-            line = int(m.group(2))
             raise InputError(
-                f"{path}: column {col!r}, line {line}: value {m.group(4)!r} is not a valid {m.group(3)}"
+                f"{path}: column {col!r}, {_bad_value_where(path, col, m.group(3))}: "
+                f"value {m.group(3)!r} is not a valid {m.group(2)}"
             ) from None
         raise InputError(f"{path}: cannot parse CSV: {str(e).splitlines()[0]}") from None
     if table.num_rows == 0:
         raise InputError(f"{path}: the file has a header but no data rows")
     return table
+
+
+def _bad_value_where(path: Path, column: str, value: str) -> str:
+    """Arrow's multi-threaded reader does not always say which row failed: find the first one."""
+    cols = [column] + (["sequence_id"] if column != "sequence_id" else [])
+    opts = pacsv.ConvertOptions(include_columns=cols, column_types={c: pa.string() for c in cols})
+    table = pacsv.read_csv(path, convert_options=opts)
+    row = int(np.flatnonzero(_column_values(table, column) == value)[0])
+    return f"line {row + 2}, sequence {table.column('sequence_id')[row]}"  # line 1 is the header
 
 
 def _column_values(table: pa.Table, name: str) -> np.ndarray:
