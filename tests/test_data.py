@@ -284,7 +284,7 @@ def test_folds_grouped_stratified_deterministic(synth):
     d = D.load_dir(synth, cache_dir=None)
     folds = subject_folds(d, 2, seed=1)
     again = subject_folds(d, 2, seed=1)
-    for (a_tr, a_va), (b_tr, b_va) in zip(folds, again, strict=True):
+    for (a_tr, a_va), (_, b_va) in zip(folds, again, strict=True):
         np.testing.assert_array_equal(a_va, b_va)
         assert not set(d.subject[a_tr]) & set(d.subject[a_va])  # no subject on both sides
     all_val = np.sort(np.concatenate([va for _, va in folds]))
