@@ -7,3 +7,8 @@ class InputError(ValueError):
 
 class TrainingDiverged(RuntimeError):
     """A loss became NaN or inf during training; the study records the trial as failed."""
+
+
+class Interrupted(BaseException):
+    """Ctrl-C. Raised by the CLI's SIGINT handler instead of KeyboardInterrupt, which Lightning's
+    Trainer.fit catches and turns into sys.exit(1); not an Exception, so `except Exception` lets it by."""

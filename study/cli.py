@@ -10,8 +10,10 @@ import argparse
 import json
 import os
 import shlex
+import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -21,7 +23,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from pydantic import ValidationError
 
-from cmi_model.errors import InputError
+from cmi_model.errors import InputError, Interrupted
 
 
 class _Parser(argparse.ArgumentParser):
@@ -144,8 +146,12 @@ def _storage_url(args) -> str:
     return args.storage or default_url(args.study_name)
 
 
-def _command_line() -> str:
-    return "cmi-study " + shlex.join(sys.argv[1:])
+def _command_line(args) -> str:
+    """The command as stored with the studies: this call's own arguments (main(argv) may not be
+    sys.argv), with any storage password masked."""
+    from study.storage import redact
+
+    return redact("cmi-study " + shlex.join(args.argv))
 
 
 def cmd_synth(args) -> None:
@@ -197,7 +203,7 @@ def cmd_run(args) -> None:
         helpers.extend(_spawn_workers(args, url) if args.workers > 1 else [])
 
     try:
-        summary = run_arms(settings, url, args.study_name, args.data, _command_line(), on_ready=spawn)
+        summary = run_arms(settings, url, args.study_name, args.data, _command_line(args), on_ready=spawn)
     finally:
         codes = [p.wait() for p in helpers]
     if any(codes):
@@ -230,7 +236,7 @@ def cmd_confirm(args) -> None:
     url = _storage_url(args)
     torch.set_num_threads(args.threads)
     seeds = args.seeds or _stored_confirm_seeds(url, args.study_name)
-    result = run_confirm(url, args.study_name, seeds, args.data, _command_line())
+    result = run_confirm(url, args.study_name, seeds, args.data, _command_line(args))
     for arm, r in result.items():
         print(f"  {arm:12s} confirmation mean {r['mean']:.4f} over {r['n']} (seed, fold) pairs")
 
@@ -242,7 +248,7 @@ def _stored_confirm_seeds(url: str, name: str) -> int:
     from study.settings import Settings
     from study.storage import open_storage
 
-    storage = open_storage(url)
+    storage = open_storage(url, must_exist=True)  # confirm reads a run: never a new database
     for s in optuna.get_all_study_summaries(storage):
         if s.study_name.startswith(f"{name}-") and "settings" in s.user_attrs:
             return Settings(**s.user_attrs["settings"]).study.confirm_seeds
@@ -252,11 +258,16 @@ def _stored_confirm_seeds(url: str, name: str) -> int:
 
 
 def cmd_report(args) -> Path:
-    from study.report import write_report
-    from study.storage import REPORTS_DIR
+    from study.report import StudyNotFoundError, write_report
+    from study.storage import REPORTS_DIR, open_storage
 
     out = args.out or REPORTS_DIR / f"{args.study_name}.html"
-    path = write_report(_storage_url(args), args.study_name, out, command=_command_line())
+    # Opened like run and confirm open it (same driver choice, one-line errors, no new database).
+    storage = open_storage(_storage_url(args), must_exist=True)
+    try:
+        path = write_report(storage, args.study_name, out, command=_command_line(args))
+    except StudyNotFoundError as e:  # a mistyped name or path: bad input (exit 2), not an internal error
+        raise InputError(str(e)) from None
     print(f"report: {Path(path).resolve()}")
     return Path(path)
 
@@ -291,11 +302,20 @@ COMMANDS = {
 }
 
 
+def _raise_interrupted(signum, frame):
+    raise Interrupted()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # stored with the studies (masked)
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # our own progress bars and messages say it
+    # Ctrl-C as Interrupted, not KeyboardInterrupt: Lightning would turn the latter into exit code 1
+    # and leave the trial RUNNING (see cmi_model.errors.Interrupted and objective.run_folds).
+    on_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, _raise_interrupted) if on_main_thread else None
     try:
         COMMANDS[args.command](args)
     except InputError as e:
@@ -308,12 +328,15 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Interrupted):
         print(
             f"\ncmi-study {args.command}: interrupted; finished trials are kept in the storage",
             file=sys.stderr,
         )
         return 130
+    finally:
+        if previous is not None:  # an in-process caller (tests, notebooks) gets its handler back
+            signal.signal(signal.SIGINT, previous)
     return 0
 
 

@@ -11,6 +11,7 @@ from tqdm.auto import tqdm
 
 from cmi_model.config import DataConfig, LossConfig, ModelConfig, TrainConfig
 from cmi_model.data import SequenceData
+from cmi_model.errors import Interrupted
 from cmi_model.train import FoldResult, fit_fold
 from study import space
 from study.settings import Settings
@@ -80,6 +81,11 @@ def run_folds(
                 raise optuna.TrialPruned(f"pruned after fold {k} (score {res.score:.4f})")
     except optuna.TrialPruned:
         raise
+    except Interrupted:
+        # Ctrl-C (see cli.main), past Lightning now: as a plain KeyboardInterrupt Optuna marks
+        # the trial FAIL at once (instead of leaving it RUNNING) and re-raises it; the CLI exits 130.
+        trial.set_user_attr("fail_reason", "KeyboardInterrupt: interrupted by the user")
+        raise KeyboardInterrupt from None
     except Exception as e:
         # Recorded on the trial so the report and dashboard can say why it failed.
         trial.set_user_attr("fail_reason", f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")

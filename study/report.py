@@ -44,6 +44,8 @@ from plotly.subplots import make_subplots
 from cmi_model.labels import EIGHTEEN_TO_NINE, GESTURES, NINE_CLASSES
 from cmi_model.metric import score_indices
 from study.stats import Comparison, paired_comparison
+from study.storage import redact  # password masking: one source of truth, shared with the driver
+from study.storage import safe_url as redact_url
 
 log = logging.getLogger(__name__)
 
@@ -288,24 +290,6 @@ def _as_str(x: Any) -> str | None:
 
 def _finite(values: Iterable[float]) -> list[float]:
     return [float(v) for v in values if v is not None and math.isfinite(float(v))]
-
-
-_URL_PASSWORD = re.compile(r"(\b[A-Za-z][\w+.-]*://[^\s:/@]*:)[^\s@]*@")
-
-
-def redact(text: str) -> str:
-    """Hide passwords of any ``scheme://user:password@host`` URL inside a string."""
-    return _URL_PASSWORD.sub(r"\1***@", text)
-
-
-def redact_url(url: str) -> str:
-    """A storage URL with its password replaced by ``***`` (sqlalchemy's rendering when it parses)."""
-    try:
-        from sqlalchemy.engine import make_url
-
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:
-        return redact(url)
 
 
 def _storage_description(storage: Any) -> str:

@@ -38,7 +38,8 @@ PACKAGES = (
     "plotly",
 )
 MAX_CONSECUTIVE_FAILURES = 3  # an arm whose trials keep failing is broken, not unlucky
-warnings.filterwarnings("ignore", category=ExperimentalWarning)  # heartbeat helpers: stable in practice since 2.9
+# Heartbeat helpers: stable in practice since 2.9.
+warnings.filterwarnings("ignore", category=ExperimentalWarning)
 
 
 def versions() -> dict[str, str]:
@@ -92,9 +93,9 @@ def load_study_data(settings: Settings, data_dir: str | None) -> tuple[SequenceD
 # ----------------------------------------------------------------------------- studies
 
 
-def _sampler(settings: Settings, study_has_trials: bool) -> optuna.samplers.BaseSampler:
+def _sampler(settings: Settings, joining: bool) -> optuna.samplers.BaseSampler:
     seed = settings.study.seed
-    if study_has_trials:
+    if joining:
         # A worker joining a running study must not replay the first worker's random draws.
         seed = (seed * 1_000_003 + os.getpid() + time.time_ns()) % (2**31)
     return optuna.samplers.TPESampler(seed=seed)
@@ -133,21 +134,27 @@ def open_arm_study(
     storage, name: str, arm: str, settings: Settings, data_info: dict, command: str
 ) -> optuna.Study:
     study_name = f"{name}-{arm}"
-    try:
-        existing = optuna.load_study(study_name=study_name, storage=storage)
-        has_trials = len(existing.get_trials(deepcopy=False)) > 0
-    except KeyError:
-        has_trials = False
-    study = optuna.create_study(
-        storage=storage,
-        study_name=study_name,
-        direction="maximize",
-        sampler=_sampler(settings, has_trials),
-        pruner=_pruner(settings),
-        load_if_exists=True,
-    )
     want = study_attrs(arm, settings, data_info, command)
-    have = study.user_attrs
+    # Exactly one worker creates the study; it alone seeds its sampler with --seed, writes the
+    # attrs and queues the baseline. Workers started together used to all see a new study: same
+    # random draws, a baseline per worker, and checks against half-written attrs.
+    try:
+        study = optuna.create_study(
+            storage=storage,
+            study_name=study_name,
+            direction="maximize",
+            sampler=_sampler(settings, joining=False),
+            pruner=_pruner(settings),
+        )
+        have: dict = {}
+    except optuna.exceptions.DuplicatedStudyError:
+        study = optuna.load_study(
+            study_name=study_name,
+            storage=storage,
+            sampler=_sampler(settings, joining=True),
+            pruner=_pruner(settings),
+        )
+        have = _creators_attrs(study)
     if not have:
         for k, v in want.items():
             study.set_user_attr(k, v)
@@ -168,19 +175,33 @@ def open_arm_study(
     return study
 
 
+def _creators_attrs(study: optuna.Study, timeout: float = 60.0) -> dict:
+    """The study's user attrs once its creator has written the ones a joining worker checks
+    (they are written one by one, right after creating it); whatever is there after the
+    timeout if the creator died on the way."""
+    deadline = time.monotonic() + timeout
+    while True:
+        have = study.user_attrs  # read from the storage on every access
+        if {*_MUST_MATCH, "data"} <= set(have) or time.monotonic() > deadline:
+            return have
+        time.sleep(0.2)
+
+
 def run_arms(
     settings: Settings, storage_url: str, name: str, data_dir: str | None, command: str, on_ready=None
 ) -> dict:
     """Work on every arm until each has n_trials complete + pruned trials (across all workers)."""
     data, info = load_study_data(settings, data_dir)
     st = settings.study
+    # Before the storage is opened: impossible folds (more than subjects) must not leave an
+    # empty database behind.
+    folds = subject_folds(data, st.folds, st.seed)
     storage = open_storage(
         storage_url,
         heartbeat_interval=st.heartbeat_interval,
         grace_period=st.grace_period,
         max_retry=st.max_retry,
     )
-    folds = subject_folds(data, st.folds, st.seed)
     studies = {arm: open_arm_study(storage, name, arm, settings, info, command) for arm in st.arms}
     objectives = {arm: CVObjective(arm, settings, data, folds, st.n_trials) for arm in st.arms}
     if on_ready is not None:
@@ -250,7 +271,7 @@ def summarize(study: optuna.Study) -> dict:
 
 def run_confirm(storage_url: str, name: str, n_seeds: int, data_dir: str | None, command: str) -> dict:
     """Re-train each arm's best parameters on n_seeds fresh fold splits (same splits across arms)."""
-    storage = open_storage(storage_url)
+    storage = open_storage(storage_url, must_exist=True)  # confirm reads a run: never a new database
     existing = {s.study_name: s for s in optuna.get_all_study_summaries(storage)}
     arm_studies = {}
     for arm in space.ARMS:

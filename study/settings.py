@@ -4,7 +4,7 @@ import tomllib
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from cmi_model.config import MODEL_PRESETS, DataConfig, LossConfig, ModelConfig, TrainConfig
 from cmi_model.errors import InputError
@@ -33,6 +33,16 @@ class StudySection(_Strict):
     )  # seconds; a dead worker's trial is found within a minute
     grace_period: int = Field(30, ge=2, le=60)
     max_retry: int = Field(2, ge=0)  # re-runs of a trial whose worker died
+
+    @model_validator(mode="after")
+    def _grace_after_heartbeat(self) -> "StudySection":
+        # A grace period within one heartbeat interval would fail (and re-run) live trials.
+        if self.grace_period <= self.heartbeat_interval:
+            raise ValueError(
+                f"grace_period ({self.grace_period}s) must be longer than heartbeat_interval "
+                f"({self.heartbeat_interval}s)"
+            )
+        return self
 
     @field_validator("arms")
     @classmethod
@@ -82,6 +92,9 @@ PRESETS: dict[str, dict] = {
 }
 
 
+SECTIONS = ("study", "synthetic", "model", "loss", "data", "train")  # the TOML tables
+
+
 def _merge(base: dict, over: dict) -> dict:
     out = dict(base)
     for k, v in over.items():
@@ -106,11 +119,20 @@ def build_settings(
     raw = _merge({"preset": preset}, PRESETS[preset])
     if config_file is not None:
         try:
-            raw = _merge(raw, tomllib.loads(Path(config_file).read_text()))
+            loaded = tomllib.loads(Path(config_file).read_text())
         except FileNotFoundError:
             raise InputError(f"{config_file}: config file not found") from None
         except tomllib.TOMLDecodeError as e:
             raise InputError(f"{config_file}: not valid TOML: {e}") from None
+        except (OSError, UnicodeDecodeError) as e:  # a folder, no permission, not text: still bad input
+            raise InputError(f"{config_file}: cannot read the config file: {e}") from None
+        for section in SECTIONS:
+            # `study = 3` would replace the whole section (or crash the model merge below).
+            if not isinstance(loaded.get(section, {}), dict):
+                raise InputError(
+                    f"{config_file}: {section} must be a [{section}] table, got {loaded[section]!r}"
+                )
+        raw = _merge(raw, loaded)
     raw = _merge(raw, overrides or {})
     model_preset = raw.get("model_preset", "tiny")
     if model_preset not in MODEL_PRESETS:

@@ -48,7 +48,9 @@ def test_score_matches_competition_definition_by_hand():
     def collapse(g):
         return g if g in labels.TARGET_GESTURES else "non_target"
 
-    macro = f1_score([collapse(g) for g in y_true], [collapse(g) for g in y_pred], average="macro", zero_division=0)
+    macro = f1_score(
+        [collapse(g) for g in y_true], [collapse(g) for g in y_pred], average="macro", zero_division=0
+    )
     assert parts.binary_f1 == pytest.approx(binary)
     assert parts.macro_f1 == pytest.approx(macro)
     assert parts.score == pytest.approx((binary + macro) / 2)

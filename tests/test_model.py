@@ -39,7 +39,12 @@ def make_batch(b=6, t=12, imu_only=False, seed=0):
     }
 
 
-LOSSES = {"multiclass": torch.tensor(2.0), "binary": torch.tensor(0.7), "nine_class": torch.tensor(1.5), "kl": torch.tensor(0.3)}
+LOSSES = {
+    "multiclass": torch.tensor(2.0),
+    "binary": torch.tensor(0.7),
+    "nine_class": torch.tensor(1.5),
+    "kl": torch.tensor(0.3),
+}
 
 
 # ------------------------------------------------------------------ config
@@ -83,7 +88,12 @@ def test_fixed_equals_formula_exactly():
     total, w = FixedWeighting(cfg)(LOSSES)
     by_hand = 0.3 * 2.0 + (1 - 0.3) * 0.7 + 0.25 * 1.5 + 0.4 * 0.3
     assert float(total) == pytest.approx(by_hand, rel=1e-7)
-    assert {k: round(float(v), 6) for k, v in w.items()} == {"multiclass": 0.3, "binary": 0.7, "nine_class": 0.25, "kl": 0.4}
+    assert {k: round(float(v), 6) for k, v in w.items()} == {
+        "multiclass": 0.3,
+        "binary": 0.7,
+        "nine_class": 0.25,
+        "kl": 0.4,
+    }
     assert list(FixedWeighting(cfg).parameters()) == []
 
 
@@ -137,7 +147,12 @@ def test_direct_initialised_at_fixed_values_and_shrinks_aux_weights():
     cfg = LossConfig(auto_weighting="direct", alpha=0.5, nine_class_loss_weight=0.2, kl_weight=0.1)
     d = build_weighting(cfg)
     _, w = d(LOSSES)
-    assert {k: round(float(v), 5) for k, v in w.items()} == {"multiclass": 0.5, "binary": 0.5, "nine_class": 0.2, "kl": 0.1}
+    assert {k: round(float(v), 5) for k, v in w.items()} == {
+        "multiclass": 0.5,
+        "binary": 0.5,
+        "nine_class": 0.2,
+        "kl": 0.1,
+    }
     opt = torch.optim.SGD(d.parameters(), lr=0.5)
     for _ in range(20):
         opt.zero_grad()
@@ -176,7 +191,11 @@ def test_inverse_frequency_weights():
 def test_loss_terms_keys_follow_config():
     out = CMINetwork(TINY)(make_batch())
     assert set(loss_terms(out, make_batch(), LossConfig())) == {"multiclass", "binary", "nine_class", "kl"}
-    assert set(loss_terms(out, make_batch(), LossConfig(kl_weight=0))) == {"multiclass", "binary", "nine_class"}
+    assert set(loss_terms(out, make_batch(), LossConfig(kl_weight=0))) == {
+        "multiclass",
+        "binary",
+        "nine_class",
+    }
 
 
 # ------------------------------------------------------------------ network
@@ -185,7 +204,11 @@ def test_loss_terms_keys_follow_config():
 def test_network_shapes_and_imu_only_batch():
     net = CMINetwork(TINY).eval()
     out = net(make_batch(imu_only=True))
-    assert out["multiclass"].shape == (6, 18) and out["binary"].shape == (6,) and out["nine_class"].shape == (6, 9)
+    assert (
+        out["multiclass"].shape == (6, 18)
+        and out["binary"].shape == (6,)
+        and out["nine_class"].shape == (6, 9)
+    )
     assert all(torch.isfinite(v).all() for v in out.values())
     assert "nine_class" not in CMINetwork(TINY, nine_class_head=False)(make_batch())
 

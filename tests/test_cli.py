@@ -1,0 +1,172 @@
+"""Bad options, configuration, data and storage: exit code 2, one line on stderr, no
+traceback, and nothing half-written to the storage."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import pandas as pd
+import pytest
+
+from study import report, storage
+from study.cli import main
+from study.runner import synthetic_dir
+from study.settings import build_settings
+
+PASSWORD = "s3cret-pw"
+
+
+def sqlite_url(path: Path) -> str:
+    return f"sqlite:///{path}"
+
+
+def one_line_error(capsys, argv: list[str]) -> str:
+    """Run the CLI, expect exit code 2 and exactly one line on stderr; return that line."""
+    try:
+        code = main(argv)
+    except SystemExit as e:  # argparse's errors exit from parse_args, as in the console script
+        code = e.code
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("cmi-study")
+    return lines[0]
+
+
+def run_argv(tmp_path: Path, *extra: str) -> list[str]:
+    return [
+        "run",
+        "--preset",
+        "tiny",
+        "--storage",
+        sqlite_url(tmp_path / "x.db"),
+        "--study-name",
+        "b",
+        *extra,
+    ]
+
+
+# ----------------------------------------------------------------------------- options and config
+
+
+def _write(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "cfg.toml"
+    path.write_text(text)
+    return str(path)
+
+
+BAD_RUNS = {
+    "unknown arm": (lambda d: ["--arms", "fixed,bogus"], "bogus"),
+    "one fold": (lambda d: ["--folds", "1"], "folds"),
+    "zero trials": (lambda d: ["--n-trials", "0"], "--n-trials"),
+    "not a number": (lambda d: ["--epochs", "many"], "--epochs"),
+    "more folds than subjects": (lambda d: ["--folds", "5"], "5 folds need at least 5 subjects"),
+    "unknown config key": (lambda d: ["--config", _write(d, "[study]\nbogus = 1\n")], "study.bogus"),
+    "unknown config section": (lambda d: ["--config", _write(d, "[nonsense]\nx = 1\n")], "nonsense"),
+    "section not a table": (lambda d: ["--config", _write(d, "study = 3\n")], "[study] table"),
+    "impossible alpha": (lambda d: ["--config", _write(d, "[loss]\nalpha = 2\n")], "loss.alpha"),
+    "grace not above heartbeat": (
+        lambda d: ["--config", _write(d, "[study]\nheartbeat_interval = 5\ngrace_period = 5\n")],
+        "grace_period",
+    ),
+    "invalid TOML": (lambda d: ["--config", _write(d, "[study\nn_trials = 3\n")], "not valid TOML"),
+    "missing config": (lambda d: ["--config", str(d / "nope.toml")], "nope.toml"),
+    "config is a folder": (lambda d: ["--config", str(d)], "cannot read"),
+    "missing data folder": (lambda d: ["--data", str(d / "no-such-dir")], "no-such-dir"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_RUNS))
+def test_bad_run_options_exit_2_with_one_line_and_write_nothing(case, tmp_path, capsys):
+    extra, expected = BAD_RUNS[case]
+    line = one_line_error(capsys, run_argv(tmp_path, *extra(tmp_path)))
+    assert expected in line
+    assert not (tmp_path / "x.db").exists()  # no storage was created for a bad input
+
+
+def test_unparseable_storage_url_is_one_line_and_hides_its_password(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    line = one_line_error(capsys, ["run", "--preset", "tiny", "--storage", "not a url"])
+    assert "not a SQLAlchemy database URL" in line
+    # Unparseable (the port is not a number) yet carrying a password: masked all the same.
+    bad = f"postgresql://bob:{PASSWORD}@db:port/x"
+    line = one_line_error(capsys, ["run", "--preset", "tiny", "--storage", bad])
+    assert PASSWORD not in line and "bob:***@db" in line
+    assert list(tmp_path.iterdir()) == []  # neither reports/ nor a database file
+
+
+@pytest.fixture(scope="module")
+def bad_gesture_dir(tmp_path_factory):
+    """A few sequences of the embedded data, one of them with a gesture that does not exist."""
+    source = synthetic_dir(build_settings("tiny"))
+    train = pd.read_csv(source / "train.csv", nrows=600)
+    train.loc[train["sequence_id"] == train["sequence_id"].iloc[0], "gesture"] = "Wave goodbye"
+    folder = tmp_path_factory.mktemp("bad-gesture")
+    train.to_csv(folder / "train.csv", index=False)
+    pd.read_csv(source / "train_demographics.csv").to_csv(folder / "train_demographics.csv", index=False)
+    return folder
+
+
+def test_bad_csv_is_one_line_naming_file_column_and_value(bad_gesture_dir, tmp_path, capsys):
+    line = one_line_error(capsys, run_argv(tmp_path, "--data", str(bad_gesture_dir)))
+    assert "train.csv" in line and "'gesture'" in line and "Wave goodbye" in line
+    assert not (tmp_path / "x.db").exists()
+
+
+def test_joining_with_other_options_is_refused_before_any_trial(tmp_path, capsys):
+    assert main(run_argv(tmp_path, "--arms", "fixed", "--n-trials", "1")) == 0
+    capsys.readouterr()
+    line = one_line_error(capsys, run_argv(tmp_path, "--arms", "fixed", "--n-trials", "1", "--epochs", "2"))
+    assert "epochs" in line and "another --study-name" in line
+    study = optuna.load_study(study_name="b-fixed", storage=sqlite_url(tmp_path / "x.db"))
+    assert len(study.trials) == 1 and study.user_attrs["epochs"] == 1
+
+
+# ----------------------------------------------------------------------------- report and confirm
+
+
+def test_report_and_confirm_on_a_missing_database_create_nothing(tmp_path, capsys):
+    url = sqlite_url(tmp_path / "none.db")
+    line = one_line_error(capsys, ["report", "--storage", url, "--out", str(tmp_path / "r.html")])
+    assert "none.db" in line
+    line = one_line_error(capsys, ["confirm", "--storage", url])
+    assert "none.db" in line
+    assert "none.db" in one_line_error(capsys, ["confirm", "--storage", url, "--seeds", "1"])
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_report_and_confirm_before_any_run_write_nothing(tmp_path, capsys):
+    url = sqlite_url(tmp_path / "other.db")
+    optuna.create_study(study_name="someone-else", storage=url)
+    line = one_line_error(
+        capsys, ["report", "--storage", url, "--study-name", "cmi", "--out", str(tmp_path / "r.html")]
+    )
+    assert "cmi" in line and "someone-else" in line
+    line = one_line_error(capsys, ["confirm", "--storage", url, "--study-name", "cmi"])
+    assert "cmi-<arm>" in line and "cmi-study run" in line
+    one_line_error(capsys, ["confirm", "--storage", url, "--study-name", "cmi", "--seeds", "1"])
+    assert optuna.get_all_study_names(url) == ["someone-else"]
+    assert not (tmp_path / "r.html").exists()
+
+
+# ----------------------------------------------------------------------------- masking, settings
+
+
+def test_one_masking_function_for_urls_and_command_lines():
+    url = f"postgresql+psycopg2://bob:{PASSWORD}@db.example:5432/optuna"
+    assert storage.safe_url(url) == "postgresql+psycopg2://bob:***@db.example:5432/optuna"
+    assert storage.safe_url("sqlite:///reports/cmi.db") == "sqlite:///reports/cmi.db"
+    cmd = f"cmi-study run --storage 'postgresql://bob:{PASSWORD}@db/x' --n-trials 3"
+    assert storage.redact(cmd) == "cmi-study run --storage 'postgresql://bob:***@db/x' --n-trials 3"
+    # The report uses the driver's functions, not copies of them.
+    assert report.redact is storage.redact and report.redact_url is storage.safe_url
+
+
+def test_heartbeat_settings_come_from_the_config_file(tmp_path):
+    cfg = tmp_path / "hb.toml"
+    cfg.write_text("[study]\nheartbeat_interval = 1\ngrace_period = 3\n")
+    st = build_settings("tiny", cfg).study
+    assert (st.heartbeat_interval, st.grace_period) == (1, 3)

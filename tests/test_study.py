@@ -1,0 +1,518 @@
+"""The study driver end to end: real tiny studies on SQLite and PostgreSQL, parallel
+workers, a killed worker, Ctrl-C, a diverging trial, confirm, report and the dashboard.
+
+Every run uses `--preset tiny` (4 synthetic subjects, 2 folds, 1 epoch) on the CPU.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+from wsgiref.simple_server import WSGIRequestHandler, make_server
+
+import numpy as np
+import optuna
+import pytest
+import sqlalchemy
+from optuna.trial import TrialState
+
+import cmi_model.module
+from cmi_model.errors import InputError
+from study.cli import main
+from study.runner import open_arm_study
+from study.settings import build_settings
+from study.storage import open_storage, safe_url
+
+SHARED = ("lr", "weight_decay", "dropout")
+ATTRS = (
+    "fold_scores",
+    "fold_binary_f1",
+    "fold_macro_f1",
+    "fold_weights",
+    "weight_trajectory",
+    "fold_epochs",
+    "fold_seconds",
+)
+# What .ci/run creates; used when CMI_TEST_POSTGRES_URL is unset but a local server is up.
+LOCAL_POSTGRES = "postgresql://cmi:cmi-test-pw@127.0.0.1:5432/cmi_test"
+# Trials long enough (several seconds) to be caught mid-training, and heartbeats fast enough
+# that a dead worker's trial is found stale within seconds.
+LONG_TRIALS = "[study]\nheartbeat_interval = 1\ngrace_period = 3\n\n[train]\npatience = 50\n"
+LONG_EPOCHS = "8"  # ~0.2 s per epoch and fold here: trials of a few seconds
+
+
+def sqlite_url(path: Path) -> str:
+    return f"sqlite:///{path}"
+
+
+def states(study: optuna.Study) -> collections.Counter:
+    return collections.Counter(t.state.name for t in study.get_trials(deepcopy=False))
+
+
+def budget_skips(study: optuna.Study) -> list:
+    return [
+        t
+        for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
+        if t.user_attrs.get("fail_reason", "").startswith("BudgetTaken")
+    ]
+
+
+def real_failures(study: optuna.Study) -> list:
+    skipped = {t.number for t in budget_skips(study)}
+    return [t for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)) if t.number not in skipped]
+
+
+def load(url, name: str) -> optuna.Study:
+    return optuna.load_study(study_name=name, storage=url)
+
+
+def worker_argv(url: str, name: str) -> list[str]:
+    return [sys.executable, "-m", "study", "run", "--preset", "tiny", "--storage", url, "--study-name", name]
+
+
+def start_worker(argv: list[str], cwd: Path, *extra: str) -> subprocess.Popen:
+    # Quiet workers: no progress bars and no library warnings, so stderr holds only our own lines.
+    env = os.environ | {"TQDM_DISABLE": "1", "PYTHONWARNINGS": "ignore"}
+    return subprocess.Popen(
+        [*argv, *extra], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def finish(proc: subprocess.Popen, timeout: float = 300) -> tuple[int, str, str]:
+    out, err = proc.communicate(timeout=timeout)
+    return proc.returncode, out, err
+
+
+def wait_for_running(url: str, study_name: str, proc: subprocess.Popen, timeout: float = 120):
+    """Poll the storage until the study has a RUNNING trial; return that trial."""
+    storage = open_storage(url)  # one connection pool for all the polling
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, f"worker ended early: {proc.communicate()}"
+        try:
+            running = load(storage, study_name).get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        except KeyError:  # the study does not exist yet
+            running = []
+        if running:
+            return running[0]
+        time.sleep(0.2)
+    proc.kill()
+    raise AssertionError(f"no trial of {study_name} started running within {timeout}s")
+
+
+# ----------------------------------------------------------------------------- one tiny study
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """Both arms, 2 trials each, 2 folds, 1 epoch, in-process through the CLI."""
+    folder = tmp_path_factory.mktemp("tiny-run")
+    url = sqlite_url(folder / "study.db")
+    argv = ["run", "--preset", "tiny", "--storage", url, "--study-name", "t", "--arms", "fixed,uncertainty"]
+    argv += ["--n-trials", "2", "--folds", "2", "--epochs", "1"]
+    assert main(argv) == 0
+    return url, "t", folder
+
+
+def test_run_writes_both_arm_studies_with_every_attribute(tiny_run):
+    url, name, _ = tiny_run
+    names = {s.study_name for s in optuna.get_all_study_summaries(url)}
+    assert {f"{name}-fixed", f"{name}-uncertainty"} <= names
+    for arm in ("fixed", "uncertainty"):
+        study = load(url, f"{name}-{arm}")
+        # 2 folds never let the Wilcoxon pruner prune: both trials complete.
+        assert states(study) == {"COMPLETE": 2}
+        attrs = study.user_attrs
+        assert attrs["arm"] == arm
+        assert set(SHARED) < set(attrs["search_space"])
+        assert attrs["n_folds"] == 2 and attrs["seed"] == 0
+        assert len(attrs["data"]["fingerprint"]) >= 8
+        assert attrs["data"]["source"] == "synthetic" and attrs["data"]["n_subjects"] == 4
+        assert attrs["versions"]["optuna"] == optuna.__version__ and "torch" in attrs["versions"]
+        # The command of this run (the argv given to main), not pytest's own command line.
+        assert attrs["command"].startswith("cmi-study run --preset tiny")
+        assert "--study-name t" in attrs["command"]
+        n_sequences = attrs["data"]["n_sequences"]
+        for t in study.trials:
+            # One intermediate value per fold, equal to that fold's score; value = their mean.
+            assert sorted(t.intermediate_values) == [0, 1]
+            scores = t.user_attrs["fold_scores"]
+            assert [t.intermediate_values[k] for k in (0, 1)] == pytest.approx(scores)
+            assert t.value == pytest.approx(np.mean(scores))
+            for key in ATTRS:
+                assert len(t.user_attrs[key]) == 2, key
+            assert t.user_attrs["fold_epochs"] == [1, 1]
+            assert all(0 <= s <= 1 for s in t.user_attrs["fold_binary_f1"] + t.user_attrs["fold_macro_f1"])
+            for weights, trajectory in zip(
+                t.user_attrs["fold_weights"], t.user_attrs["weight_trajectory"], strict=True
+            ):
+                assert set(weights) == set(trajectory) >= {"multiclass", "binary"}
+                assert all(len(v) == 1 for v in trajectory.values())  # one value per epoch
+            assert t.user_attrs["device"] == "cpu"
+            oof = t.user_attrs["oof"]
+            assert len(oof["y_true"]) == len(oof["y_pred"]) == n_sequences
+
+
+def test_first_trial_of_each_arm_is_the_plans_baseline(tiny_run):
+    url, name, _ = tiny_run
+    fixed = load(url, f"{name}-fixed").trials[0].params
+    assert (fixed["alpha"], fixed["nine_class_loss_weight"], fixed["kl_weight"]) == (0.5, 0.2, 0.1)
+    unc = load(url, f"{name}-uncertainty").trials[0].params
+    assert (unc["uncertainty_init_value"], unc["weight_lr_multiplier"]) == (0.0, 0.1)
+    # The shared knobs of the baseline are the configured ones, the same in both arms.
+    assert {k: fixed[k] for k in SHARED} == {k: unc[k] for k in SHARED}
+    # The second trial was sampled, not another copy of the baseline.
+    assert load(url, f"{name}-fixed").trials[1].params != fixed
+
+
+def test_arms_search_the_same_shared_space_on_the_same_folds(tiny_run):
+    url, name, _ = tiny_run
+    fixed, unc = load(url, f"{name}-fixed"), load(url, f"{name}-uncertainty")
+    for p in SHARED:
+        dists = {repr(t.distributions[p]) for s in (fixed, unc) for t in s.trials}
+        assert len(dists) == 1, (p, dists)
+        assert fixed.user_attrs["search_space"][p] == unc.user_attrs["search_space"][p]
+    assert "alpha" in fixed.trials[0].params and "alpha" not in unc.trials[0].params
+    # Same folds: every trial of both arms lists the out-of-fold labels in the same order.
+    orders = {tuple(t.user_attrs["oof"]["y_true"]) for s in (fixed, unc) for t in s.trials}
+    assert len(orders) == 1
+    assert fixed.user_attrs["data"]["fingerprint"] == unc.user_attrs["data"]["fingerprint"]
+
+
+def test_confirm_and_report(tiny_run, tmp_path, capsys):
+    _, name, folder = tiny_run
+    shutil.copy(folder / "study.db", tmp_path / "study.db")  # leave the shared run untouched
+    url = sqlite_url(tmp_path / "study.db")
+    assert main(["confirm", "--storage", url, "--study-name", name, "--seeds", "1"]) == 0
+    confirm = load(url, f"{name}-confirm")
+    trials = confirm.get_trials(states=(TrialState.COMPLETE,))
+    assert sorted(t.user_attrs["arm"] for t in trials) == ["fixed", "uncertainty"]
+    for t in trials:
+        arm_study = load(url, f"{name}-{t.user_attrs['arm']}")
+        assert t.user_attrs["source_trial"] == arm_study.best_trial.number
+        assert t.user_attrs["params"] == arm_study.best_trial.params
+        assert t.user_attrs["seed"] == 1  # a fresh split: never the search's seed 0
+        assert len(t.user_attrs["fold_scores"]) == 2
+    assert len(trials) == len(confirm.trials) == 2
+    out = tmp_path / "report.html"
+    assert main(["report", "--storage", url, "--study-name", name, "--out", str(out)]) == 0
+    html = out.read_text()
+    assert html.startswith("<!DOCTYPE html") or "<html" in html[:500]
+    assert f"{name}-confirm" in html and "uncertainty" in html
+    assert str(out.resolve()) in capsys.readouterr().out
+
+
+def test_dashboard_lists_both_arm_studies(tiny_run):
+    import optuna_dashboard
+
+    url, name, _ = tiny_run
+    app = optuna_dashboard.wsgi(url)
+
+    class Quiet(WSGIRequestHandler):
+        def log_message(self, *args):  # no access log in the test output
+            pass
+
+    server = make_server("127.0.0.1", 0, app, handler_class=Quiet)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        base = f"http://127.0.0.1:{server.server_port}"
+        with urllib.request.urlopen(f"{base}/api/studies", timeout=30) as r:
+            assert r.status == 200
+            body = json.load(r)
+        studies = {s["study_name"]: s for s in body["study_summaries"]}
+        assert {f"{name}-fixed", f"{name}-uncertainty"} <= set(studies)
+        fixed = studies[f"{name}-fixed"]
+        assert fixed["directions"] == ["maximize"]
+        assert {a["key"]: a["value"] for a in fixed["user_attrs"]}["arm"] == "fixed"
+        with urllib.request.urlopen(f"{base}/api/studies/{fixed['study_id']}", timeout=30) as r:
+            detail = json.load(r)
+        assert len(detail["trials"]) == 2 and detail["has_intermediate_values"]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+# ----------------------------------------------------------------------------- a diverging trial
+
+
+def test_nan_trial_fails_with_its_reason_and_the_study_goes_on(tmp_path, monkeypatch, capsys):
+    real = cmi_model.module.loss_terms
+    poisoned = {"left": 1}
+
+    def first_trial_diverges(*args, **kwargs):
+        terms = real(*args, **kwargs)
+        if poisoned["left"]:  # the very first training batch of the study: trial 0
+            poisoned["left"] -= 1
+            terms = dict(terms, multiclass=terms["multiclass"] * float("nan"))
+        return terms
+
+    monkeypatch.setattr(cmi_model.module, "loss_terms", first_trial_diverges)
+    url = sqlite_url(tmp_path / "nan.db")
+    argv = ["run", "--preset", "tiny", "--storage", url, "--study-name", "n", "--arms", "fixed"]
+    handler = signal.getsignal(signal.SIGINT)
+    assert main([*argv, "--n-trials", "2"]) == 0
+    assert signal.getsignal(signal.SIGINT) is handler  # main's Ctrl-C handler is put back
+    assert poisoned["left"] == 0
+    study = load(url, "n-fixed")
+    first, *rest = study.trials
+    assert first.state == TrialState.FAIL
+    # The NaN check of CMISqueezeformer.training_step fired, and its message was kept.
+    assert first.user_attrs["fail_reason"].startswith("TrainingDiverged: loss became nan")
+    assert "multiclass=nan" in first.user_attrs["fail_reason"]
+    assert [t.state for t in rest] == [TrialState.COMPLETE, TrialState.COMPLETE]
+    assert "trial 0 failed: TrainingDiverged" in capsys.readouterr().out
+
+
+# ----------------------------------------------------------------------------- parallel workers
+
+
+def _check_parallel_result(url, name: str, n_trials: int) -> None:
+    for arm in ("fixed", "uncertainty"):
+        study = load(url, f"{name}-{arm}")
+        counts = states(study)
+        # Exactly the requested total, however the workers raced; a BudgetTaken trial is a
+        # designed step-aside, anything else failing is a bug.
+        assert counts["COMPLETE"] + counts["PRUNED"] == n_trials, counts
+        assert real_failures(study) == [], [t.user_attrs for t in real_failures(study)]
+        assert counts["RUNNING"] == counts["WAITING"] == 0
+        # The baseline was queued once, not once per worker.
+        baseline = [t for t in study.trials if "fixed_params" in t.system_attrs]
+        assert len(baseline) == 1, [t.number for t in baseline]
+
+
+@pytest.mark.slow
+def test_three_worker_processes_share_one_budget(tmp_path):
+    url = sqlite_url(tmp_path / "par.db")
+    argv = worker_argv(url, "p")
+    procs = [start_worker(argv, tmp_path, "--n-trials", "3") for _ in range(3)]
+    results = [finish(p) for p in procs]
+    for code, _out, err in results:
+        assert code == 0, err
+        assert "database is locked" not in err
+        assert "Traceback" not in err
+    _check_parallel_result(url, "p", 3)
+
+
+@pytest.mark.slow
+def test_workers_option_runs_helpers_on_one_budget(tmp_path):
+    url = sqlite_url(tmp_path / "par.db")
+    proc = start_worker(worker_argv(url, "w"), tmp_path, "--n-trials", "3", "--workers", "3")
+    code, out, err = finish(proc)
+    assert code == 0, err
+    assert "3 worker(s)" in out
+    assert "database is locked" not in err and "Traceback" not in err
+    _check_parallel_result(url, "w", 3)
+
+
+# ----------------------------------------------------------------------------- a killed worker
+
+
+@pytest.mark.slow
+def test_killed_worker_trial_is_failed_and_retried(tmp_path):
+    (tmp_path / "hb.toml").write_text(LONG_TRIALS)
+    url = sqlite_url(tmp_path / "kill.db")
+    extra = [
+        "--arms",
+        "fixed",
+        "--n-trials",
+        "2",
+        "--epochs",
+        LONG_EPOCHS,
+        "--config",
+        str(tmp_path / "hb.toml"),
+    ]
+    proc = start_worker(worker_argv(url, "k"), tmp_path, *extra)
+    victim = wait_for_running(url, "k-fixed", proc)
+    time.sleep(0.5)  # inside the first fold's training
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+    study = load(url, "k-fixed")
+    assert study.trials[victim.number].state == TrialState.RUNNING  # nobody marked it: it died
+
+    rerun = ["run", "--preset", "tiny", "--storage", url, "--study-name", "k", *extra]
+    assert main(rerun) == 0
+    study = load(url, "k-fixed")
+    killed = study.trials[victim.number]
+    assert killed.state == TrialState.FAIL
+    retries = [t for t in study.trials if t.system_attrs.get("failed_trial") == victim.number]
+    assert len(retries) == 1
+    retry = retries[0]
+    assert retry.number > victim.number and retry.state == TrialState.COMPLETE
+    assert retry.params == killed.params
+    assert len(retry.user_attrs["fold_scores"]) == 2  # its own results, not the dead trial's
+    assert states(study)["COMPLETE"] == 2
+
+
+# ----------------------------------------------------------------------------- Ctrl-C
+
+
+@pytest.mark.slow
+def test_ctrl_c_exits_130_with_one_line_and_storage_stays_usable(tmp_path):
+    (tmp_path / "hb.toml").write_text(LONG_TRIALS)
+    url = sqlite_url(tmp_path / "int.db")
+    extra = [
+        "--arms",
+        "fixed",
+        "--n-trials",
+        "2",
+        "--epochs",
+        LONG_EPOCHS,
+        "--config",
+        str(tmp_path / "hb.toml"),
+    ]
+    proc = start_worker(worker_argv(url, "c"), tmp_path, *extra)
+    victim = wait_for_running(url, "c-fixed", proc)
+    time.sleep(1.0)  # inside Lightning's fit, which turns KeyboardInterrupt into sys.exit(1)
+    proc.send_signal(signal.SIGINT)
+    code, _out, err = finish(proc, timeout=120)
+    assert code == 130, err
+    assert err.strip().splitlines() == [
+        "cmi-study run: interrupted; finished trials are kept in the storage"
+    ], err
+    # The interrupted trial is failed at once (not left RUNNING for the heartbeat to find).
+    interrupted = load(url, "c-fixed").trials[victim.number]
+    assert interrupted.state == TrialState.FAIL
+    assert interrupted.user_attrs["fail_reason"].startswith("KeyboardInterrupt")
+
+    assert main(["run", "--preset", "tiny", "--storage", url, "--study-name", "c", *extra]) == 0
+    study = load(url, "c-fixed")
+    assert states(study)["COMPLETE"] == 2
+    assert states(study)["RUNNING"] == 0
+
+
+# ----------------------------------------------------------------------------- PostgreSQL
+
+
+@pytest.fixture
+def postgres_url():
+    """CMI_TEST_POSTGRES_URL (.ci/run sets it), else the local server .ci/run would set up.
+
+    Skips only when neither is reachable and CI is unset; under CI a missing server fails.
+    """
+    configured = os.environ.get("CMI_TEST_POSTGRES_URL")
+    url = configured or LOCAL_POSTGRES
+    try:
+        open_storage(url)  # how the driver connects (driver choice included)
+    except InputError as e:  # its message masks the password
+        if configured or os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL for the multi-worker test: {e}")
+        pytest.skip(f"no PostgreSQL server: {e}")
+    return url
+
+
+@pytest.mark.slow
+def test_two_workers_on_postgresql_never_show_the_password(postgres_url, tmp_path, capsys):
+    password = sqlalchemy.engine.make_url(postgres_url).password
+    assert password, "the test URL should carry a password"
+    masked = safe_url(postgres_url)
+    assert password not in masked and "***" in masked
+    name = f"pg-{uuid.uuid4().hex[:8]}"
+    procs = [start_worker(worker_argv(postgres_url, name), tmp_path, "--n-trials", "3") for _ in range(2)]
+    results = [finish(p) for p in procs]
+    pg = open_storage(postgres_url)
+    try:
+        for code, out, err in results:
+            assert code == 0, err.replace(password, "***")
+            assert password not in out and password not in err
+            assert f"storage {masked}" in out  # the storage line, masked
+        _check_parallel_result(pg, name, 3)
+        report_argv = ["report", "--storage", postgres_url, "--study-name", name]
+        assert main([*report_argv, "--out", str(tmp_path / "r.html")]) == 0
+        captured = capsys.readouterr()
+        assert password not in captured.out + captured.err
+        assert password not in (tmp_path / "r.html").read_text()
+        for study_name in optuna.get_all_study_names(pg):
+            if not study_name.startswith(f"{name}-"):
+                continue
+            study = load(pg, study_name)
+            assert password not in json.dumps(study.user_attrs, default=str)
+            for t in study.trials:
+                assert password not in json.dumps([t.user_attrs, t.system_attrs], default=str)
+        for arm in ("fixed", "uncertainty"):
+            assert f"--storage {masked}" in load(pg, f"{name}-{arm}").user_attrs["command"]
+    finally:
+        for study_name in optuna.get_all_study_names(pg):
+            if study_name.startswith(f"{name}-"):
+                optuna.delete_study(study_name=study_name, storage=pg)
+
+
+# ----------------------------------------------------------------------------- demo
+
+
+@pytest.mark.slow
+def test_demo_prints_report_database_and_dashboard_command(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["demo", "--preset", "tiny", "--workers", "1"]) == 0
+    out = capsys.readouterr().out
+    lines = {line.split(":", 1)[0]: line.split(":", 1)[1].strip() for line in out.splitlines() if ":" in line}
+    report = Path(lines["report"])
+    assert report.is_file() and report.suffix == ".html"
+    assert "sqlite:///" in lines["database"]
+    db = Path(lines["database"].removeprefix("sqlite:///"))
+    assert db.is_file()
+    assert lines["dashboard"].startswith("optuna-dashboard ")
+    url = lines["dashboard"].removeprefix("optuna-dashboard ").strip("'")
+    names = set(optuna.get_all_study_names(url))
+    assert {"cmi-fixed", "cmi-uncertainty", "cmi-confirm"} <= names
+
+
+def test_workers_creating_a_new_database_together_all_open_it(tmp_path):
+    """Workers started together race to create the schema of a new database; none may fail."""
+    for round_ in range(3):
+        url = sqlite_url(tmp_path / f"new-{round_}.db")
+        barrier, errors = threading.Barrier(6), []
+
+        def open_it(url=url, barrier=barrier, errors=errors):
+            barrier.wait()
+            try:
+                open_storage(url)
+            except Exception as e:  # collected: an assert in a thread would go unnoticed
+                errors.append(repr(e))
+
+        threads = [threading.Thread(target=open_it) for _ in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == []
+        assert optuna.get_all_study_names(url) == []
+
+
+def test_workers_joining_a_new_study_together_queue_one_baseline(tmp_path):
+    """Only the worker that creates an arm's study writes its attrs and queues the baseline;
+    the others wait for the attrs before checking them."""
+    settings = build_settings("tiny")
+    info = {"source": "synthetic", "fingerprint": "f" * 16}
+    url = sqlite_url(tmp_path / "join.db")
+    open_storage(url)  # the schema exists: this test is about the study, not the tables
+    barrier, errors = threading.Barrier(6), []
+
+    def join():
+        barrier.wait()
+        try:
+            open_arm_study(open_storage(url), "j", "fixed", settings, info, "cmi-study run")
+        except Exception as e:  # collected: an assert in a thread would go unnoticed
+            errors.append(repr(e))
+
+    threads = [threading.Thread(target=join) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    study = load(url, "j-fixed")
+    assert [t.state for t in study.trials] == [TrialState.WAITING]  # one baseline, not one per worker
+    assert study.trials[0].system_attrs["fixed_params"]["alpha"] == 0.5
+    assert study.user_attrs["seed"] == 0 and study.user_attrs["data"] == info
