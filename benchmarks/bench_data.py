@@ -34,15 +34,21 @@ def timed(fn):
 
 
 def peak_memory_child(train: Path, demo: Path) -> dict:
-    """Run build() in a fresh interpreter and report its peak RSS above the post-import baseline."""
+    """Run build() in a fresh interpreter and report its peak RSS above the post-import baseline.
+
+    VmHWM, not ru_maxrss: the latter survives exec and would report this parent's peak.
+    """
     code = f"""
-import json, resource
+import json
 from pathlib import Path
 from cmi_model import data as D
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+def hwm():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+base = hwm()
 d = D.build(Path({str(train)!r}), Path({str(demo)!r}))
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(json.dumps({{"baseline_kib": base, "peak_kib": peak, "rows": int(d.offsets[-1])}}))
+print(json.dumps({{"baseline_kib": base, "peak_kib": hwm(), "rows": int(d.offsets[-1])}}))
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
