@@ -19,6 +19,7 @@ import time
 import numpy as np
 import pytorch_lightning as pl
 import torch
+from torch.utils.data import DataLoader
 from torch.utils.flop_counter import FlopCounterMode
 
 from cmi_model.config import MODEL_PRESETS, LossConfig, TrainConfig
@@ -123,7 +124,8 @@ def lightning_loop(
         enable_model_summary=False,
         limit_val_batches=0,
     )
-    trainer.fit(module, train_dataloaders=batches)
+    # batch_size=None: the DataLoader hands over the pre-built batches as they are.
+    trainer.fit(module, train_dataloaders=DataLoader(batches, batch_size=None))
     return timer.times
 
 

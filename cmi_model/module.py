@@ -34,6 +34,8 @@ class CMISqueezeformer(pl.LightningModule):
         self.weight_history: list[dict[str, float]] = []  # effective weights at the end of each epoch
         self.best: dict | None = None  # best validation epoch: score parts, probabilities, indices
         self._val_outputs: list[tuple[Tensor, Tensor, Tensor, Tensor]] = []
+        self._train_sums: dict[str, Tensor] = {}
+        self._train_count = 0
 
     def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         return self.network(batch)
@@ -52,22 +54,26 @@ class CMISqueezeformer(pl.LightningModule):
                 f"loss became {float(total)} at epoch {self.current_epoch}, batch {batch_idx} "
                 f"(terms: {', '.join(f'{k}={float(v):.4g}' for k, v in terms.items())})"
             )
+        # Summed here and logged once per epoch: a self.log call per term per step cost
+        # more than 10% of a tiny model's step (benchmarks/bench_model.py).
         n = len(batch["y18"])
-        self.log("train/loss", total, on_step=False, on_epoch=True, batch_size=n)
-        for k, v in terms.items():
-            self.log(f"train/loss_{k}", v, on_step=False, on_epoch=True, batch_size=n)
-        for k, w in weights.items():
-            self.log(f"train/weight_{k}", w, on_step=False, on_epoch=True, batch_size=n)
-        for k, v in self.weighting.logged_params().items():
-            self.log(f"train/{k}", v, on_step=False, on_epoch=True, batch_size=n)
+        for k, v in {"loss": total, **{f"loss_{t}": x for t, x in terms.items()}}.items():
+            self._train_sums[k] = self._train_sums.get(k, 0.0) + v.detach() * n
+        self._train_count += n
         return total
+
+    def on_train_epoch_start(self) -> None:
+        self._train_sums, self._train_count = {}, 0
 
     def on_train_epoch_end(self) -> None:
         with torch.no_grad():
-            dev = self.device
-            probe = {k: torch.ones((), device=dev) for k in self.loss_cfg.active_terms()}
-            _, weights = self.weighting(probe)
+            probe = {k: torch.ones((), device=self.device) for k in self.loss_cfg.active_terms()}
+            _, weights = self.weighting(probe)  # effective weights now, whatever the losses
         self.weight_history.append({k: float(v) for k, v in weights.items()})
+        logged = {f"train/{k}": float(v) / max(1, self._train_count) for k, v in self._train_sums.items()}
+        logged |= {f"train/weight_{k}": v for k, v in self.weight_history[-1].items()}
+        logged |= {f"train/{k}": v for k, v in self.weighting.logged_params().items()}
+        self.log_dict(logged)
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         out, terms, total, _ = self.model_step(batch)
