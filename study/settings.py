@@ -78,9 +78,9 @@ PRESETS: dict[str, dict] = {
     "demo": {  # the README demo: a few minutes on a 2-core CPU
         "model_preset": "tiny",
         "study": {"n_trials": 6, "folds": 3, "confirm_seeds": 2},
-        "synthetic": {"subjects": 9},
+        "synthetic": {"subjects": 10},
         "data": {"max_len": 64, "batch_size": 64},
-        "train": {"max_epochs": 6, "patience": 3, "warmup_epochs": 0.5},
+        "train": {"max_epochs": 8, "patience": 3, "warmup_epochs": 0.5},
     },
     "full": {  # the public experiment's model on the full data: hours, a GPU helps
         "model_preset": "public",
