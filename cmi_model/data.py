@@ -65,7 +65,13 @@ IMU_FEATURES = [
 # Presence flags per row: is the quaternion there, is each thermopile, is each ToF sensor.
 PRESENCE = ["rot", *THM_COLUMNS, *[f"tof_{s}" for s in range(1, N_TOF_SENSORS + 1)]]
 CACHE_VERSION = 1  # bump when preprocessing changes meaning
-DEFAULT_CACHE_DIR = Path(os.environ.get("CMI_CACHE_DIR", Path.home() / ".cache" / "cmi-study"))
+USER_CACHE = "user"  # cache_dir default: $CMI_CACHE_DIR, else ~/.cache/cmi-study, read at call time
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("CMI_CACHE_DIR", Path.home() / ".cache" / "cmi-study"))
+
+
 ARRAYS = ("imu", "thm", "tof", "present", "offsets", "sequence_id", "subject", "gesture")
 
 
@@ -371,9 +377,7 @@ def build(path: Path, demographics: Path | None = None) -> SequenceData:
     return SequenceData(imu, thm, tof, present, offsets, sequence_id, subject, gesture, meta)
 
 
-def load(
-    path: str | Path, demographics: str | Path | None = None, cache_dir: Path | None = DEFAULT_CACHE_DIR
-):
+def load(path: str | Path, demographics: str | Path | None = None, cache_dir: Path | str | None = USER_CACHE):
     """Load a CSV through the on-disk cache (keyed by file content and CACHE_VERSION)."""
     path = Path(path)
     if not path.is_file():
@@ -385,6 +389,8 @@ def load(
             raise InputError(f"{demographics}: file not found")
         fp = xxhash.xxh3_128_hexdigest((fp + fingerprint(demographics)).encode())
     key = f"v{CACHE_VERSION}-{fp}"
+    if cache_dir == USER_CACHE:
+        cache_dir = default_cache_dir()
     if cache_dir is not None:
         cached = _read_cache(Path(cache_dir) / key)
         if cached is not None:
@@ -421,7 +427,7 @@ def _write_cache(folder: Path, data: SequenceData) -> None:
         shutil.rmtree(tmp, ignore_errors=True)  # e.g. another worker wrote it first
 
 
-def load_dir(data_dir: str | Path, cache_dir: Path | None = DEFAULT_CACHE_DIR) -> SequenceData:
+def load_dir(data_dir: str | Path, cache_dir: Path | str | None = USER_CACHE) -> SequenceData:
     """train.csv + train_demographics.csv of a Kaggle-style folder."""
     data_dir = Path(data_dir)
     if not data_dir.is_dir():

@@ -36,6 +36,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
+from cmi_model.errors import InputError
 from cmi_model.labels import (
     BINARY_CLASSES,
     GESTURE_INDEX,
@@ -670,9 +671,9 @@ def generate(out_dir: str | Path, *, n_subjects: int = 12, full_size: bool = Fal
     if full_size:
         n_subjects = FULL_SIZE_SUBJECTS
     if n_subjects < 1:
-        raise ValueError(f"n_subjects must be at least 1, got {n_subjects}")
+        raise InputError(f"n_subjects must be at least 1, got {n_subjects}")
     if seed < 0:
-        raise ValueError(f"seed must be non-negative, got {seed}")
+        raise InputError(f"--seed must be non-negative, got {seed}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (train_subjects, train_plan), (test_subjects, test_plan) = _build(n_subjects, seed)

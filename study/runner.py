@@ -19,7 +19,7 @@ from optuna.storages import fail_stale_trials
 from optuna.trial import TrialState
 from tqdm.auto import tqdm
 
-from cmi_model.data import DEFAULT_CACHE_DIR, SequenceData, describe, load_dir
+from cmi_model.data import SequenceData, default_cache_dir, describe, load_dir
 from cmi_model.errors import InputError
 from cmi_model.folds import subject_folds
 from study import space
@@ -61,7 +61,7 @@ def synthetic_dir(settings: Settings) -> Path:
 
     syn = settings.synthetic
     name = f"synthetic-{'full' if syn.full_size else f's{syn.subjects}'}-seed{syn.seed}"
-    folder = Path(os.environ.get("CMI_CACHE_DIR", DEFAULT_CACHE_DIR)) / name
+    folder = default_cache_dir() / name
     if not (folder / "train.csv").is_file():
         folder.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".tmp-"))
@@ -75,8 +75,7 @@ def synthetic_dir(settings: Settings) -> Path:
 
 def load_study_data(settings: Settings, data_dir: str | None) -> tuple[SequenceData, dict]:
     folder = Path(data_dir) if data_dir else synthetic_dir(settings)
-    cache = Path(os.environ.get("CMI_CACHE_DIR", DEFAULT_CACHE_DIR))
-    data = load_dir(folder, cache_dir=cache)
+    data = load_dir(folder)
     desc = describe(data)
     info = {
         "source": str(folder.resolve()) if data_dir else "synthetic",

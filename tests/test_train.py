@@ -31,14 +31,14 @@ class KeepMetrics(pl.Callback):
         self.keys |= set(trainer.callback_metrics)
 
 
-def fit(dataset, loss=LossConfig(), epochs=6, callbacks=None, seed=0):
+def fit(dataset, loss: LossConfig | None = None, epochs=6, callbacks=None, seed=0):
     data, (tr, va) = dataset
     return fit_fold(
         data,
         tr,
         va,
         model_cfg=MODEL_PRESETS["tiny"],
-        loss_cfg=loss,
+        loss_cfg=loss or LossConfig(),
         data_cfg=DataConfig(max_len=64),
         train_cfg=TrainConfig(max_epochs=epochs, patience=epochs, seed=seed, lr=3e-3, warmup_epochs=0.5),
         callbacks=callbacks,
@@ -60,7 +60,9 @@ def test_tiny_fit_scores_clearly_above_chance_and_logs_every_key(dataset):
     expected |= {f"train/weight_{t}" for t in terms} | {f"train/s_{t}" for t in terms}
     expected |= {f"train/loss_{t}" for t in terms}
     assert expected <= keep.keys, expected - keep.keys
-    assert set(r.weight_trajectory) == set(terms) and all(len(v) == r.epochs for v in r.weight_trajectory.values())
+    assert set(r.weight_trajectory) == set(terms) and all(
+        len(v) == r.epochs for v in r.weight_trajectory.values()
+    )
     assert r.weights == {t: r.weight_trajectory[t][-1] for t in terms}
 
 
