@@ -3,8 +3,8 @@
 The project must run its demo and tests without the real competition files, so this
 module writes ``train.csv``, ``train_demographics.csv``, ``test.csv`` and
 ``test_demographics.csv`` with exactly the real columns, value formats and missing-data
-patterns (see ``shared/cmi_facts.md``). It is also the schema's single source of truth:
-the loader imports ``TRAIN_COLUMNS``, ``TEST_COLUMNS`` and ``SENSOR_COLUMNS`` from here.
+patterns (see ``shared/cmi_facts.md``). The column names come from ``cmi_model.schema``,
+the single definition the loader uses too.
 
 The signals are simulated, not noise, so that model comparisons mean something:
 
@@ -45,57 +45,30 @@ from cmi_model.labels import (
     TARGET_GESTURES,
     is_target,
 )
+from cmi_model.schema import (  # noqa: F401  (re-exported: tests and users read the schema here too)
+    ACC_COLUMNS,
+    BEHAVIORS,
+    DEMOGRAPHICS_COLUMNS,
+    N_TOF_SENSORS,
+    ORIENTATIONS,
+    PHASES,
+    ROT_COLUMNS,
+    SENSOR_COLUMNS,
+    TEST_COLUMNS,
+    THM_COLUMNS,
+    TOF_COLUMNS,
+    TOF_NO_RESPONSE,
+    TOF_PIXELS,
+    TRAIN_COLUMNS,
+)
 
 # --------------------------------------------------------------------------- schema
 
-ORIENTATIONS: tuple[str, ...] = (
-    "Seated Straight",
-    "Seated Lean Non Dom - FACE DOWN",
-    "Lie on Back",
-    "Lie on Side - Non Dominant",
-)
-BEHAVIORS: tuple[str, ...] = (
-    "Relaxes and moves hand to target location",
-    "Moves hand to target location",
-    "Hand at target location",
-    "Performs gesture",
-)
-PHASES: tuple[str, ...] = ("Transition", "Gesture")
-
-N_TOF_SENSORS = 5
-N_TOF_PIXELS = 64  # 8x8 grid, row-major from the top-left
-N_THM = 5
-ACC_COLUMNS: list[str] = ["acc_x", "acc_y", "acc_z"]
-ROT_COLUMNS: list[str] = ["rot_w", "rot_x", "rot_y", "rot_z"]
-THM_COLUMNS: list[str] = [f"thm_{i}" for i in range(1, N_THM + 1)]
-TOF_COLUMNS: list[str] = [f"tof_{s}_v{v}" for s in range(1, N_TOF_SENSORS + 1) for v in range(N_TOF_PIXELS)]
+# Column names and categorical values come from cmi_model.schema (shared with the loader).
+N_TOF_PIXELS = TOF_PIXELS
+N_THM = len(THM_COLUMNS)
 IMU_COLUMNS: list[str] = ACC_COLUMNS + ROT_COLUMNS
-SENSOR_COLUMNS: list[str] = IMU_COLUMNS + THM_COLUMNS + TOF_COLUMNS  # 332
-TRAIN_META_COLUMNS: list[str] = [
-    "row_id",
-    "sequence_type",
-    "sequence_id",
-    "sequence_counter",
-    "subject",
-    "orientation",
-    "behavior",
-    "phase",
-    "gesture",
-]
-TEST_META_COLUMNS: list[str] = ["row_id", "sequence_id", "sequence_counter", "subject"]
-TRAIN_COLUMNS: list[str] = TRAIN_META_COLUMNS + SENSOR_COLUMNS  # 341
-TEST_COLUMNS: list[str] = TEST_META_COLUMNS + SENSOR_COLUMNS  # 336
-DEMOGRAPHICS_COLUMNS: list[str] = [
-    "subject",
-    "adult_child",
-    "age",
-    "sex",
-    "handedness",
-    "height_cm",
-    "shoulder_to_wrist_cm",
-    "elbow_to_wrist_cm",
-]
-TOF_MISSING = -1  # "no response": nothing in range
+TOF_MISSING = TOF_NO_RESPONSE
 
 # The 51 (orientation, gesture) pairs. The real set is not documented in our facts; this
 # table follows its shape: every target in every orientation (32), all 10 non-targets
