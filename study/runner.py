@@ -305,10 +305,11 @@ def run_confirm(storage_url: str, name: str, n_seeds: int, data_dir: str | None,
     confirm.set_user_attr("data", info)
     confirm.set_user_attr("command", command)
     confirm.set_user_attr("versions", versions())
+    # Only COMPLETE counts: confirm runs ask/tell, which has no heartbeat, so a RUNNING trial may be
+    # a killed process's. A rerun redoes it; the report keeps the latest of duplicate (arm, seed) trials.
     done = {
         (t.user_attrs.get("arm"), t.user_attrs.get("seed"))
-        for t in confirm.get_trials(deepcopy=False)
-        if t.state in (TrialState.COMPLETE, TrialState.RUNNING)
+        for t in confirm.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     }
     todo = [(seed, arm) for seed in seeds for arm in best if (arm, seed) not in done]
     for seed, arm in tqdm(todo, desc="confirm", unit="run"):
