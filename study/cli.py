@@ -258,16 +258,14 @@ def _stored_confirm_seeds(url: str, name: str) -> int:
 
 
 def cmd_report(args) -> Path:
-    from study.report import StudyNotFoundError, write_report
+    from study.report import write_report
     from study.storage import REPORTS_DIR, open_storage
 
     out = args.out or REPORTS_DIR / f"{args.study_name}.html"
     # Opened like run and confirm open it (same driver choice, one-line errors, no new database).
     storage = open_storage(_storage_url(args), must_exist=True)
-    try:
-        path = write_report(storage, args.study_name, out, command=_command_line(args))
-    except StudyNotFoundError as e:  # a mistyped name or path: bad input (exit 2), not an internal error
-        raise InputError(str(e)) from None
+    # A missing study raises StudyNotFoundError, an InputError: exit 2, one line.
+    path = write_report(storage, args.study_name, out, command=_command_line(args))
     print(f"report: {Path(path).resolve()}")
     return Path(path)
 

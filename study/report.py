@@ -41,10 +41,14 @@ from optuna.distributions import FloatDistribution, IntDistribution
 from optuna.trial import FrozenTrial, TrialState
 from plotly.subplots import make_subplots
 
+from cmi_model.errors import InputError
 from cmi_model.labels import EIGHTEEN_TO_NINE, GESTURES, NINE_CLASSES
 from cmi_model.metric import score_indices
 from study.stats import Comparison, paired_comparison
-from study.storage import redact  # password masking: one source of truth, shared with the driver
+from study.storage import (  # password masking: one source of truth, shared with the driver
+    open_storage,
+    redact,
+)
 from study.storage import safe_url as redact_url
 
 log = logging.getLogger(__name__)
@@ -75,7 +79,7 @@ DASHBOARD_GRAPH_PREFIX = "cmi-report-"
 BUDGET_SKIP_PREFIX = "BudgetTaken"
 
 
-class StudyNotFoundError(ValueError):
+class StudyNotFoundError(InputError):
     """No arm or confirmation study exists for the requested study name."""
 
 
@@ -305,19 +309,11 @@ def _storage_description(storage: Any) -> str:
 def _resolve_storage(storage: str | optuna.storages.BaseStorage) -> optuna.storages.BaseStorage:
     if not isinstance(storage, str):
         return storage
+    # The driver's opener: the same URL checks and SQLite lock timeout, and never a new database.
     try:
-        from sqlalchemy.engine import make_url
-
-        url = make_url(storage)
-        if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
-            path = Path(url.database)
-            if not path.exists():
-                raise StudyNotFoundError(f"no SQLite database at {path} (storage {redact_url(storage)})")
-    except StudyNotFoundError:
-        raise
-    except Exception:  # not an sqlalchemy URL: let Optuna decide
-        pass
-    return optuna.storages.get_storage(storage)
+        return open_storage(storage, must_exist=True)
+    except InputError as e:  # e.g. no such SQLite file: for the report, no study to be found
+        raise StudyNotFoundError(str(e)) from None
 
 
 def _fmt(x: float | None, digits: int = 4, signed: bool = False) -> str:
