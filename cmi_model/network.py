@@ -9,12 +9,11 @@ import torch
 from torch import Tensor, nn
 
 from cmi_model.config import ModelConfig
-from cmi_model.data import IMU_FEATURES, PRESENCE
+from cmi_model.data import IMU_FEATURES
 from cmi_model.labels import GESTURES, NINE_CLASSES
-from cmi_model.schema import THM_COLUMNS, TOF_COLUMNS
+from cmi_model.schema import N_TOF_SENSORS, THM_COLUMNS, TOF_COLUMNS
 
 N_THM, N_TOF = len(THM_COLUMNS), len(TOF_COLUMNS)
-N_TOF_SENSORS = len(PRESENCE) - 1 - N_THM
 
 
 class FeedForward(nn.Module):
