@@ -110,6 +110,25 @@ def wait_for_running(url: str, study_name: str, proc: subprocess.Popen, timeout:
     raise AssertionError(f"no trial of {study_name} started running within {timeout}s")
 
 
+def start_long_worker(tmp_path: Path, url: str, name: str):
+    """A worker on arm fixed with trials of a few seconds and fast heartbeats, once a trial runs.
+
+    Returns (process, its RUNNING trial, the extra run options to rerun the same study)."""
+    (tmp_path / "hb.toml").write_text(LONG_TRIALS)
+    extra = [
+        "--arms",
+        "fixed",
+        "--n-trials",
+        "2",
+        "--epochs",
+        LONG_EPOCHS,
+        "--config",
+        str(tmp_path / "hb.toml"),
+    ]
+    proc = start_worker(worker_argv(url, name), tmp_path, *extra)
+    return proc, wait_for_running(url, f"{name}-fixed", proc), extra
+
+
 # ----------------------------------------------------------------------------- one tiny study
 
 
@@ -320,20 +339,8 @@ def test_workers_option_runs_helpers_on_one_budget(tmp_path):
 
 @pytest.mark.slow
 def test_killed_worker_trial_is_failed_and_retried(tmp_path):
-    (tmp_path / "hb.toml").write_text(LONG_TRIALS)
     url = sqlite_url(tmp_path / "kill.db")
-    extra = [
-        "--arms",
-        "fixed",
-        "--n-trials",
-        "2",
-        "--epochs",
-        LONG_EPOCHS,
-        "--config",
-        str(tmp_path / "hb.toml"),
-    ]
-    proc = start_worker(worker_argv(url, "k"), tmp_path, *extra)
-    victim = wait_for_running(url, "k-fixed", proc)
+    proc, victim, extra = start_long_worker(tmp_path, url, "k")
     time.sleep(0.5)  # inside the first fold's training
     proc.send_signal(signal.SIGKILL)
     proc.communicate(timeout=60)
@@ -360,20 +367,8 @@ def test_killed_worker_trial_is_failed_and_retried(tmp_path):
 
 @pytest.mark.slow
 def test_ctrl_c_exits_130_with_one_line_and_storage_stays_usable(tmp_path):
-    (tmp_path / "hb.toml").write_text(LONG_TRIALS)
     url = sqlite_url(tmp_path / "int.db")
-    extra = [
-        "--arms",
-        "fixed",
-        "--n-trials",
-        "2",
-        "--epochs",
-        LONG_EPOCHS,
-        "--config",
-        str(tmp_path / "hb.toml"),
-    ]
-    proc = start_worker(worker_argv(url, "c"), tmp_path, *extra)
-    victim = wait_for_running(url, "c-fixed", proc)
+    proc, victim, extra = start_long_worker(tmp_path, url, "c")
     time.sleep(1.0)  # inside Lightning's fit, which turns KeyboardInterrupt into sys.exit(1)
     proc.send_signal(signal.SIGINT)
     code, _out, err = finish(proc, timeout=120)
