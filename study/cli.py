@@ -13,8 +13,10 @@ import shlex
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 # Before torch loads: OpenMP threads that spin-wait collapse throughput (20× measured
@@ -45,99 +47,171 @@ def _positive(kind):
     return parse
 
 
-def _storage_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--storage", help="SQLAlchemy URL (default: sqlite:///reports/NAME.db)")
-    p.add_argument("--study-name", default="cmi", help="studies are NAME-ARM and NAME-confirm (default: cmi)")
+def _arm_list(text: str) -> tuple[str, ...]:
+    return tuple(a.strip() for a in text.split(",") if a.strip())
 
 
-def _study_args(p: argparse.ArgumentParser) -> None:
-    _storage_args(p)
-    p.add_argument(
-        "--data", help="folder with train.csv + train_demographics.csv (default: embedded synthetic data)"
-    )
-    p.add_argument(
-        "--preset",
-        default="demo",
-        choices=["tiny", "demo", "full"],
-        help="sizes, epochs, folds (default: demo)",
-    )
-    p.add_argument(
+@dataclass(frozen=True)
+class Option:
+    """One command-line option: the commands that take it, argparse's arguments, and where its
+    value goes: `setting` is its place in study.settings.Settings ("section.field"); `forward`
+    options are handed on to the helper workers of `run --workers` (the settings go as a file)."""
+
+    flag: str
+    commands: tuple[str, ...]
+    kwargs: dict = field(default_factory=dict)
+    setting: str | None = None
+    forward: bool = False
+
+    @property
+    def dest(self) -> str:
+        return self.flag.removeprefix("--").replace("-", "_")
+
+
+PRESETS = ("tiny", "demo", "full")
+OPTIONS: tuple[Option, ...] = (
+    Option("--out", ("synth",), {"required": True, "type": Path}),
+    Option("--subjects", ("synth",), {"type": _positive(int), "default": 12}),
+    Option(
+        "--full-size", ("synth",), {"action": "store_true", "help": "the real sizes: 81 subjects, ~575k rows"}
+    ),
+    Option("--seed", ("synth",), {"type": int, "default": 0}),
+    Option("--data", ("inspect",), {"required": True, "type": Path}),
+    Option("--json", ("inspect",), {"action": "store_true", "help": "print the summary as JSON"}),
+    Option(
+        "--storage",
+        ("run", "confirm", "report", "demo"),
+        {"help": "SQLAlchemy URL (default: sqlite:///reports/NAME.db)"},
+        forward=True,
+    ),
+    Option(
+        "--study-name",
+        ("run", "confirm", "report", "demo"),
+        {"default": "cmi", "help": "studies are NAME-ARM and NAME-confirm (default: cmi)"},
+        forward=True,
+    ),
+    Option(
+        "--data",
+        ("run", "confirm"),
+        {"help": "folder with train.csv + train_demographics.csv (default: embedded synthetic data)"},
+        forward=True,
+    ),
+    Option(
+        "--preset", ("run", "demo"), {"default": "demo", "choices": PRESETS, "help": "sizes, epochs, folds"}
+    ),
+    Option(
         "--config",
-        type=Path,
-        help="TOML file overriding the preset ([study], [model], [loss], [data], [train], [synthetic])",
-    )
-    p.add_argument(
-        "--arms", help="comma-separated arms among fixed,uncertainty,direct (default: fixed,uncertainty)"
-    )
-    p.add_argument("--n-trials", type=_positive(int), help="total trials per arm across all workers")
-    p.add_argument("--folds", type=_positive(int), help="subject-grouped CV folds")
-    p.add_argument("--epochs", type=_positive(int), help="maximum epochs per fold")
-    p.add_argument("--seed", type=int, help="fold split, sampler and initialisation seed")
-    p.add_argument(
-        "--pruner", choices=["wilcoxon", "median", "none"], help="per-fold pruning (default: wilcoxon)"
-    )
-    p.add_argument("--subjects", type=_positive(int), help="subjects of the embedded synthetic data")
-    p.add_argument(
-        "--workers", type=_positive(int), default=1, help="worker processes on this machine (default 1)"
-    )
-    p.add_argument(
-        "--threads", type=_positive(int), default=1, help="torch CPU threads per worker (default 1)"
-    )
+        ("run",),
+        {
+            "type": Path,
+            "help": "TOML file overriding the preset ([study], [model], [loss], [data], [train], [synthetic])",
+        },
+    ),
+    Option(
+        "--arms",
+        ("run",),
+        {
+            "type": _arm_list,
+            "help": "comma-separated arms among fixed,uncertainty,direct (default: fixed,uncertainty)",
+        },
+        setting="study.arms",
+    ),
+    Option(
+        "--n-trials",
+        ("run",),
+        {"type": _positive(int), "help": "total trials per arm across all workers"},
+        setting="study.n_trials",
+    ),
+    Option(
+        "--folds",
+        ("run",),
+        {"type": _positive(int), "help": "subject-grouped CV folds"},
+        setting="study.folds",
+    ),
+    Option(
+        "--epochs",
+        ("run",),
+        {"type": _positive(int), "help": "maximum epochs per fold"},
+        setting="train.max_epochs",
+    ),
+    Option(
+        "--seed",
+        ("run",),
+        {"type": int, "help": "fold split, sampler and initialisation seed"},
+        setting="study.seed",
+    ),
+    Option(
+        "--pruner",
+        ("run",),
+        {"choices": ["wilcoxon", "median", "none"], "help": "per-fold pruning (default: wilcoxon)"},
+        setting="study.pruner",
+    ),
+    Option(
+        "--subjects",
+        ("run",),
+        {"type": _positive(int), "help": "subjects of the embedded synthetic data"},
+        setting="synthetic.subjects",
+    ),
+    Option(
+        "--workers",
+        ("run",),
+        {"type": _positive(int), "default": 1, "help": "worker processes on this machine (default 1)"},
+    ),
+    Option(
+        "--workers",
+        ("demo",),
+        {"type": _positive(int), "default": min(2, os.cpu_count() or 1), "help": "worker processes"},
+    ),
+    Option(
+        "--threads",
+        ("run", "confirm"),
+        {"type": _positive(int), "default": 1, "help": "torch CPU threads per worker (default 1)"},
+        forward=True,
+    ),
+    Option(
+        "--seeds", ("confirm",), {"type": _positive(int), "help": "fresh split seeds (default: the preset's)"}
+    ),
+    Option("--out", ("report", "demo"), {"type": Path, "help": "HTML file (default: reports/NAME.html)"}),
+    # A helper worker's settings, resolved by the process that started it (not for users).
+    Option("--resolved-settings", ("run",), {"type": Path, "help": argparse.SUPPRESS}),
+)
+COMMAND_HELP = {
+    "synth": "write the embedded synthetic data set as Kaggle-schema CSVs",
+    "inspect": "validate a data folder and summarise it",
+    "run": "tune every arm with the same budget (run it on many workers at once)",
+    "confirm": "re-train each arm's best configuration on fresh fold splits",
+    "report": "write the HTML comparison report",
+    "demo": "the whole pipeline on the embedded data: run → confirm → report",
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="cmi-study", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-
-    p = sub.add_parser("synth", help="write the embedded synthetic data set as Kaggle-schema CSVs")
-    p.add_argument("--out", required=True, type=Path)
-    p.add_argument("--subjects", type=_positive(int), default=12)
-    p.add_argument("--full-size", action="store_true", help="the real sizes: 81 subjects, ~575k rows")
-    p.add_argument("--seed", type=int, default=0)
-
-    p = sub.add_parser("inspect", help="validate a data folder and summarise it")
-    p.add_argument("--data", required=True, type=Path)
-    p.add_argument("--json", action="store_true", help="print the summary as JSON")
-
-    p = sub.add_parser("run", help="tune every arm with the same budget (run it on many workers at once)")
-    _study_args(p)
-
-    p = sub.add_parser("confirm", help="re-train each arm's best configuration on fresh fold splits")
-    _storage_args(p)
-    p.add_argument("--threads", type=_positive(int), default=1, help="torch CPU threads (default 1)")
-    p.add_argument("--data", help="the same --data the run used (default: embedded synthetic data)")
-    p.add_argument(
-        "--seeds", type=_positive(int), default=None, help="fresh split seeds (default: the preset's)"
-    )
-
-    p = sub.add_parser("report", help="write the HTML comparison report")
-    _storage_args(p)
-    p.add_argument("--out", type=Path, help="HTML file (default: reports/NAME.html)")
-
-    p = sub.add_parser("demo", help="the whole pipeline on the embedded data: run → confirm → report")
-    _storage_args(p)
-    p.add_argument("--preset", default="demo", choices=["tiny", "demo", "full"])
-    p.add_argument("--out", type=Path, help="HTML file (default: reports/NAME.html)")
-    p.add_argument(
-        "--workers", type=_positive(int), default=min(2, os.cpu_count() or 1), help="worker processes"
-    )
+    for command, help_text in COMMAND_HELP.items():
+        p = sub.add_parser(command, help=help_text)
+        for opt in OPTIONS:
+            if command in opt.commands:
+                p.add_argument(opt.flag, **opt.kwargs)
+        # Every option's name exists on every command (None where it doesn't apply), so one
+        # command can run another's code (demo runs run, confirm and report).
+        own = {o.dest for o in OPTIONS if command in o.commands}
+        p.set_defaults(**{o.dest: None for o in OPTIONS if o.dest not in own})
     return parser
 
 
 def _settings_from(args):
-    from study.settings import build_settings
+    from study.settings import Settings, build_settings
 
-    over: dict = {"study": {}, "train": {}, "synthetic": {}}
-    if getattr(args, "arms", None):
-        over["study"]["arms"] = tuple(a.strip() for a in args.arms.split(",") if a.strip())
-    for flag, key in (("n_trials", "n_trials"), ("folds", "folds"), ("seed", "seed"), ("pruner", "pruner")):
-        if getattr(args, flag, None) is not None:
-            over["study"][key] = getattr(args, flag)
-    if getattr(args, "epochs", None) is not None:
-        over["train"]["max_epochs"] = args.epochs
-    if getattr(args, "subjects", None) is not None:
-        over["synthetic"]["subjects"] = args.subjects
-    return build_settings(args.preset, getattr(args, "config", None), over)
+    if args.resolved_settings is not None:
+        return Settings.model_validate_json(args.resolved_settings.read_text())
+    over: dict = {}
+    for opt in OPTIONS:
+        value = getattr(args, opt.dest, None)
+        if opt.setting and args.command in opt.commands and value is not None:
+            section, key = opt.setting.split(".")
+            over.setdefault(section, {})[key] = value
+    return build_settings(args.preset, args.config, over)
 
 
 def _storage_url(args) -> str:
@@ -198,14 +272,16 @@ def cmd_run(args) -> None:
         f"{args.workers} worker(s), storage {safe_url(url)}"
     )
     helpers: list[subprocess.Popen] = []
+    with tempfile.TemporaryDirectory(prefix="cmi-study-") as tmp:
 
-    def spawn() -> None:  # once this process has created the studies and queued the baselines
-        helpers.extend(_spawn_workers(args, url) if args.workers > 1 else [])
+        def spawn() -> None:  # once this process has created the studies and queued the baselines
+            if args.workers > 1:
+                helpers.extend(_spawn_workers(args, url, settings, Path(tmp) / "settings.json"))
 
-    try:
-        summary = run_arms(settings, url, args.study_name, args.data, _command_line(args), on_ready=spawn)
-    finally:
-        codes = [p.wait() for p in helpers]
+        try:
+            summary = run_arms(settings, url, args.study_name, args.data, _command_line(args), on_ready=spawn)
+        finally:
+            codes = [p.wait() for p in helpers]
     if any(codes):
         raise RuntimeError(f"{sum(c != 0 for c in codes)} helper worker(s) failed (exit codes {codes})")
     for arm, s in summary.items():
@@ -215,16 +291,17 @@ def cmd_run(args) -> None:
         )
 
 
-def _spawn_workers(args, url: str) -> list[subprocess.Popen]:
-    """workers - 1 more processes of this same run on the same storage; this process is the last."""
-    argv = [sys.executable, "-m", "study", "run", "--storage", url, "--study-name", args.study_name]
-    argv += ["--preset", args.preset, "--threads", str(args.threads)]
-    for flag in ("data", "config", "arms", "n_trials", "folds", "epochs", "seed", "pruner", "subjects"):
-        if getattr(args, flag, None) is not None:
-            argv += [f"--{flag.replace('_', '-')}", str(getattr(args, flag))]
-    env = os.environ | {
-        "TQDM_DISABLE": "1"
-    }  # one progress bar: this process's, which counts every worker's trials
+def _spawn_workers(args, url: str, settings, path: Path) -> list[subprocess.Popen]:
+    """workers - 1 more processes of this same run on the same storage; this process is the last.
+    They get this process's resolved settings as a file, so every worker runs the same study."""
+    path.write_text(settings.model_dump_json())
+    argv = [sys.executable, "-m", "study", "run", "--resolved-settings", str(path)]
+    for opt in OPTIONS:
+        value = getattr(args, opt.dest, None)
+        if opt.forward and "run" in opt.commands and value is not None:
+            argv += [opt.flag, url if opt.dest == "storage" else str(value)]
+    # One progress bar: this process's, which counts every worker's trials.
+    env = os.environ | {"TQDM_DISABLE": "1"}
     return [subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL) for _ in range(args.workers - 1)]
 
 
@@ -235,26 +312,9 @@ def cmd_confirm(args) -> None:
 
     url = _storage_url(args)
     torch.set_num_threads(args.threads)
-    seeds = args.seeds or _stored_confirm_seeds(url, args.study_name)
-    result = run_confirm(url, args.study_name, seeds, args.data, _command_line(args))
+    result = run_confirm(url, args.study_name, args.seeds, args.data, _command_line(args))
     for arm, r in result.items():
         print(f"  {arm:12s} confirmation mean {r['mean']:.4f} over {r['n']} (seed, fold) pairs")
-
-
-def _stored_confirm_seeds(url: str, name: str) -> int:
-    """Default --seeds: the preset recorded with the study."""
-    import optuna
-
-    from study.settings import Settings
-    from study.storage import open_storage
-
-    storage = open_storage(url, must_exist=True)  # confirm reads a run: never a new database
-    for s in optuna.get_all_study_summaries(storage):
-        if s.study_name.startswith(f"{name}-") and "settings" in s.user_attrs:
-            return Settings(**s.user_attrs["settings"]).study.confirm_seeds
-    raise InputError(
-        f"storage has no study named {name}-<arm>: run `cmi-study run --study-name {name}` first"
-    )
 
 
 def cmd_report(args) -> Path:
@@ -274,9 +334,7 @@ def cmd_demo(args) -> None:
     from study.storage import safe_url
 
     start = time.perf_counter()
-    args.data, args.config, args.arms, args.seeds, args.threads = None, None, None, None, 1
-    for flag in ("n_trials", "folds", "epochs", "seed", "pruner", "subjects"):
-        setattr(args, flag, None)
+    args.threads = 1  # the demo's options are its own; run and confirm take their defaults
     print("== 1/3 search: every arm, same budget, same folds")
     cmd_run(args)
     print("== 2/3 confirm: best configuration of each arm on fresh fold splits")

@@ -13,11 +13,12 @@ from cmi_model.config import DataConfig, LossConfig, ModelConfig, TrainConfig
 from cmi_model.data import SequenceData
 from cmi_model.errors import Interrupted
 from cmi_model.train import FoldResult, fit_fold
-from study import space
+from study import records, space
 from study.settings import Settings
 
-FOLD_ATTRS = ("fold_scores", "fold_binary_f1", "fold_macro_f1", "fold_weights", "weight_trajectory")
-FOLD_ATTRS += ("fold_epochs", "fold_seconds")
+# FoldResult fields stored per fold: every field the storage format has (a FoldResult field
+# that records.FoldRecord lacks is not stored).
+FOLD_FIELDS = tuple(records.FoldRecord.model_fields)
 
 
 class BudgetTaken(Exception):
@@ -34,18 +35,12 @@ class TrialConfigs:
 
 def _record(trial: optuna.Trial, results: list[FoldResult], data: SequenceData) -> None:
     """Write what the folds so far produced; called after every fold so partial trials keep it."""
-    trial.set_user_attr("fold_scores", [r.score for r in results])
-    trial.set_user_attr("fold_binary_f1", [r.binary_f1 for r in results])
-    trial.set_user_attr("fold_macro_f1", [r.macro_f1 for r in results])
-    trial.set_user_attr("fold_weights", [r.weights for r in results])
-    trial.set_user_attr("weight_trajectory", [r.weight_trajectory for r in results])
-    trial.set_user_attr("fold_epochs", [r.epochs for r in results])
-    trial.set_user_attr("fold_seconds", [round(r.seconds, 3) for r in results])
-    trial.set_user_attr("device", results[-1].device)
+    folds = [records.FoldRecord(**{f: getattr(r, f) for f in FOLD_FIELDS}) for r in results]
     idx = np.concatenate([r.val_indices for r in results])
     pred = np.concatenate([r.val_probs.argmax(1) for r in results])
     # Compact out-of-fold predictions (18-class indices) for per-class F1 and confusion matrices.
-    trial.set_user_attr("oof", {"y_true": data.gesture[idx].tolist(), "y_pred": pred.tolist()})
+    oof = records.OOF(y_true=data.gesture[idx].tolist(), y_pred=pred.tolist())
+    records.write(trial, folds=folds, device=results[-1].device, oof=oof)
 
 
 def run_folds(
@@ -84,11 +79,11 @@ def run_folds(
     except Interrupted:
         # Ctrl-C (see cli.main), past Lightning now: as a plain KeyboardInterrupt Optuna marks
         # the trial FAIL at once (instead of leaving it RUNNING) and re-raises it; the CLI exits 130.
-        trial.set_user_attr("fail_reason", "KeyboardInterrupt: interrupted by the user")
+        records.write(trial, fail_reason="KeyboardInterrupt: interrupted by the user")
         raise KeyboardInterrupt from None
     except Exception as e:
         # Recorded on the trial so the report and dashboard can say why it failed.
-        trial.set_user_attr("fail_reason", f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+        records.write(trial, fail_reason=f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
         raise
     return float(np.mean([r.score for r in results]))
 
@@ -113,8 +108,8 @@ class CVObjective:
         done, _ = budget_counts(trial.study)
         older = trial.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
         if done + sum(t.number < trial.number for t in older) >= self.n_total:
-            trial.set_user_attr(
-                "fail_reason", "BudgetTaken: other workers already run the rest of the budget"
+            records.write(
+                trial, fail_reason=f"{records.BUDGET_TAKEN}: other workers already run the rest of the budget"
             )
             raise BudgetTaken()
         params = space.suggest(trial, self.arm)

@@ -5,11 +5,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import sys
 import tempfile
 import time
 import warnings
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import numpy as np
@@ -22,34 +20,14 @@ from tqdm.auto import tqdm
 from cmi_model.data import SequenceData, default_cache_dir, describe, load_dir
 from cmi_model.errors import InputError
 from cmi_model.folds import subject_folds
-from study import space
+from study import records, space
 from study.objective import CVObjective, TrialConfigs, budget_counts, run_folds
 from study.settings import Settings
 from study.storage import open_storage
 
-PACKAGES = (
-    "torch",
-    "pytorch-lightning",
-    "optuna",
-    "optuna-dashboard",
-    "numpy",
-    "pandas",
-    "scikit-learn",
-    "plotly",
-)
 MAX_CONSECUTIVE_FAILURES = 3  # an arm whose trials keep failing is broken, not unlucky
 # Heartbeat helpers: stable in practice since 2.9.
 warnings.filterwarnings("ignore", category=ExperimentalWarning)
-
-
-def versions() -> dict[str, str]:
-    out = {"python": sys.version.split()[0]}
-    for p in PACKAGES:
-        try:
-            out[p] = version(p)
-        except PackageNotFoundError:
-            out[p] = "not installed"
-    return out
 
 
 # ----------------------------------------------------------------------------- data
@@ -73,19 +51,18 @@ def synthetic_dir(settings: Settings) -> Path:
     return folder
 
 
-def load_study_data(settings: Settings, data_dir: str | None) -> tuple[SequenceData, dict]:
+def load_study_data(settings: Settings, data_dir: str | None) -> tuple[SequenceData, records.DataInfo]:
     folder = Path(data_dir) if data_dir else synthetic_dir(settings)
     data = load_dir(folder)
     desc = describe(data)
-    info = {
-        "source": str(folder.resolve()) if data_dir else "synthetic",
-        "n_sequences": desc["n_sequences"],
-        "n_subjects": desc["n_subjects"],
-        "n_rows": desc["n_rows"],
-        "fingerprint": desc["fingerprint"],
-    }
-    if not data_dir:
-        info["synthetic"] = settings.synthetic.model_dump()
+    info = records.DataInfo(
+        source=str(folder.resolve()) if data_dir else "synthetic",
+        n_sequences=desc["n_sequences"],
+        n_subjects=desc["n_subjects"],
+        n_rows=desc["n_rows"],
+        fingerprint=desc["fingerprint"],
+        synthetic=None if data_dir else settings.synthetic.model_dump(),
+    )
     return data, info
 
 
@@ -113,30 +90,30 @@ def _pruner(settings: Settings) -> optuna.pruners.BasePruner:
 _MUST_MATCH = ("n_folds", "seed", "epochs", "preset")
 
 
-def study_attrs(arm: str, settings: Settings, data_info: dict, command: str) -> dict:
-    return {
-        "arm": arm,
-        "search_space": space.describe(arm),
-        "n_folds": settings.study.folds,
-        "seed": settings.study.seed,
-        "n_trials": settings.study.n_trials,
-        "epochs": settings.train.max_epochs,
-        "preset": settings.preset,
-        "data": data_info,
-        "versions": versions(),
-        "command": command,
-        "settings": json.loads(settings.model_dump_json()),
-    }
+def arm_record(arm: str, settings: Settings, data_info: records.DataInfo, command: str):
+    return records.ArmStudyRecord(
+        arm=arm,
+        search_space=space.describe(arm),
+        n_folds=settings.study.folds,
+        seed=settings.study.seed,
+        n_trials=settings.study.n_trials,
+        epochs=settings.train.max_epochs,
+        preset=settings.preset,
+        data=data_info,
+        versions=records.package_versions(),
+        command=command,
+        settings=json.loads(settings.model_dump_json()),
+    )
 
 
 def open_arm_study(
-    storage, name: str, arm: str, settings: Settings, data_info: dict, command: str
+    storage, name: str, arm: str, settings: Settings, data_info: records.DataInfo, command: str
 ) -> optuna.Study:
-    study_name = f"{name}-{arm}"
-    want = study_attrs(arm, settings, data_info, command)
+    study_name = records.study_name(name, arm)
+    want = arm_record(arm, settings, data_info, command)
     # Exactly one worker creates the study; it alone seeds its sampler with --seed, writes the
-    # attrs and queues the baseline. Workers started together used to all see a new study: same
-    # random draws, a baseline per worker, and checks against half-written attrs.
+    # attrs and queues the baseline. Workers started together must not all see a new study
+    # (same random draws, a baseline per worker, checks against half-written attrs).
     try:
         study = optuna.create_study(
             storage=storage,
@@ -145,7 +122,7 @@ def open_arm_study(
             sampler=_sampler(settings, joining=False),
             pruner=_pruner(settings),
         )
-        have: dict = {}
+        have = None
     except optuna.exceptions.DuplicatedStudyError:
         study = optuna.load_study(
             study_name=study_name,
@@ -153,36 +130,37 @@ def open_arm_study(
             sampler=_sampler(settings, joining=True),
             pruner=_pruner(settings),
         )
-        have = _creators_attrs(study)
-    if not have:
-        for k, v in want.items():
-            study.set_user_attr(k, v)
+        have = _creators_record(study)
+    if have is None:
+        records.write_study(study, want)
         study.enqueue_trial(space.baseline(arm, settings.train, settings.model), skip_if_exists=True)
-    else:
-        for k in _MUST_MATCH:
-            if have.get(k) != want[k]:
-                raise InputError(
-                    f"study {study_name!r} was created with {k}={have.get(k)!r}, this run asks for {want[k]!r}: "
-                    "use the same options or another --study-name"
-                )
-        if have.get("data", {}).get("fingerprint") != data_info["fingerprint"]:
+        return study
+    for k in _MUST_MATCH:
+        if getattr(have, k) != getattr(want, k):
             raise InputError(
-                f"study {study_name!r} was run on other data (fingerprint differs): use another --study-name"
+                f"study {study_name!r} was created with {k}={getattr(have, k)!r}, this run asks for "
+                f"{getattr(want, k)!r}: use the same options or another --study-name"
             )
-        if settings.study.n_trials > have.get("n_trials", 0):
-            study.set_user_attr("n_trials", settings.study.n_trials)  # a later run may extend the budget
+    if have.data.fingerprint != data_info.fingerprint:
+        raise InputError(
+            f"study {study_name!r} was run on other data (fingerprint differs): use another --study-name"
+        )
+    if settings.study.n_trials > (have.n_trials or 0):
+        # A later run may extend the budget.
+        records.write_study(study, have.model_copy(update={"n_trials": settings.study.n_trials}))
     return study
 
 
-def _creators_attrs(study: optuna.Study, timeout: float = 60.0) -> dict:
-    """The study's user attrs once its creator has written the ones a joining worker checks
-    (they are written one by one, right after creating it); whatever is there after the
-    timeout if the creator died on the way."""
+def _creators_record(study: optuna.Study, timeout: float = 60.0) -> records.ArmStudyRecord | None:
+    """The study's record once its creator has written it (attributes are written one by one,
+    right after creating the study); None if the creator died before writing it."""
     deadline = time.monotonic() + timeout
     while True:
         have = study.user_attrs  # read from the storage on every access
-        if {*_MUST_MATCH, "data"} <= set(have) or time.monotonic() > deadline:
-            return have
+        if set(records.ArmStudyRecord.model_fields) <= set(have):
+            return records.read_arm_study(study)
+        if time.monotonic() > deadline:
+            return None
         time.sleep(0.2)
 
 
@@ -233,9 +211,9 @@ def run_arms(
                 if trial.state != TrialState.FAIL:
                     failures[arm] = 0
                     continue
-                reason = trial.user_attrs.get("fail_reason", "unknown error")
-                if reason.startswith("BudgetTaken"):
+                if records.is_budget_skip(trial):
                     continue
+                reason = records.read_trial(trial).fail_reason or "unknown error"
                 failures[arm] += 1
                 tqdm.write(f"{arm}: trial {trial.number} failed: {reason}")
                 if failures[arm] >= MAX_CONSECUTIVE_FAILURES:
@@ -260,56 +238,66 @@ def summarize(study: optuna.Study) -> dict:
         s.name.lower(): sum(t.state == s for t in trials)
         for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
     }
-    complete = [t for t in trials if t.state == TrialState.COMPLETE]
-    best = max(complete, key=lambda t: t.value, default=None)
+    best = records.best_trial(trials)
     return states | {"best_value": best.value if best else None, "best_params": best.params if best else None}
 
 
 # ----------------------------------------------------------------------------- confirmation
 
 
-def run_confirm(storage_url: str, name: str, n_seeds: int, data_dir: str | None, command: str) -> dict:
-    """Re-train each arm's best parameters on n_seeds fresh fold splits (same splits across arms)."""
+def run_confirm(storage_url: str, name: str, n_seeds: int | None, data_dir: str | None, command: str) -> dict:
+    """Re-train each arm's best parameters on n_seeds fresh fold splits (same splits across arms);
+    n_seeds None: the number the study's preset says."""
     storage = open_storage(storage_url, must_exist=True)  # confirm reads a run: never a new database
-    existing = {s.study_name: s for s in optuna.get_all_study_summaries(storage)}
-    arm_studies = {}
-    for arm in space.ARMS:
-        if f"{name}-{arm}" in existing:
-            arm_studies[arm] = optuna.load_study(study_name=f"{name}-{arm}", storage=storage)
+    existing = {s.study_name for s in optuna.get_all_study_summaries(storage)}
+    arm_studies = {
+        arm: optuna.load_study(study_name=records.study_name(name, arm), storage=storage)
+        for arm in records.ARMS
+        if records.study_name(name, arm) in existing
+    }
     if not arm_studies:
         raise InputError(
             f"storage has no study named {name}-<arm>: run `cmi-study run --study-name {name}` first"
         )
     first = next(iter(arm_studies.values()))
-    settings = Settings(**first.user_attrs["settings"])
+    recorded = records.read_arm_study(first)
+    settings = Settings(**recorded.settings)
     data, info = load_study_data(settings, data_dir)
-    recorded = first.user_attrs.get("data", {})
-    if recorded.get("fingerprint") != info["fingerprint"]:
+    if recorded.data.fingerprint != info.fingerprint:
         raise InputError(
             f"the data differs from the data study {first.study_name!r} was run on "
-            f"(source {recorded.get('source')!r}): pass the same --data"
+            f"(source {recorded.data.source!r}): pass the same --data"
         )
     best = {}
     for arm, study in arm_studies.items():
-        complete = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
-        if not complete:
+        best[arm] = records.best_trial(study.get_trials(deepcopy=False))
+        if best[arm] is None:
             raise InputError(f"study {study.study_name!r} has no complete trial yet: nothing to confirm")
-        best[arm] = max(complete, key=lambda t: t.value)
     confirm = optuna.create_study(
-        storage=storage, study_name=f"{name}-confirm", direction="maximize", load_if_exists=True
+        storage=storage,
+        study_name=records.study_name(name, records.CONFIRM),
+        direction="maximize",
+        load_if_exists=True,
     )
+    n_seeds = n_seeds or settings.study.confirm_seeds
     seeds = [settings.study.seed + 1 + r for r in range(n_seeds)]  # fresh: never the search's split seed
-    confirm.set_user_attr("arms", list(best))
-    confirm.set_user_attr("seeds", sorted(set(confirm.user_attrs.get("seeds", [])) | set(seeds)))
-    confirm.set_user_attr("n_folds", settings.study.folds)
-    confirm.set_user_attr("data", info)
-    confirm.set_user_attr("command", command)
-    confirm.set_user_attr("versions", versions())
+    earlier = records.read_confirm_study(confirm).seeds
+    records.write_study(
+        confirm,
+        records.ConfirmStudyRecord(
+            arms=list(best),
+            seeds=sorted(set(earlier) | set(seeds)),
+            n_folds=settings.study.folds,
+            data=info,
+            command=command,
+            versions=records.package_versions(),
+        ),
+    )
     # Only COMPLETE counts: confirm runs ask/tell, which has no heartbeat, so a RUNNING trial may be
     # a killed process's. A rerun redoes it; the report keeps the latest of duplicate (arm, seed) trials.
     done = {
-        (t.user_attrs.get("arm"), t.user_attrs.get("seed"))
-        for t in confirm.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        (r.arm, r.seed)
+        for r in map(records.read_trial, confirm.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
     }
     todo = [(seed, arm) for seed in seeds for arm in best if (arm, seed) not in done]
     for seed, arm in tqdm(todo, desc="confirm", unit="run"):
@@ -317,8 +305,7 @@ def run_confirm(storage_url: str, name: str, n_seeds: int, data_dir: str | None,
         params = best[arm].params
         model, loss, train = space.apply(arm, params, settings.model, settings.loss, settings.train)
         trial = confirm.ask()
-        for k, v in {"arm": arm, "seed": seed, "params": params, "source_trial": best[arm].number}.items():
-            trial.set_user_attr(k, v)
+        records.write(trial, arm=arm, seed=seed, params=params, source_trial=best[arm].number)
         try:
             value = run_folds(
                 trial,
@@ -331,17 +318,14 @@ def run_confirm(storage_url: str, name: str, n_seeds: int, data_dir: str | None,
             )
         except Exception as e:
             confirm.tell(trial, state=TrialState.FAIL)
-            tqdm.write(
-                f"confirm {arm} seed {seed} failed: {trial.user_attrs.get('fail_reason', e)}"
-                if hasattr(trial, "user_attrs")
-                else str(e)
-            )
+            tqdm.write(f"confirm {arm} seed {seed} failed: {type(e).__name__}: {e}")
             continue
         except KeyboardInterrupt:
             confirm.tell(trial, state=TrialState.FAIL)
             raise
         confirm.tell(trial, value)
-    scores = {}
+    scores: dict[str, list[float]] = {}
     for t in confirm.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        scores.setdefault(t.user_attrs["arm"], []).extend(t.user_attrs["fold_scores"])
+        r = records.read_trial(t)
+        scores.setdefault(r.arm, []).extend(r.scores)
     return {arm: {"n": len(v), "mean": float(np.mean(v))} for arm, v in scores.items()}

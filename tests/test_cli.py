@@ -8,17 +8,14 @@ from pathlib import Path
 import optuna
 import pandas as pd
 import pytest
+from helpers import sqlite_url
 
-from study import report, storage
+from study import records, report, storage
 from study.cli import main
 from study.runner import synthetic_dir
 from study.settings import build_settings
 
 PASSWORD = "s3cret-pw"
-
-
-def sqlite_url(path: Path) -> str:
-    return f"sqlite:///{path}"
 
 
 def one_line_error(capsys, argv: list[str]) -> str:
@@ -122,7 +119,7 @@ def test_joining_with_other_options_is_refused_before_any_trial(tmp_path, capsys
     line = one_line_error(capsys, run_argv(tmp_path, "--arms", "fixed", "--n-trials", "1", "--epochs", "2"))
     assert "epochs" in line and "another --study-name" in line
     study = optuna.load_study(study_name="b-fixed", storage=sqlite_url(tmp_path / "x.db"))
-    assert len(study.trials) == 1 and study.user_attrs["epochs"] == 1
+    assert len(study.trials) == 1 and records.read_arm_study(study).epochs == 1
 
 
 # ----------------------------------------------------------------------------- report and confirm

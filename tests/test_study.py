@@ -24,25 +24,18 @@ import numpy as np
 import optuna
 import pytest
 import sqlalchemy
+from helpers import race, sqlite_url
 from optuna.trial import TrialState
 
 import cmi_model.module
 from cmi_model.errors import InputError
+from study import records
 from study.cli import main
 from study.runner import open_arm_study
 from study.settings import build_settings
 from study.storage import open_storage, safe_url
 
 SHARED = ("lr", "weight_decay", "dropout")
-ATTRS = (
-    "fold_scores",
-    "fold_binary_f1",
-    "fold_macro_f1",
-    "fold_weights",
-    "weight_trajectory",
-    "fold_epochs",
-    "fold_seconds",
-)
 # What .ci/run creates; used when CMI_TEST_POSTGRES_URL is unset but a local server is up.
 LOCAL_POSTGRES = "postgresql://cmi:cmi-test-pw@127.0.0.1:5432/cmi_test"
 # Trials long enough (several seconds) to be caught mid-training, and heartbeats fast enough
@@ -51,19 +44,13 @@ LONG_TRIALS = "[study]\nheartbeat_interval = 1\ngrace_period = 3\n\n[train]\npat
 LONG_EPOCHS = "8"  # ~0.2 s per epoch and fold here: trials of a few seconds
 
 
-def sqlite_url(path: Path) -> str:
-    return f"sqlite:///{path}"
-
-
 def states(study: optuna.Study) -> collections.Counter:
     return collections.Counter(t.state.name for t in study.get_trials(deepcopy=False))
 
 
 def budget_skips(study: optuna.Study) -> list:
     return [
-        t
-        for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
-        if t.user_attrs.get("fail_reason", "").startswith("BudgetTaken")
+        t for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)) if records.is_budget_skip(t)
     ]
 
 
@@ -151,35 +138,33 @@ def test_run_writes_both_arm_studies_with_every_attribute(tiny_run):
         study = load(url, f"{name}-{arm}")
         # 2 folds never let the Wilcoxon pruner prune: both trials complete.
         assert states(study) == {"COMPLETE": 2}
-        attrs = study.user_attrs
-        assert attrs["arm"] == arm
-        assert set(SHARED) < set(attrs["search_space"])
-        assert attrs["n_folds"] == 2 and attrs["seed"] == 0
-        assert len(attrs["data"]["fingerprint"]) >= 8
-        assert attrs["data"]["source"] == "synthetic" and attrs["data"]["n_subjects"] == 4
-        assert attrs["versions"]["optuna"] == optuna.__version__ and "torch" in attrs["versions"]
+        attrs = records.read_arm_study(study)
+        assert attrs.arm == arm
+        assert set(SHARED) < set(attrs.search_space)
+        assert attrs.n_folds == 2 and attrs.seed == 0
+        assert len(attrs.data.fingerprint) >= 8
+        assert attrs.data.source == "synthetic" and attrs.data.n_subjects == 4
+        assert attrs.versions["optuna"] == optuna.__version__ and "torch" in attrs.versions
         # The command of this run (the argv given to main), not pytest's own command line.
-        assert attrs["command"].startswith("cmi-study run --preset tiny")
-        assert "--study-name t" in attrs["command"]
-        n_sequences = attrs["data"]["n_sequences"]
+        assert attrs.command.startswith("cmi-study run --preset tiny")
+        assert "--study-name t" in attrs.command
         for t in study.trials:
+            r = records.read_trial(t)
             # One intermediate value per fold, equal to that fold's score; value = their mean.
             assert sorted(t.intermediate_values) == [0, 1]
-            scores = t.user_attrs["fold_scores"]
-            assert [t.intermediate_values[k] for k in (0, 1)] == pytest.approx(scores)
-            assert t.value == pytest.approx(np.mean(scores))
-            for key in ATTRS:
-                assert len(t.user_attrs[key]) == 2, key
-            assert t.user_attrs["fold_epochs"] == [1, 1]
-            assert all(0 <= s <= 1 for s in t.user_attrs["fold_binary_f1"] + t.user_attrs["fold_macro_f1"])
-            for weights, trajectory in zip(
-                t.user_attrs["fold_weights"], t.user_attrs["weight_trajectory"], strict=True
-            ):
-                assert set(weights) == set(trajectory) >= {"multiclass", "binary"}
-                assert all(len(v) == 1 for v in trajectory.values())  # one value per epoch
-            assert t.user_attrs["device"] == "cpu"
-            oof = t.user_attrs["oof"]
-            assert len(oof["y_true"]) == len(oof["y_pred"]) == n_sequences
+            assert [t.intermediate_values[k] for k in (0, 1)] == pytest.approx(r.scores)
+            assert t.value == pytest.approx(np.mean(r.scores))
+            # Every per-fold field of the storage format is stored for every fold.
+            for f in records.FoldRecord.model_fields:
+                assert len(t.user_attrs[f"fold_{f}"]) == 2, f
+            assert r.fold_values("epochs") == [1, 1]
+            assert all(0 <= s <= 1 for s in r.fold_values("binary_f1") + r.fold_values("macro_f1"))
+            for fold in r.folds:
+                assert set(fold.weights) == set(fold.weight_trajectory) >= {"multiclass", "binary"}
+                assert all(len(v) == 1 for v in fold.weight_trajectory.values())  # one value per epoch
+                assert fold.seconds > 0
+            assert r.device == "cpu"
+            assert len(r.oof.y_true) == len(r.oof.y_pred) == attrs.data.n_sequences
 
 
 def test_first_trial_of_each_arm_is_the_plans_baseline(tiny_run):
@@ -200,12 +185,12 @@ def test_arms_search_the_same_shared_space_on_the_same_folds(tiny_run):
     for p in SHARED:
         dists = {repr(t.distributions[p]) for s in (fixed, unc) for t in s.trials}
         assert len(dists) == 1, (p, dists)
-        assert fixed.user_attrs["search_space"][p] == unc.user_attrs["search_space"][p]
+        assert records.read_arm_study(fixed).search_space[p] == records.read_arm_study(unc).search_space[p]
     assert "alpha" in fixed.trials[0].params and "alpha" not in unc.trials[0].params
     # Same folds: every trial of both arms lists the out-of-fold labels in the same order.
-    orders = {tuple(t.user_attrs["oof"]["y_true"]) for s in (fixed, unc) for t in s.trials}
+    orders = {tuple(records.read_trial(t).oof.y_true) for s in (fixed, unc) for t in s.trials}
     assert len(orders) == 1
-    assert fixed.user_attrs["data"]["fingerprint"] == unc.user_attrs["data"]["fingerprint"]
+    assert records.read_arm_study(fixed).data == records.read_arm_study(unc).data
 
 
 def test_confirm_and_report(tiny_run, tmp_path, capsys):
@@ -215,13 +200,14 @@ def test_confirm_and_report(tiny_run, tmp_path, capsys):
     assert main(["confirm", "--storage", url, "--study-name", name, "--seeds", "1"]) == 0
     confirm = load(url, f"{name}-confirm")
     trials = confirm.get_trials(states=(TrialState.COMPLETE,))
-    assert sorted(t.user_attrs["arm"] for t in trials) == ["fixed", "uncertainty"]
-    for t in trials:
-        arm_study = load(url, f"{name}-{t.user_attrs['arm']}")
-        assert t.user_attrs["source_trial"] == arm_study.best_trial.number
-        assert t.user_attrs["params"] == arm_study.best_trial.params
-        assert t.user_attrs["seed"] == 1  # a fresh split: never the search's seed 0
-        assert len(t.user_attrs["fold_scores"]) == 2
+    confirmed = [records.read_trial(t) for t in trials]
+    assert sorted(r.arm for r in confirmed) == ["fixed", "uncertainty"]
+    for r in confirmed:
+        arm_study = load(url, f"{name}-{r.arm}")
+        assert r.source_trial == arm_study.best_trial.number
+        assert r.params == arm_study.best_trial.params
+        assert r.seed == 1  # a fresh split: never the search's seed 0
+        assert len(r.scores) == 2
     assert len(trials) == len(confirm.trials) == 2
     out = tmp_path / "report.html"
     assert main(["report", "--storage", url, "--study-name", name, "--out", str(out)]) == 0
@@ -287,8 +273,9 @@ def test_nan_trial_fails_with_its_reason_and_the_study_goes_on(tmp_path, monkeyp
     first, *rest = study.trials
     assert first.state == TrialState.FAIL
     # The NaN check of CMISqueezeformer.training_step fired, and its message was kept.
-    assert first.user_attrs["fail_reason"].startswith("TrainingDiverged: loss became nan")
-    assert "multiclass=nan" in first.user_attrs["fail_reason"]
+    reason = records.read_trial(first).fail_reason
+    assert reason.startswith("TrainingDiverged: loss became nan")
+    assert "multiclass=nan" in reason
     assert [t.state for t in rest] == [TrialState.COMPLETE, TrialState.COMPLETE]
     assert "trial 0 failed: TrainingDiverged" in capsys.readouterr().out
 
@@ -358,7 +345,7 @@ def test_killed_worker_trial_is_failed_and_retried(tmp_path):
     retry = retries[0]
     assert retry.number > victim.number and retry.state == TrialState.COMPLETE
     assert retry.params == killed.params
-    assert len(retry.user_attrs["fold_scores"]) == 2  # its own results, not the dead trial's
+    assert len(records.read_trial(retry).scores) == 2  # its own results, not the dead trial's
     assert states(study)["COMPLETE"] == 2
 
 
@@ -379,7 +366,7 @@ def test_ctrl_c_exits_130_with_one_line_and_storage_stays_usable(tmp_path):
     # The interrupted trial is failed at once (not left RUNNING for the heartbeat to find).
     interrupted = load(url, "c-fixed").trials[victim.number]
     assert interrupted.state == TrialState.FAIL
-    assert interrupted.user_attrs["fail_reason"].startswith("KeyboardInterrupt")
+    assert records.read_trial(interrupted).fail_reason.startswith("KeyboardInterrupt")
 
     assert main(["run", "--preset", "tiny", "--storage", url, "--study-name", "c", *extra]) == 0
     study = load(url, "c-fixed")
@@ -436,7 +423,7 @@ def test_two_workers_on_postgresql_never_show_the_password(postgres_url, tmp_pat
             for t in study.trials:
                 assert password not in json.dumps([t.user_attrs, t.system_attrs], default=str)
         for arm in ("fixed", "uncertainty"):
-            assert f"--storage {masked}" in load(pg, f"{name}-{arm}").user_attrs["command"]
+            assert f"--storage {masked}" in records.read_arm_study(load(pg, f"{name}-{arm}")).command
     finally:
         for study_name in optuna.get_all_study_names(pg):
             if study_name.startswith(f"{name}-"):
@@ -467,21 +454,7 @@ def test_workers_creating_a_new_database_together_all_open_it(tmp_path):
     """Workers started together race to create the schema of a new database; none may fail."""
     for round_ in range(3):
         url = sqlite_url(tmp_path / f"new-{round_}.db")
-        barrier, errors = threading.Barrier(6), []
-
-        def open_it(url=url, barrier=barrier, errors=errors):
-            barrier.wait()
-            try:
-                open_storage(url)
-            except Exception as e:  # collected: an assert in a thread would go unnoticed
-                errors.append(repr(e))
-
-        threads = [threading.Thread(target=open_it) for _ in range(6)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        assert errors == []
+        assert race(lambda url=url: open_storage(url)) == []
         assert optuna.get_all_study_names(url) == []
 
 
@@ -489,25 +462,13 @@ def test_workers_joining_a_new_study_together_queue_one_baseline(tmp_path):
     """Only the worker that creates an arm's study writes its attrs and queues the baseline;
     the others wait for the attrs before checking them."""
     settings = build_settings("tiny")
-    info = {"source": "synthetic", "fingerprint": "f" * 16}
+    info = records.DataInfo(source="synthetic", fingerprint="f" * 16)
     url = sqlite_url(tmp_path / "join.db")
     open_storage(url)  # the schema exists: this test is about the study, not the tables
-    barrier, errors = threading.Barrier(6), []
-
-    def join():
-        barrier.wait()
-        try:
-            open_arm_study(open_storage(url), "j", "fixed", settings, info, "cmi-study run")
-        except Exception as e:  # collected: an assert in a thread would go unnoticed
-            errors.append(repr(e))
-
-    threads = [threading.Thread(target=join) for _ in range(6)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert errors == []
+    join = lambda: open_arm_study(open_storage(url), "j", "fixed", settings, info, "cmi-study run")  # noqa: E731
+    assert race(join) == []
     study = load(url, "j-fixed")
     assert [t.state for t in study.trials] == [TrialState.WAITING]  # one baseline, not one per worker
     assert study.trials[0].system_attrs["fixed_params"]["alpha"] == 0.5
-    assert study.user_attrs["seed"] == 0 and study.user_attrs["data"] == info
+    recorded = records.read_arm_study(study)
+    assert recorded.seed == 0 and recorded.data == info

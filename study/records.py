@@ -1,0 +1,228 @@
+"""The storage format: what a study and a trial carry as Optuna user attributes.
+
+Written and read here only. The objective and confirm write trials through :func:`write`,
+the runner writes studies through :func:`write_study`; the report, the runner and the tests
+read through :func:`read_trial` / :func:`read_arm_study` / :func:`read_confirm_study`.
+
+One field is one user attribute, so optuna-dashboard shows each on its own. A trial's
+folds are stored column-wise: field ``f`` of :class:`FoldRecord` is the attribute
+``fold_f``, a list with one value per finished fold (a pruned or failed trial keeps the
+folds it finished). Adding a per-fold metric is one field of :class:`FoldRecord`.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from study.space import ARMS  # the arms are the search spaces defined there
+
+__all__ = ["ARMS", "CONFIRM", "BUDGET_TAKEN"]
+
+CONFIRM = "confirm"  # suffix of the confirmation study: NAME-confirm
+BUDGET_TAKEN = "BudgetTaken"  # fail_reason prefix of a trial that stepped aside (see objective)
+PACKAGES = ("torch", "pytorch-lightning", "optuna", "optuna-dashboard", "numpy", "pandas")
+PACKAGES += ("scipy", "scikit-learn", "plotly")
+
+
+class RecordError(ValueError):
+    """A study or trial whose attributes do not follow this format (hand-edited, foreign)."""
+
+
+class _Record(BaseModel):
+    # Reading ignores attributes of other tools (optuna-dashboard notes, user tags).
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+# ----------------------------------------------------------------------------- names
+
+
+def study_name(name: str, part: str) -> str:
+    """``NAME-ARM`` for an arm's search, ``NAME-confirm`` for the confirmation."""
+    return f"{name}-{part}"
+
+
+def base_name(name: str, existing: set[str]) -> str:
+    """The study name a user meant: ``NAME`` itself, or ``NAME`` of a ``NAME-ARM`` they typed."""
+    parts = (*ARMS, CONFIRM)
+    if any(study_name(name, p) in existing for p in parts):
+        return name
+    for p in parts:
+        base = name.removesuffix(f"-{p}")
+        if base != name and any(study_name(base, q) in existing for q in parts):
+            return base
+    return name
+
+
+# ----------------------------------------------------------------------------- trials
+
+
+class FoldRecord(_Record):
+    """One finished fold of a trial."""
+
+    score: float  # competition score, (binary F1 + 9-class macro F1) / 2
+    binary_f1: float = math.nan
+    macro_f1: float = math.nan
+    epochs: int | None = None  # epochs trained
+    seconds: float = math.nan  # wall time of the whole fold
+    weights: dict[str, float] = {}  # term → effective weight at the end of training
+    weight_trajectory: dict[str, list[float]] = {}  # term → effective weight after each epoch
+
+
+class OOF(_Record):
+    """Out-of-fold predictions, 18-class indices (cmi_model.labels.GESTURES order)."""
+
+    y_true: list[int]
+    y_pred: list[int]
+
+
+class TrialRecord(_Record):
+    folds: list[FoldRecord] = []
+    device: str | None = None
+    oof: OOF | None = None
+    fail_reason: str | None = None
+    # A confirmation trial says which arm and split seed it re-trained, and from what.
+    arm: str | None = None
+    seed: int | None = None
+    params: dict[str, Any] | None = None
+    source_trial: int | None = None
+
+    @property
+    def scores(self) -> list[float]:
+        return [f.score for f in self.folds]
+
+    def fold_values(self, field: str) -> list[Any]:
+        return [getattr(f, field) for f in self.folds]
+
+
+def trial_attrs(**fields: Any) -> dict[str, Any]:
+    """The user attributes that store these TrialRecord fields (validated first)."""
+    try:
+        record = TrialRecord.model_validate(fields)
+    except ValidationError as e:
+        raise RecordError(f"not a trial record: {e.errors()[0]['loc']}: {e.errors()[0]['msg']}") from None
+    dumped = record.model_dump(mode="json", include=set(fields))
+    attrs = {k: v for k, v in dumped.items() if k != "folds"}
+    if "folds" in dumped:
+        for f in FoldRecord.model_fields:
+            attrs[f"fold_{f}"] = [fold[f] for fold in dumped["folds"]]
+    return attrs
+
+
+def write(trial: optuna.Trial, **fields: Any) -> None:
+    """Store TrialRecord fields on a running trial, e.g. ``write(trial, folds=[...], device="cpu")``."""
+    for key, value in trial_attrs(**fields).items():
+        trial.set_user_attr(key, value)
+
+
+def read_trial(t: FrozenTrial) -> TrialRecord:
+    """The record of a stored trial; RecordError if its attributes are not this format."""
+    ua = t.user_attrs
+    columns = {f: ua[f"fold_{f}"] for f in FoldRecord.model_fields if isinstance(ua.get(f"fold_{f}"), list)}
+    n = len(columns.get("score", []))
+    folds = [{f: col[i] for f, col in columns.items() if i < len(col)} for i in range(n)]
+    fields = {k: ua[k] for k in TrialRecord.model_fields if k in ua and k != "folds"}
+    try:
+        return TrialRecord.model_validate(fields | {"folds": folds})
+    except ValidationError as e:
+        err = e.errors()[0]
+        where = ".".join(map(str, err["loc"]))
+        raise RecordError(f"trial #{t.number}: attribute {where}: {err['msg']}") from None
+
+
+def is_budget_skip(t: FrozenTrial) -> bool:
+    """A FAIL trial that only stepped aside because other workers held the arm's whole budget."""
+    reason = t.user_attrs.get("fail_reason")
+    return t.state == TrialState.FAIL and isinstance(reason, str) and reason.startswith(BUDGET_TAKEN)
+
+
+def best_trial(trials: list[FrozenTrial]) -> FrozenTrial | None:
+    """The best COMPLETE trial of a maximised study (ties: the earlier trial)."""
+    complete = [
+        t for t in trials if t.state == TrialState.COMPLETE and t.value is not None and math.isfinite(t.value)
+    ]
+    return max(complete, key=lambda t: (t.value, -t.number), default=None)
+
+
+# ----------------------------------------------------------------------------- studies
+
+
+class DataInfo(_Record):
+    """What a study was trained on."""
+
+    source: str | None = None  # "synthetic" or the data folder
+    n_sequences: int | None = None
+    n_subjects: int | None = None
+    n_rows: int | None = None
+    fingerprint: str | None = None  # content hash of the CSV files
+    synthetic: dict[str, Any] | None = None  # the generator's settings, for synthetic data
+
+    @property
+    def is_synthetic(self) -> bool:
+        return self.source == "synthetic"
+
+
+class ArmStudyRecord(_Record):
+    """An arm's search study, ``NAME-ARM``."""
+
+    arm: str
+    search_space: dict[str, str] = {}  # parameter → its distribution, in words
+    n_folds: int | None = None
+    seed: int | None = None
+    n_trials: int | None = None  # the arm's budget across all workers
+    epochs: int | None = None
+    preset: str | None = None
+    data: DataInfo = DataInfo()
+    versions: dict[str, str] = {}
+    command: str | None = None  # passwords masked
+    settings: dict[str, Any] = {}  # the resolved study.settings.Settings
+
+
+class ConfirmStudyRecord(_Record):
+    """The confirmation study, ``NAME-confirm``."""
+
+    arms: list[str] = []
+    seeds: list[int] = []  # split seeds, each re-training every arm on K folds
+    n_folds: int | None = None
+    data: DataInfo = DataInfo()
+    versions: dict[str, str] = {}
+    command: str | None = None
+
+
+def write_study(study: optuna.Study, record: _Record) -> None:
+    for key, value in record.model_dump(mode="json").items():
+        study.set_user_attr(key, value)
+
+
+def _read_study(study: optuna.Study, model: type[_Record]) -> Any:
+    try:
+        return model.model_validate(study.user_attrs)
+    except ValidationError as e:
+        err = e.errors()[0]
+        where = ".".join(map(str, err["loc"]))
+        raise RecordError(f"study {study.study_name!r}: attribute {where}: {err['msg']}") from None
+
+
+def read_arm_study(study: optuna.Study) -> ArmStudyRecord:
+    return _read_study(study, ArmStudyRecord)
+
+
+def read_confirm_study(study: optuna.Study) -> ConfirmStudyRecord:
+    return _read_study(study, ConfirmStudyRecord)
+
+
+def package_versions() -> dict[str, str]:
+    """Python and the packages whose versions change results, as recorded with every study."""
+    out = {"python": sys.version.split()[0]}
+    for p in PACKAGES:
+        try:
+            out[p] = version(p)
+        except PackageNotFoundError:
+            out[p] = "not installed"
+    return out
