@@ -23,44 +23,23 @@ from torch.utils.data import DataLoader
 from torch.utils.flop_counter import FlopCounterMode
 
 from cmi_model.config import MODEL_PRESETS, LossConfig, TrainConfig
-from cmi_model.data import IMU_FEATURES, PRESENCE
-from cmi_model.labels import EIGHTEEN_TO_BINARY, EIGHTEEN_TO_NINE
-from cmi_model.module import CMISqueezeformer
+from cmi_model.dataset import example_batch
+from cmi_model.module import CMILitModule
 from cmi_model.network import CMINetwork
 from cmi_model.train import quiet_lightning
 
 LOSS = LossConfig(auto_weighting="uncertainty")  # the arm with the most work per step
 
 
-def make_batches(n: int, batch: int, t: int, seed: int = 0) -> list[dict]:
-    g = torch.Generator().manual_seed(seed)
-    out = []
-    for _ in range(n):
-        y18 = torch.randint(0, 18, (batch,), generator=g)
-        valid = torch.arange(t)[None, :] < torch.randint(t // 2, t + 1, (batch, 1), generator=g)
-        out.append(
-            {
-                "imu": torch.randn(batch, t, len(IMU_FEATURES), generator=g),
-                "thm": torch.randn(batch, t, 5, generator=g),
-                "tof": torch.randn(batch, t, 320, generator=g),
-                "present": torch.ones(batch, t, len(PRESENCE)),
-                "valid": valid,
-                "y18": y18,
-                "y9": torch.from_numpy(EIGHTEEN_TO_NINE[y18.numpy()]),
-                "ybin": torch.from_numpy(EIGHTEEN_TO_BINARY[y18.numpy()]),
-                "index": torch.arange(batch),
-            }
-        )
-    return out
+def make_batches(n: int, batch: int, t: int) -> list[dict]:
+    return [example_batch(batch, t, seed=i) for i in range(n)]
 
 
 def to(batch: dict, device: str) -> dict:
     return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
 
 
-def plain_loop(
-    module: CMISqueezeformer, batches, epochs: int, device: str, train: TrainConfig
-) -> list[float]:
+def plain_loop(module: CMILitModule, batches, epochs: int, device: str, train: TrainConfig) -> list[float]:
     """The same work as Lightning's step, by hand. Returns seconds per epoch."""
     module.to(device).train()
     opt = torch.optim.AdamW(
@@ -108,7 +87,7 @@ class EpochTimer(pl.Callback):
 
 
 def lightning_loop(
-    module: CMISqueezeformer, batches, epochs: int, device: str, train: TrainConfig
+    module: CMILitModule, batches, epochs: int, device: str, train: TrainConfig
 ) -> list[float]:
     timer = EpochTimer(device)
     trainer = pl.Trainer(
@@ -134,7 +113,7 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def step_flops(module: CMISqueezeformer, batch: dict, device: str) -> int:
+def step_flops(module: CMILitModule, batch: dict, device: str) -> int:
     module.to(device).train()
     counter = FlopCounterMode(display=False)
     with counter, torch.autocast("cuda", dtype=torch.bfloat16, enabled=device == "cuda"):
@@ -151,11 +130,11 @@ def bench(preset: str, device: str, n_batches: int, epochs: int, batch: int, t: 
     results = {}
     for name, loop in (("plain", plain_loop), ("lightning", lightning_loop), ("plain_again", plain_loop)):
         torch.manual_seed(0)
-        module = CMISqueezeformer(CMINetwork(MODEL_PRESETS[preset]), LOSS, train)
+        module = CMILitModule(CMINetwork(MODEL_PRESETS[preset]), LOSS, train)
         times = loop(module, batches, epochs, device, train)
         results[name] = float(np.median(times[1:]))  # first epoch is warm-up
     plain = min(results["plain"], results["plain_again"])  # runs before and after Lightning: drift shows
-    module = CMISqueezeformer(CMINetwork(MODEL_PRESETS[preset]), LOSS, train)
+    module = CMILitModule(CMINetwork(MODEL_PRESETS[preset]), LOSS, train)
     flops = step_flops(module, batches[0], device)
     seqs = n_batches * batch
     return {

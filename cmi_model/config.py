@@ -33,7 +33,8 @@ class LossConfig(_Strict):
             raise ValueError(f"auto_weight_clamp low ({low}) must be below high ({high})")
         if not low <= self.uncertainty_init_value <= high:
             raise ValueError(
-                f"uncertainty_init_value {self.uncertainty_init_value} lies outside auto_weight_clamp {self.auto_weight_clamp}"
+                f"uncertainty_init_value {self.uncertainty_init_value} lies outside "
+                f"auto_weight_clamp {self.auto_weight_clamp}"
             )
         return self
 

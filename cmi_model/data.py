@@ -1,8 +1,10 @@
-"""Read and validate the Kaggle CMI CSVs, build per-sequence arrays and features, cache them.
+"""Read and validate the Kaggle CMI CSVs into `SequenceData`, and cache the result on disk.
 
 The real files and the synthetic ones go through exactly the same code. Rows are read
 with pyarrow (multi-threaded, sensors straight to float32); everything after that is
 vectorised numpy over the whole row matrix, with sequence boundaries from `offsets`.
+The derived IMU features come from `cmi_model.features`; turning the arrays into
+training batches is `cmi_model.dataset`'s job.
 
 Missing sensors are data, not errors: NaN stays NaN in the arrays and becomes a
 presence mask; after normalisation a missing value is 0 *and* flagged absent.
@@ -16,7 +18,6 @@ import os
 import re
 import shutil
 import tempfile
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,13 +25,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
-import torch
 import xxhash
-from torch.utils.data import DataLoader, Dataset
 
-from cmi_model.config import DataConfig
 from cmi_model.errors import InputError
-from cmi_model.labels import EIGHTEEN_TO_BINARY, EIGHTEEN_TO_NINE, GESTURE_INDEX, GESTURES
+from cmi_model.features import imu_features
+from cmi_model.labels import EIGHTEEN_TO_BINARY, GESTURE_INDEX, GESTURES
 from cmi_model.schema import (
     ACC_COLUMNS,
     DEMOGRAPHICS_COLUMNS,
@@ -46,22 +45,7 @@ from cmi_model.schema import (
     TRAIN_COLUMNS,
 )
 
-GRAVITY = 9.81
 TOF_FAR = 255.0  # "no response" (-1) means nothing in range: treat it as farther than any reading
-IMU_FEATURES = [
-    *ACC_COLUMNS,
-    *ROT_COLUMNS,
-    "linacc_x",
-    "linacc_y",
-    "linacc_z",
-    "acc_mag",
-    "acc_jerk",
-    "linacc_mag",
-    "angvel_x",
-    "angvel_y",
-    "angvel_z",
-    "ang_dist",
-]
 # Presence flags per row: is the quaternion there, is each thermopile, is each ToF sensor.
 PRESENCE = ["rot", *THM_COLUMNS, *[f"tof_{s}" for s in range(1, N_TOF_SENSORS + 1)]]
 CACHE_VERSION = 1  # bump when preprocessing changes meaning
@@ -212,7 +196,8 @@ def _validate_and_order(path: Path, table: pa.Table, labeled: bool) -> tuple[np.
         if not known.all():
             i = int(np.flatnonzero(~known)[0])
             raise InputError(
-                f"{path}: column 'gesture', sequence {uniques[i]}: {gestures[i]!r} is not one of the 18 gestures"
+                f"{path}: column 'gesture', sequence {uniques[i]}: {gestures[i]!r} "
+                "is not one of the 18 gestures"
             )
         types = _column_values(table, "sequence_type")[order][starts]
         implied = np.array(SEQUENCE_TYPES, dtype=object)[EIGHTEEN_TO_BINARY[_gesture_index(gestures)]]
@@ -238,7 +223,7 @@ def _gesture_index(gestures: np.ndarray) -> np.ndarray:
     return np.array([GESTURE_INDEX[g] for g in gestures], dtype=np.int64)
 
 
-def _check_finite(path: Path, name: str, matrix: np.ndarray, columns: list[str], seq_of_row) -> None:
+def _check_finite(path: Path, matrix: np.ndarray, columns: list[str], seq_of_row) -> None:
     inf = np.isinf(matrix)
     if inf.any():
         row, col = np.argwhere(inf)[0]
@@ -257,44 +242,7 @@ def check_demographics(path: Path, subjects: np.ndarray) -> None:
             raise InputError(f"{path}: subject {s!r} has sensor data but no demographics row")
 
 
-# ----------------------------------------------------------------------------- features
-
-
-def imu_features(acc: np.ndarray, rot: np.ndarray, first_row: np.ndarray) -> np.ndarray:
-    """(N, 17): acc, quaternion, gravity-free acc, |acc|, jerk, |lin acc|, angular velocity, angle.
-
-    `first_row` marks the first row of each sequence, where differences are 0.
-    """
-    q = rot / np.linalg.norm(rot, axis=1, keepdims=True)  # (N, 4) w, x, y, z
-    w, x, y, z = q.T
-    # Gravity [0, 0, g] in the sensor frame: R^T e_z is the third row of R.
-    gravity = GRAVITY * np.stack([2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], axis=1)
-    linacc = acc - gravity
-    acc_mag = np.linalg.norm(acc, axis=1)
-    jerk = np.diff(acc_mag, prepend=acc_mag[:1])
-    jerk[first_row] = 0.0
-    # Relative rotation between consecutive steps: r = conj(p) ⊗ q.
-    p = np.roll(q, 1, axis=0)
-    pw, px, py, pz = p.T
-    rw = pw * w + px * x + py * y + pz * z
-    rv = np.stack(
-        [
-            pw * x - px * w - py * z + pz * y,
-            pw * y + px * z - py * w - pz * x,
-            pw * z - px * y + py * x - pz * w,
-        ],
-        axis=1,
-    )
-    sign = np.where(rw < 0, -1.0, 1.0)  # q and -q are the same rotation: take the short way
-    rw, rv = rw * sign, rv * sign[:, None]
-    vnorm = np.linalg.norm(rv, axis=1)
-    angle = 2 * np.arctan2(vnorm, rw)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        angvel = np.where(vnorm[:, None] > 1e-12, rv / vnorm[:, None] * angle[:, None], 0.0)
-    angvel[first_row] = 0.0
-    angle[first_row] = 0.0
-    cols = [acc, rot, linacc, acc_mag[:, None], jerk[:, None], np.linalg.norm(linacc, axis=1)[:, None]]
-    return np.concatenate([*cols, angvel, angle[:, None]], axis=1).astype(np.float32)
+# ----------------------------------------------------------------------------- preprocessing
 
 
 def _to_matrix(table: pa.Table, columns: list[str], order: np.ndarray | None) -> np.ndarray:
@@ -307,6 +255,71 @@ def _to_matrix(table: pa.Table, columns: list[str], order: np.ndarray | None) ->
     return out.T
 
 
+def build(path: Path, demographics: Path | None = None) -> SequenceData:
+    """Read, validate and preprocess one sensor CSV (train or test schema)."""
+    path = Path(path)
+    labeled = "gesture" in _header(path)
+    required = TRAIN_COLUMNS if labeled else TEST_COLUMNS
+    table = read_csv(path, [c for c in required if c != "row_id"], SENSOR_COLUMNS)
+    order, offsets = _validate_and_order(path, table, labeled)
+    if np.array_equal(order, np.arange(len(order))):
+        order = None  # the usual case: rows already grouped, skip a copy
+    starts = offsets[:-1]
+    seq_sorted = _in_order(_column_values(table, "sequence_id"), order)
+    sequence_id = seq_sorted[starts].astype(str)
+    subject = _in_order(_column_values(table, "subject"), order)[starts].astype(str)
+    gesture = np.full(len(starts), -1, dtype=np.int64)
+    if labeled:
+        gesture = _gesture_index(_in_order(_column_values(table, "gesture"), order)[starts])
+    if demographics is not None:
+        check_demographics(Path(demographics), np.unique(subject))
+
+    def seq_of_row(row: int) -> str:
+        return str(seq_sorted[row])
+
+    raw_imu = _to_matrix(table, ACC_COLUMNS + ROT_COLUMNS, order)
+    _check_finite(path, raw_imu, ACC_COLUMNS + ROT_COLUMNS, seq_of_row)
+    thm = _to_matrix(table, THM_COLUMNS, order)
+    _check_finite(path, thm, THM_COLUMNS, seq_of_row)
+    tof = _to_matrix(table, TOF_COLUMNS, order)
+    del table  # it holds a second copy of every sensor column: free it before the features are built
+    _check_finite(path, tof, TOF_COLUMNS, seq_of_row)
+    if np.isnan(raw_imu[:, :3]).any():
+        row = int(np.flatnonzero(np.isnan(raw_imu[:, :3]).any(axis=1))[0])
+        raise InputError(
+            f"{path}: columns acc_x/acc_y/acc_z, sequence {seq_of_row(row)}: accelerometer value missing"
+        )
+    imu, tof, present = _preprocess(raw_imu, thm, tof, starts)
+    meta = {
+        "source": str(path),
+        "labeled": labeled,
+        "n_rows": int(len(imu)),
+        "n_sequences": int(len(starts)),
+        "n_subjects": int(len(np.unique(subject))),
+        "max_length": int(np.diff(offsets).max()),
+    }
+    return SequenceData(imu, thm, tof, present, offsets, sequence_id, subject, gesture, meta)
+
+
+def _in_order(values: np.ndarray, order: np.ndarray | None) -> np.ndarray:
+    return values if order is None else values[order]
+
+
+def _preprocess(
+    raw_imu: np.ndarray, thm: np.ndarray, tof: np.ndarray, starts: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(IMU features, ToF with "no response" set to TOF_FAR in place, presence flags)."""
+    first_row = np.zeros(len(raw_imu), dtype=bool)
+    first_row[starts] = True
+    imu = imu_features(raw_imu[:, :3], raw_imu[:, 3:], first_row)
+    tof_present = ~np.isnan(tof.reshape(len(tof), N_TOF_SENSORS, TOF_PIXELS)).all(axis=2)
+    tof[tof == TOF_NO_RESPONSE] = TOF_FAR
+    present = np.concatenate(
+        [~np.isnan(raw_imu[:, 3:]).any(axis=1, keepdims=True), ~np.isnan(thm), tof_present], 1
+    )
+    return imu, tof, present
+
+
 # ----------------------------------------------------------------------------- load + cache
 
 
@@ -317,64 +330,6 @@ def fingerprint(path: Path) -> str:
         while chunk := f.read(1 << 24):
             h.update(chunk)
     return h.hexdigest()
-
-
-def build(path: Path, demographics: Path | None = None) -> SequenceData:
-    """Read, validate and preprocess one sensor CSV (train or test schema)."""
-    path = Path(path)
-    header = _header(path)
-    labeled = "gesture" in header
-    required = TRAIN_COLUMNS if labeled else TEST_COLUMNS
-    table = read_csv(path, [c for c in required if c != "row_id"], SENSOR_COLUMNS)
-    order, offsets = _validate_and_order(path, table, labeled)
-    if np.array_equal(order, np.arange(len(order))):
-        order = None  # the usual case: rows already grouped, skip a copy
-    starts, lengths = offsets[:-1], np.diff(offsets)
-    seq_col = _column_values(table, "sequence_id")
-    seq_sorted = seq_col if order is None else seq_col[order]
-    sequence_id = seq_sorted[starts].astype(str)
-    subj = _column_values(table, "subject")
-    subject = (subj if order is None else subj[order])[starts].astype(str)
-    gesture = np.full(len(starts), -1, dtype=np.int64)
-    if labeled:
-        g = _column_values(table, "gesture")
-        gesture = _gesture_index((g if order is None else g[order])[starts])
-    if demographics is not None:
-        check_demographics(Path(demographics), np.unique(subject))
-
-    def seq_of_row(row: int) -> str:
-        return str(seq_sorted[row])
-
-    raw_imu = _to_matrix(table, ACC_COLUMNS + ROT_COLUMNS, order)
-    _check_finite(path, "imu", raw_imu, ACC_COLUMNS + ROT_COLUMNS, seq_of_row)
-    thm = _to_matrix(table, THM_COLUMNS, order)
-    _check_finite(path, "thm", thm, THM_COLUMNS, seq_of_row)
-    tof = _to_matrix(table, TOF_COLUMNS, order)
-    del table
-    _check_finite(path, "tof", tof, TOF_COLUMNS, seq_of_row)
-    if np.isnan(raw_imu[:, :3]).any():
-        row = int(np.flatnonzero(np.isnan(raw_imu[:, :3]).any(axis=1))[0])
-        raise InputError(
-            f"{path}: columns acc_x/acc_y/acc_z, sequence {seq_of_row(row)}: accelerometer value missing"
-        )
-
-    first_row = np.zeros(len(raw_imu), dtype=bool)
-    first_row[starts] = True
-    imu = imu_features(raw_imu[:, :3], raw_imu[:, 3:], first_row)
-    tof_present = ~np.isnan(tof.reshape(len(tof), N_TOF_SENSORS, TOF_PIXELS)).all(axis=2)
-    tof[tof == TOF_NO_RESPONSE] = TOF_FAR
-    present = np.concatenate(
-        [~np.isnan(raw_imu[:, 3:]).any(axis=1, keepdims=True), ~np.isnan(thm), tof_present], 1
-    )
-    meta = {
-        "source": str(path),
-        "labeled": labeled,
-        "n_rows": int(len(imu)),
-        "n_sequences": int(len(starts)),
-        "n_subjects": int(len(np.unique(subject))),
-        "max_length": int(lengths.max()),
-    }
-    return SequenceData(imu, thm, tof, present, offsets, sequence_id, subject, gesture, meta)
 
 
 def load(path: str | Path, demographics: str | Path | None = None, cache_dir: Path | str | None = USER_CACHE):
@@ -433,112 +388,6 @@ def load_dir(data_dir: str | Path, cache_dir: Path | str | None = USER_CACHE) ->
     if not data_dir.is_dir():
         raise InputError(f"{data_dir}: data directory not found")
     return load(data_dir / "train.csv", data_dir / "train_demographics.csv", cache_dir)
-
-
-# ----------------------------------------------------------------------------- training side
-
-
-@dataclass(frozen=True)
-class Normalizer:
-    """Per-channel mean/std fitted on the training fold's rows only (NaN ignored)."""
-
-    imu: tuple[np.ndarray, np.ndarray]
-    thm: tuple[np.ndarray, np.ndarray]
-    tof: tuple[np.ndarray, np.ndarray]
-
-    @classmethod
-    def fit(cls, data: SequenceData, indices: np.ndarray) -> Normalizer:
-        in_fold = np.zeros(data.n_sequences, dtype=bool)
-        in_fold[indices] = True
-        rows = np.repeat(in_fold, data.lengths)
-
-        def stats(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            sub = np.asarray(a)[rows]
-            # A channel with no value in the fold (e.g. ToF on IMU-only data) warns; it is handled below.
-            with warnings.catch_warnings(action="ignore", category=RuntimeWarning):
-                mean = np.nanmean(sub, axis=0, dtype=np.float64)
-                std = np.nanstd(sub, axis=0, dtype=np.float64)
-            mean = np.nan_to_num(mean)  # never seen in training: centre at 0
-            std = np.where(np.isfinite(std) & (std > 1e-6), std, 1.0)
-            return mean.astype(np.float32), std.astype(np.float32)
-
-        return cls(stats(data.imu), stats(data.thm), stats(data.tof))
-
-
-class SequenceDataset(Dataset):
-    """One item per sequence: normalised arrays (last max_len steps) and the three labels."""
-
-    def __init__(self, data: SequenceData, indices: np.ndarray, norm: Normalizer, cfg: DataConfig):
-        self.data, self.indices, self.norm, self.cfg = data, np.asarray(indices), norm, cfg
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __getitem__(self, k: int) -> dict:
-        i = self.indices[k]
-        d = self.data
-        start, end = d.offsets[i], d.offsets[i + 1]
-        start = max(start, end - self.cfg.max_len)  # keep the end: the gesture is the last phase
-
-        def norm(a: np.ndarray, stats: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
-            x = (np.asarray(a[start:end]) - stats[0]) / stats[1]
-            return np.nan_to_num(x, nan=0.0).astype(np.float32)
-
-        present = np.array(d.present[start:end], dtype=np.float32)
-        thm, tof = norm(d.thm, self.norm.thm), norm(d.tof, self.norm.tof)
-        if self.cfg.modalities == "imu":
-            thm[:], tof[:], present[:, 1:] = 0.0, 0.0, 0.0
-        g = int(d.gesture[i])
-        return {
-            "imu": norm(d.imu, self.norm.imu),
-            "thm": thm,
-            "tof": tof,
-            "present": present,
-            "y18": g,
-            "index": int(i),
-        }
-
-
-def collate(items: list[dict]) -> dict[str, torch.Tensor]:
-    """Pad to the longest sequence in the batch; `valid` marks real steps."""
-    t = max(len(it["imu"]) for it in items)
-    out: dict[str, torch.Tensor] = {}
-    for key in ("imu", "thm", "tof", "present"):
-        arr = np.zeros((len(items), t, items[0][key].shape[1]), dtype=np.float32)
-        for b, it in enumerate(items):
-            arr[b, : len(it[key])] = it[key]
-        out[key] = torch.from_numpy(arr)  # (B, T, C)
-    valid = np.zeros((len(items), t), dtype=bool)
-    for b, it in enumerate(items):
-        valid[b, : len(it["imu"])] = True
-    out["valid"] = torch.from_numpy(valid)  # (B, T)
-    y18 = np.array([it["y18"] for it in items], dtype=np.int64)
-    out["y18"] = torch.from_numpy(y18)
-    labeled = y18 >= 0
-    out["y9"] = torch.from_numpy(np.where(labeled, EIGHTEEN_TO_NINE[np.maximum(y18, 0)], -1))
-    out["ybin"] = torch.from_numpy(np.where(labeled, EIGHTEEN_TO_BINARY[np.maximum(y18, 0)], -1))
-    out["index"] = torch.tensor([it["index"] for it in items], dtype=torch.int64)
-    return out
-
-
-def make_loader(
-    data: SequenceData,
-    indices: np.ndarray,
-    norm: Normalizer,
-    cfg: DataConfig,
-    *,
-    shuffle: bool,
-    seed: int = 0,
-) -> DataLoader:
-    gen = torch.Generator().manual_seed(seed)
-    return DataLoader(
-        SequenceDataset(data, indices, norm, cfg),
-        batch_size=cfg.batch_size,
-        shuffle=shuffle,
-        collate_fn=collate,
-        generator=gen,
-        num_workers=0,  # arrays are in memory (or mmapped); worker processes cost more than they save here
-    )
 
 
 def describe(data: SequenceData) -> dict:

@@ -1,4 +1,4 @@
-"""CMISqueezeformer: the LightningModule = network + per-head losses + a weighting strategy."""
+"""CMILitModule: the LightningModule = network + per-head losses + a weighting strategy."""
 
 import math
 
@@ -14,7 +14,7 @@ from cmi_model.metric import score_indices
 from cmi_model.weighting import build_weighting
 
 
-class CMISqueezeformer(pl.LightningModule):
+class CMILitModule(pl.LightningModule):
     """Takes the network as an argument (any nn.Module with the CMINetwork output dict)."""
 
     def __init__(
@@ -33,7 +33,7 @@ class CMISqueezeformer(pl.LightningModule):
         self._class_weight_names = tuple(class_weights or ())
         self.weight_history: list[dict[str, float]] = []  # effective weights at the end of each epoch
         self.best: dict | None = None  # best validation epoch: score parts, probabilities, indices
-        self._val_outputs: list[tuple[Tensor, Tensor, Tensor, Tensor]] = []
+        self._val_outputs: list[tuple[Tensor, Tensor, Tensor]] = []  # (probs, y18, index) per batch
         self._train_sums: dict[str, Tensor] = {}
         self._train_count = 0
 
@@ -79,14 +79,12 @@ class CMISqueezeformer(pl.LightningModule):
         out, terms, total, _ = self.model_step(batch)
         self.log("val/loss", total, on_step=False, on_epoch=True, batch_size=len(batch["y18"]))
         probs = torch.softmax(out["multiclass"].float(), dim=-1)
-        self._val_outputs.append(
-            (probs.cpu(), batch["y18"].cpu(), batch["index"].cpu(), out["binary"].float().cpu())
-        )
+        self._val_outputs.append((probs.cpu(), batch["y18"].cpu(), batch["index"].cpu()))
 
     def on_validation_epoch_end(self) -> None:
         if not self._val_outputs:
             return
-        probs, y, idx, _ = (torch.cat(t) for t in zip(*self._val_outputs, strict=True))
+        probs, y, idx = (torch.cat(t) for t in zip(*self._val_outputs, strict=True))
         self._val_outputs.clear()
         s = score_indices(y.numpy(), probs.argmax(-1).numpy())
         self.log_dict({"val/score": s.score, "val/binary_f1": s.binary_f1, "val/macro_f1": s.macro_f1})
@@ -128,3 +126,7 @@ class CMISqueezeformer(pl.LightningModule):
 
         sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+# The public name that scripts (and the README) import: the same class, not a subclass.
+CMISqueezeformer = CMILitModule

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from cmi_model.config import ModelConfig
-from cmi_model.data import IMU_FEATURES
+from cmi_model.features import IMU_FEATURES
 from cmi_model.labels import GESTURES, NINE_CLASSES
 from cmi_model.schema import N_TOF_SENSORS, THM_COLUMNS, TOF_COLUMNS
 
@@ -40,9 +40,7 @@ class ConvModule(nn.Module):
         self.norm_in = nn.LayerNorm(d)
         self.pointwise_in = nn.Conv1d(d, 2 * d, 1)
         self.depthwise = nn.Conv1d(d, d, kernel_size, padding=kernel_size // 2, groups=d)
-        self.norm_mid = nn.LayerNorm(
-            d
-        )  # LayerNorm, not BatchNorm: padded steps must not leak into statistics
+        self.norm_mid = nn.LayerNorm(d)  # not BatchNorm: padded steps must not leak into statistics
         self.pointwise_out = nn.Conv1d(d, d, 1)
         self.dropout = nn.Dropout(dropout)
 

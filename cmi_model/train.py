@@ -12,10 +12,11 @@ import pytorch_lightning as pl
 import torch
 
 from cmi_model.config import DataConfig, LossConfig, ModelConfig, TrainConfig
-from cmi_model.data import Normalizer, SequenceData, make_loader
+from cmi_model.data import SequenceData
+from cmi_model.dataset import Normalizer, make_loader
 from cmi_model.labels import EIGHTEEN_TO_NINE, GESTURES, NINE_CLASSES
 from cmi_model.losses import inverse_frequency_weights
-from cmi_model.module import CMISqueezeformer
+from cmi_model.module import CMILitModule
 from cmi_model.network import CMINetwork
 
 
@@ -50,6 +51,14 @@ def quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=".*no `val_dataloader`.*")
 
 
+def _class_weights(y18: np.ndarray) -> dict[str, torch.Tensor]:
+    """Inverse-frequency cross-entropy weights of the 18- and 9-class heads."""
+    return {
+        "multiclass": inverse_frequency_weights(y18, len(GESTURES)),
+        "nine_class": inverse_frequency_weights(EIGHTEEN_TO_NINE[y18], len(NINE_CLASSES)),
+    }
+
+
 def fit_fold(
     data: SequenceData,
     train_idx: np.ndarray,
@@ -68,15 +77,9 @@ def fit_fold(
     norm = Normalizer.fit(data, train_idx)
     train_loader = make_loader(data, train_idx, norm, data_cfg, shuffle=True, seed=train_cfg.seed)
     val_loader = make_loader(data, val_idx, norm, data_cfg, shuffle=False)
-    class_weights = None
-    if loss_cfg.class_weighting:
-        y18 = data.gesture[train_idx]
-        class_weights = {
-            "multiclass": inverse_frequency_weights(y18, len(GESTURES)),
-            "nine_class": inverse_frequency_weights(EIGHTEEN_TO_NINE[y18], len(NINE_CLASSES)),
-        }
+    class_weights = _class_weights(data.gesture[train_idx]) if loss_cfg.class_weighting else None
     network = CMINetwork(model_cfg, nine_class_head=loss_cfg.nine_class_head_enabled)
-    module = CMISqueezeformer(network, loss_cfg, train_cfg, class_weights)
+    module = CMILitModule(network, loss_cfg, train_cfg, class_weights)
     accelerator, precision = resolve_accelerator(train_cfg.accelerator)
     trainer = pl.Trainer(
         accelerator=accelerator,

@@ -1,12 +1,18 @@
-"""Loss-weighting strategies behind one interface.
+"""Loss-weighting strategies behind one interface, `Weighting`.
 
 Each strategy is an nn.Module whose forward takes the active per-term losses
 ({"multiclass", "binary", "nine_class", "kl"} ⊇ keys) and returns
 (total loss, effective weight applied to each term). Build one with
 `build_weighting(loss_config)`.
+
+Two names meet here: `LossConfig.auto_weighting` picks a strategy ("none" for the fixed
+weights), and the study calls the same scheme an arm ("fixed"). Each class carries its
+arm, so `strategy_for_arm` and `ARMS` translate between the two from one registry.
 """
 
+import abc
 import math
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -16,8 +22,24 @@ from cmi_model.config import LossConfig
 Weights = dict[str, Tensor]
 
 
-class FixedWeighting(nn.Module):
+class Weighting(nn.Module, abc.ABC):
+    """One way of combining the per-term losses into the loss that is minimised."""
+
+    arm: ClassVar[str]  # the study arm that trains with this strategy
+
+    @abc.abstractmethod
+    def forward(self, losses: dict[str, Tensor]) -> tuple[Tensor, Weights]:
+        """(total loss, the effective weight of each term, detached from the graph)."""
+
+    def logged_params(self) -> dict[str, float]:
+        """Learned quantities worth a line in the training log, by name."""
+        return {}
+
+
+class FixedWeighting(Weighting):
     """alpha·L18 + (1−alpha)·Lbin + w9·L9 + wkl·KL: the hand-tuned baseline, no parameters."""
+
+    arm = "fixed"
 
     def __init__(self, cfg: LossConfig):
         super().__init__()
@@ -32,16 +54,15 @@ class FixedWeighting(nn.Module):
         weights = {k: torch.tensor(self.coef[k], device=v.device) for k, v in losses.items()}
         return sum(weights[k] * v for k, v in losses.items()), weights
 
-    def logged_params(self) -> dict[str, float]:
-        return {}
 
-
-class UncertaintyWeighting(nn.Module):
+class UncertaintyWeighting(Weighting):
     """Kendall, Gal & Cipolla (2018), "Multi-Task Learning Using Uncertainty to Weigh Losses".
 
     One learnable log-variance s_i per active term: L = Σ exp(−s_i)·L_i + s_i, with s_i
     clamped to `auto_weight_clamp`. The +s_i regulariser stops the weights collapsing to 0.
     """
+
+    arm = "uncertainty"
 
     def __init__(self, cfg: LossConfig):
         super().__init__()
@@ -62,12 +83,14 @@ class UncertaintyWeighting(nn.Module):
         return {f"s_{k}": float(v.detach().clamp(*self.clamp)) for k, v in self.s.items()}
 
 
-class DirectWeighting(nn.Module):
+class DirectWeighting(Weighting):
     """The naive baseline: learn alpha = sigmoid(a), w9 = exp(b), wkl = exp(c) by the same loss.
 
     Nothing regularises it, so gradient descent can shrink the weights of the auxiliary
     terms towards zero (up to the clamp): the study should be able to show this.
     """
+
+    arm = "direct"
 
     def __init__(self, cfg: LossConfig):
         super().__init__()
@@ -99,12 +122,23 @@ class DirectWeighting(nn.Module):
         return {k: float(v.detach()) for k, v in self.p.items()}
 
 
-STRATEGIES: dict[str, type[nn.Module]] = {
+# LossConfig.auto_weighting value → strategy; the order is the arms' order in the study.
+STRATEGIES: dict[str, type[Weighting]] = {
     "none": FixedWeighting,
     "uncertainty": UncertaintyWeighting,
     "direct": DirectWeighting,
 }
+ARMS: tuple[str, ...] = tuple(cls.arm for cls in STRATEGIES.values())
+_STRATEGY_OF_ARM = {cls.arm: name for name, cls in STRATEGIES.items()}
 
 
-def build_weighting(cfg: LossConfig) -> nn.Module:
+def build_weighting(cfg: LossConfig) -> Weighting:
     return STRATEGIES[cfg.auto_weighting](cfg)
+
+
+def strategy_for_arm(arm: str) -> str:
+    """The `LossConfig.auto_weighting` value of a study arm ("fixed" → "none")."""
+    try:
+        return _STRATEGY_OF_ARM[arm]
+    except KeyError:
+        raise ValueError(f"unknown arm {arm!r}; choose from {', '.join(ARMS)}") from None

@@ -3,6 +3,8 @@ import pandas as pd
 import pytest
 
 from cmi_model import data as D
+from cmi_model import dataset as DS
+from cmi_model import features as F
 from cmi_model.config import DataConfig
 from cmi_model.errors import InputError
 from cmi_model.folds import subject_folds
@@ -188,7 +190,7 @@ def test_nan_sensors_are_data_not_errors(small_frames, tmp_path):
 def test_load_synthetic_train_and_test(synth):
     d = D.load_dir(synth, cache_dir=None)
     assert d.n_sequences == len(np.unique(d.sequence_id)) and d.offsets[-1] == len(d.imu)
-    assert d.imu.shape[1] == len(D.IMU_FEATURES) and d.tof.shape[1] == 320 and d.thm.shape[1] == 5
+    assert d.imu.shape[1] == len(F.IMU_FEATURES) and d.tof.shape[1] == 320 and d.thm.shape[1] == 5
     assert d.present.shape == (len(d.imu), len(D.PRESENCE)) and d.present.dtype == bool
     assert (d.gesture >= 0).all() and (d.gesture < 18).all()
     # ToF "no response" (-1) is replaced by the far value; nothing negative remains.
@@ -212,17 +214,17 @@ def _quat_from_axis_angle(axis, angle):
 def test_gravity_removed_and_angular_velocity():
     # A device rotated 90° about x at rest: gravity appears on the y axis in the sensor frame.
     q = _quat_from_axis_angle([1, 0, 0], np.pi / 2)
-    gravity_sensor = np.array([0.0, D.GRAVITY, 0.0])
+    gravity_sensor = np.array([0.0, F.GRAVITY, 0.0])
     acc = np.tile(gravity_sensor + [0.5, 0, 0], (3, 1))
     rot = np.tile(q, (3, 1))
-    f = D.imu_features(acc, rot, np.array([True, False, False]))
-    names = D.IMU_FEATURES
+    f = F.imu_features(acc, rot, np.array([True, False, False]))
+    names = F.IMU_FEATURES
     linacc = f[:, [names.index("linacc_x"), names.index("linacc_y"), names.index("linacc_z")]]
     assert np.allclose(linacc, [[0.5, 0, 0]] * 3, atol=1e-4)
     # Rotating 0.1 rad per step about z: angular velocity (0, 0, 0.1), distance 0.1.
     qs = np.array([_quat_from_axis_angle([0, 0, 1], 0.1 * i) for i in range(4)])
     qs[2] *= -1  # the same rotation with the opposite sign must not look like a jump
-    f = D.imu_features(np.ones((4, 3)), qs, np.array([True, False, False, False]))
+    f = F.imu_features(np.ones((4, 3)), qs, np.array([True, False, False, False]))
     angvel = f[:, [names.index("angvel_x"), names.index("angvel_y"), names.index("angvel_z")]]
     assert np.allclose(angvel[1:], [[0, 0, 0.1]] * 3, atol=1e-5)
     assert np.allclose(f[1:, names.index("ang_dist")], 0.1, atol=1e-5)
@@ -251,10 +253,10 @@ def test_cache_reused_and_keyed_by_content(small_frames, tmp_path, monkeypatch):
 def test_normalizer_uses_training_fold_only(synth):
     d = D.load_dir(synth, cache_dir=None)
     train_idx, val_idx = subject_folds(d, 2, seed=0)[0]
-    norm = D.Normalizer.fit(d, train_idx)
+    norm = DS.Normalizer.fit(d, train_idx)
     rows = np.concatenate([np.arange(d.offsets[i], d.offsets[i + 1]) for i in train_idx])
     assert np.allclose(norm.imu[0], np.nanmean(d.imu[rows], axis=0), atol=1e-3)
-    other = D.Normalizer.fit(d, val_idx)
+    other = DS.Normalizer.fit(d, val_idx)
     assert not np.allclose(norm.imu[0], other.imu[0])
 
 
@@ -262,21 +264,21 @@ def test_dataset_truncates_to_the_end_and_pads_with_mask(synth):
     d = D.load_dir(synth, cache_dir=None)
     long_seq = int(np.argmax(d.lengths))
     short_seq = int(np.argmin(d.lengths))
-    norm = D.Normalizer.fit(d, np.arange(d.n_sequences))
+    norm = DS.Normalizer.fit(d, np.arange(d.n_sequences))
     cfg = DataConfig(max_len=32)
-    ds = D.SequenceDataset(d, np.array([long_seq, short_seq]), norm, cfg)
+    ds = DS.SequenceDataset(d, np.array([long_seq, short_seq]), norm, cfg)
     item = ds[0]
     assert len(item["imu"]) == 32
     end = d.offsets[long_seq + 1]
     expected = (d.imu[end - 32 : end] - norm.imu[0]) / norm.imu[1]
     assert np.allclose(item["imu"], np.nan_to_num(expected), atol=1e-5)  # the last 32 steps
-    batch = D.collate([ds[0], ds[1]])
+    batch = DS.collate([ds[0], ds[1]])
     n_short = min(32, d.lengths[short_seq])
-    assert batch["imu"].shape == (2, 32, len(D.IMU_FEATURES))
+    assert batch["imu"].shape == (2, 32, len(F.IMU_FEATURES))
     assert batch["valid"][1].sum() == n_short and not batch["valid"][1, n_short:].any()
     assert int(batch["y18"][0]) == d.gesture[long_seq]
     imu_cfg = DataConfig(max_len=32, modalities="imu")
-    item = D.SequenceDataset(d, np.array([long_seq]), norm, imu_cfg)[0]
+    item = DS.SequenceDataset(d, np.array([long_seq]), norm, imu_cfg)[0]
     assert not item["tof"].any() and not item["present"][:, 1:].any()
 
 

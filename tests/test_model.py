@@ -1,42 +1,46 @@
 import math
+import typing
 
 import numpy as np
 import pytest
 import torch
 from pydantic import ValidationError
 
+from cmi_model import module
 from cmi_model.config import LossConfig, ModelConfig, TrainConfig
-from cmi_model.data import IMU_FEATURES, PRESENCE
+from cmi_model.data import PRESENCE
+from cmi_model.dataset import example_batch as make_batch
+from cmi_model.features import IMU_FEATURES
 from cmi_model.labels import EIGHTEEN_TO_BINARY, EIGHTEEN_TO_NINE, aggregation_matrix
 from cmi_model.losses import inverse_frequency_weights, kl_consistency, loss_terms
-from cmi_model.module import CMISqueezeformer
+from cmi_model.module import CMILitModule
 from cmi_model.network import CMINetwork
-from cmi_model.weighting import DirectWeighting, FixedWeighting, UncertaintyWeighting, build_weighting
+from cmi_model.weighting import (
+    ARMS,
+    STRATEGIES,
+    DirectWeighting,
+    FixedWeighting,
+    UncertaintyWeighting,
+    Weighting,
+    build_weighting,
+    strategy_for_arm,
+)
 
 TINY = ModelConfig(d_model=16, n_layers=1, n_heads=2, d_ff=32, kernel_size=5, dropout=0.0)
 
 
-def make_batch(b=6, t=12, imu_only=False, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    present = torch.ones(b, t, len(PRESENCE))
-    thm, tof = torch.randn(b, t, 5, generator=g), torch.randn(b, t, 320, generator=g)
-    if imu_only:
-        present[..., 1:] = 0
-        thm, tof = torch.zeros_like(thm), torch.zeros_like(tof)
-    valid = torch.ones(b, t, dtype=torch.bool)
-    valid[0, 8:] = False
-    y18 = torch.arange(b) % 18
-    return {
-        "imu": torch.randn(b, t, len(IMU_FEATURES), generator=g),
-        "thm": thm,
-        "tof": tof,
-        "present": present,
-        "valid": valid,
-        "y18": y18,
-        "y9": torch.from_numpy(EIGHTEEN_TO_NINE[y18.numpy()]),
-        "ybin": torch.from_numpy(EIGHTEEN_TO_BINARY[y18.numpy()]),
-        "index": torch.arange(b),
-    }
+def test_example_batch_has_the_collate_format():
+    b = make_batch(6, 12)
+    assert b["imu"].shape == (6, 12, len(IMU_FEATURES)) and b["present"].shape == (6, 12, len(PRESENCE))
+    assert b["thm"].shape == (6, 12, 5) and b["tof"].shape == (6, 12, 320)
+    assert b["valid"].dtype == torch.bool and not b["valid"][0, 6:].any() and b["valid"][:, :6].all()
+    y18 = b["y18"].numpy()
+    assert (b["y9"].numpy() == EIGHTEEN_TO_NINE[y18]).all() and (
+        b["ybin"].numpy() == EIGHTEEN_TO_BINARY[y18]
+    ).all()
+    imu_only = make_batch(imu_only=True)
+    assert not imu_only["present"][..., 1:].any() and not imu_only["tof"].any()
+    assert torch.equal(make_batch(seed=3)["imu"], make_batch(seed=3)["imu"])
 
 
 LOSSES = {
@@ -95,6 +99,19 @@ def test_fixed_equals_formula_exactly():
         "kl": 0.4,
     }
     assert list(FixedWeighting(cfg).parameters()) == []
+
+
+def test_every_strategy_is_a_weighting_with_an_arm():
+    assert set(STRATEGIES) == set(typing.get_args(LossConfig.model_fields["auto_weighting"].annotation))
+    assert ARMS == ("fixed", "uncertainty", "direct")
+    for arm in ARMS:
+        w = build_weighting(LossConfig(auto_weighting=strategy_for_arm(arm)))
+        assert isinstance(w, Weighting) and w.arm == arm
+    assert strategy_for_arm("fixed") == "none" and FixedWeighting(LossConfig()).logged_params() == {}
+    with pytest.raises(ValueError, match="unknown arm 'magic'"):
+        strategy_for_arm("magic")
+    with pytest.raises(TypeError):
+        Weighting()
 
 
 def test_terms_absent_when_head_off_or_kl_zero():
@@ -243,7 +260,7 @@ class _FakeTrainer:
 
 def test_optimizer_groups_and_one_step_moves_every_s():
     loss_cfg = LossConfig(auto_weighting="uncertainty", weight_lr_multiplier=0.5)
-    m = CMISqueezeformer(CMINetwork(TINY), loss_cfg, TrainConfig(lr=1e-2, weight_decay=0.05, warmup_epochs=0))
+    m = CMILitModule(CMINetwork(TINY), loss_cfg, TrainConfig(lr=1e-2, weight_decay=0.05, warmup_epochs=0))
     m.trainer = _FakeTrainer()  # configure_optimizers reads the step count from the trainer
     conf = m.configure_optimizers()
     opt = conf["optimizer"]
@@ -260,7 +277,11 @@ def test_optimizer_groups_and_one_step_moves_every_s():
     assert all(float(m.weighting.s[k]) != before[k] for k in before)
 
 
+def test_public_module_name_is_the_same_class():
+    assert module.CMISqueezeformer is CMILitModule
+
+
 def test_fixed_module_has_a_single_group():
-    m = CMISqueezeformer(CMINetwork(TINY), LossConfig(), TrainConfig())
+    m = CMILitModule(CMINetwork(TINY), LossConfig(), TrainConfig())
     m.trainer = _FakeTrainer()
     assert len(m.configure_optimizers()["optimizer"].param_groups) == 1

@@ -10,20 +10,20 @@ import pandas as pd
 import pytest
 
 from cmi_model import synthetic
+from cmi_model.features import gravity_in_device
 from cmi_model.labels import GESTURES, TARGET_GESTURES, is_target
-from cmi_model.synthetic import (
+from cmi_model.schema import (
     BEHAVIORS,
     DEMOGRAPHICS_COLUMNS,
     ORIENTATIONS,
-    PAIRS,
     SENSOR_COLUMNS,
     TEST_COLUMNS,
     THM_COLUMNS,
     TOF_COLUMNS,
     TRAIN_COLUMNS,
-    generate,
-    gravity_in_device,
 )
+from cmi_model.synthetic import PAIRS, generate
+from cmi_model.synthetic import plan as synthetic_plan
 
 N_SUBJECTS = 4  # >= 4 guarantees a left-handed (mirrored) subject
 
@@ -67,6 +67,12 @@ def test_column_constants():
     assert TRAIN_COLUMNS[9:] == SENSOR_COLUMNS
     expected_test = ["row_id", "sequence_id", "sequence_counter", "subject", *SENSOR_COLUMNS]
     assert expected_test == TEST_COLUMNS
+
+
+def test_package_exports_what_scripts_import():
+    for name in synthetic.__all__:
+        assert hasattr(synthetic, name), name
+    assert synthetic.gravity_in_device is gravity_in_device and synthetic.TRAIN_COLUMNS is TRAIN_COLUMNS
 
 
 def test_files_have_exact_headers_unquoted(data):
@@ -159,7 +165,7 @@ def test_sequence_lengths(data):
 
 
 def test_full_size_plan_matches_real_sizes():
-    (subjects, plan), _ = synthetic._build(synthetic.FULL_SIZE_SUBJECTS, seed=0)
+    (subjects, plan), _ = synthetic.build_plans(synthetic.FULL_SIZE_SUBJECTS, seed=0)
     assert len(subjects.ids) == 81
     assert 8000 <= len(plan) <= 8262
     assert 540_000 <= plan.length.sum() <= 610_000
@@ -277,7 +283,7 @@ def test_sensor_dropouts_take_whole_sensors(data):
 
 
 def test_rotation_dropout_blanks_whole_sequences(tmp_path, monkeypatch):
-    monkeypatch.setattr(synthetic, "ROT_NAN_RATE", 0.5)
+    monkeypatch.setattr(synthetic_plan, "ROT_NAN_RATE", 0.5)
     generate(tmp_path, n_subjects=1, seed=3)
     train = pd.read_csv(tmp_path / "train.csv")
     rot = train[["rot_w", "rot_x", "rot_y", "rot_z"]].isna()
@@ -302,7 +308,7 @@ def test_demographics(data):
 
 
 def test_demographics_children_smaller_and_mostly_right_handed():
-    (subjects, _), _ = synthetic._build(synthetic.FULL_SIZE_SUBJECTS, seed=1)
+    (subjects, _), _ = synthetic.build_plans(synthetic.FULL_SIZE_SUBJECTS, seed=1)
     d = subjects.demo
     child = d["adult_child"] == 0
     assert 0 < child.sum() < len(child)
