@@ -21,7 +21,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from study.space import ARMS  # the arms are the search spaces defined there
+from cmi_model.weighting import ARMS
 
 __all__ = ["ARMS", "CONFIRM", "BUDGET_TAKEN"]
 

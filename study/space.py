@@ -10,6 +10,7 @@ from typing import Literal
 import optuna
 
 from cmi_model.config import LossConfig, ModelConfig, TrainConfig
+from cmi_model.weighting import ARMS, strategy_for_arm
 
 
 @dataclass(frozen=True)
@@ -41,8 +42,7 @@ ARM_PARAMS: dict[str, tuple[Param, ...]] = {
     ),
     "direct": (Param("weight_lr_multiplier", 0.01, 10.0, True, "loss"),),
 }
-ARMS = tuple(ARM_PARAMS)
-WEIGHTING_OF_ARM = {"fixed": "none", "uncertainty": "uncertainty", "direct": "direct"}
+assert set(ARM_PARAMS) == set(ARMS), "every weighting strategy's arm has a search space"
 
 # The original plan's values, enqueued as each arm's first trial.
 _PLAN = LossConfig()
@@ -82,7 +82,7 @@ def apply(
     arm: str, params: dict[str, float], model: ModelConfig, loss: LossConfig, train: TrainConfig
 ) -> tuple[ModelConfig, LossConfig, TrainConfig]:
     """Configs of one trial: the study's base configs with the arm's weighting and the trial's values."""
-    updates: dict[str, dict] = {"train": {}, "model": {}, "loss": {"auto_weighting": WEIGHTING_OF_ARM[arm]}}
+    updates: dict[str, dict] = {"train": {}, "model": {}, "loss": {"auto_weighting": strategy_for_arm(arm)}}
     for p in params_of(arm):
         if p.name in params:
             updates[p.section][p.name] = params[p.name]

@@ -8,7 +8,8 @@ often. Two corrections that model this overlap are used here:
 * Nadeau & Bengio (2003), "Inference for the Generalization Error", Machine Learning
   52(3):239-281: the corrected resampled t-test inflates the variance of the mean
   difference from ``var / J`` to ``(1/J + n_test/n_train) · var``; with K-fold CV,
-  ``n_test/n_train = 1/(K−1)``. Bouckaert & Frank (2004, PAKDD) recommend it for
+  ``n_test/n_train = 1/(K−1)``; with held-out validation folds the actual ratio of
+  the folds is passed in. Bouckaert & Frank (2004, PAKDD) recommend it for
   repeated cross-validation.
 * Corani & Benavoli (2015), "A Bayesian approach for comparing cross-validated
   algorithms on multiple data sets", Machine Learning 100(2):285-304; and Benavoli,
@@ -16,9 +17,16 @@ often. Two corrections that model this overlap are used here:
   multiple classifiers through Bayesian analysis", JMLR 18(77): the Bayesian
   correlated t-test. Its posterior for the mean difference is a Student t with J−1
   degrees of freedom, location the sample mean and scale
-  ``sqrt((1/J + ρ/(1−ρ)) · var)`` with ρ = n_test/n_total = 1/K, which gives the
-  probabilities that either arm is better by more than a region of practical
+  ``sqrt((1/J + ρ/(1−ρ)) · var)`` with ρ = n_test/n_total (1/K for K-fold CV), which
+  gives the probabilities that either arm is better by more than a region of practical
   equivalence (``rope``) or that they are practically equivalent.
+
+What the data can tell: ``mde`` is the smallest true difference the corrected test
+detects with 80% power at this J and spread (Cohen 1988's shift of the t quantiles);
+``seeds_needed`` the number of confirmation seeds at which the observed difference would
+be decided. The overlap term ``n_test/n_train`` does not shrink with more seeds, so some
+differences can never be decided by re-splitting the same subjects. Several arms compared
+against one are Holm-adjusted (Holm 1979, Scand. J. Statist. 6(2):65-70).
 
 Convention: differences are ``b − a``; positive means arm ``b`` scores higher.
 """
@@ -34,6 +42,8 @@ from scipy import stats as sps
 
 VERDICTS = ("a better", "b better", "practically equivalent", "inconclusive")
 DECISION_PROBABILITY = 0.95  # posterior probability needed to declare a verdict
+POWER = 0.8  # for the minimum detectable effect
+MAX_SEEDS = 50  # beyond this, seeds_needed is None: more seeds are not a practical answer
 
 
 @dataclass(frozen=True)
@@ -56,6 +66,51 @@ class Comparison:
     t_stat: float  # corrected t statistic (±inf when the differences are constant and non-zero)
     df: int  # J − 1
     naive_p_value: float  # plain paired t-test, for context only: it ignores the fold overlap
+    test_train_ratio: float  # n_test / n_train of the folds, the Nadeau–Bengio overlap term
+    mde: float  # smallest true |difference| detected with 80% power at this J and spread
+    seeds_needed: int | None  # seeds (of n_folds pairs each) at which this mean would be decided
+
+
+def _corrected_se(sd: float, j: int, ratio: float) -> float:
+    """Nadeau–Bengio standard error of the mean of j differences with this overlap ratio."""
+    return math.sqrt((1.0 / j + ratio) * sd**2)
+
+
+def _posterior(mean: float, sd: float, j: int, ratio: float, rope: float) -> tuple[float, float, float]:
+    """(P(diff < −rope), P(|diff| ≤ rope), P(diff > rope)) of the correlated t posterior."""
+    if sd == 0.0:
+        p_a, p_b = float(mean < -rope), float(mean > rope)
+        return p_a, 1.0 - p_a - p_b, p_b
+    post = sps.t(df=j - 1, loc=mean, scale=_corrected_se(sd, j, ratio))
+    p_a, p_b = float(post.cdf(-rope)), float(post.sf(rope))
+    return p_a, float(max(0.0, 1.0 - p_a - p_b)), p_b
+
+
+def minimum_detectable_effect(sd: float, j: int, ratio: float, alpha: float = 0.05) -> float:
+    """Smallest true difference that the two-sided corrected t-test at level alpha rejects
+    with probability POWER, for j pairs with this spread and overlap ratio."""
+    df = j - 1
+    return float((sps.t.ppf(1 - alpha / 2, df) + sps.t.ppf(POWER, df)) * _corrected_se(sd, j, ratio))
+
+
+def seeds_needed(mean: float, sd: float, n_folds: int, ratio: float, rope: float) -> int | None:
+    """Fewest seeds (n_folds pairs each) at which the posterior of this mean and spread reaches
+    a verdict; None if not within MAX_SEEDS."""
+    for r in range(1, MAX_SEEDS + 1):
+        if max(_posterior(mean, sd, r * n_folds, ratio, rope)) >= DECISION_PROBABILITY:
+            return r
+    return None
+
+
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm's step-down adjusted p-values (controls the family-wise error rate)."""
+    p = np.asarray(p_values, dtype=float)
+    order = np.argsort(p)
+    m = len(p)
+    adjusted = np.maximum.accumulate([(m - i) * p[k] for i, k in enumerate(order)])
+    out = np.empty(m)
+    out[order] = np.minimum(1.0, adjusted)
+    return out.tolist()
 
 
 def _validate(a: Sequence[float], b: Sequence[float], n_folds: int) -> np.ndarray:
@@ -103,16 +158,17 @@ def paired_comparison(
     n_folds: int,
     rope: float = 0.005,
     alpha: float = 0.05,
+    test_train_ratio: float | None = None,
 ) -> Comparison:
     """Compare arms a and b on paired per-(seed, fold) scores (same order in both).
 
     ``n_folds`` is K of the K-fold split; the number of pairs J = len(a) is seeds × K.
+    ``test_train_ratio`` is n_test/n_train of the folds (default 1/(K−1), plain K-fold CV).
     The frequentist part is the corrected resampled t-test of Nadeau & Bengio (2003):
-    ``t = mean / sqrt((1/J + 1/(K−1)) · var)`` with J−1 degrees of freedom. The
-    Bayesian part is the correlated t-test of Corani & Benavoli (2015) with
-    ρ = 1/K, whose posterior scale coincides with the corrected standard error; its
-    probabilities decide the verdict: a side whose posterior probability of being
-    better by more than ``rope`` is ≥ 0.95 wins, else "practically equivalent" if
+    ``t = mean / sqrt((1/J + n_test/n_train) · var)`` with J−1 degrees of freedom. The
+    Bayesian part is the correlated t-test of Corani & Benavoli (2015) with the same
+    scale; its probabilities decide the verdict: a side whose posterior probability of
+    being better by more than ``rope`` is ≥ 0.95 wins, else "practically equivalent" if
     P(|diff| ≤ rope) ≥ 0.95, else "inconclusive".
 
     When every difference is the same value (zero variance) the posterior collapses
@@ -126,31 +182,23 @@ def paired_comparison(
         raise ValueError(f"alpha must be in (0, 1), got {alpha}")
     j = int(d.size)
     k = int(n_folds)
+    ratio = 1.0 / (k - 1) if test_train_ratio is None else float(test_train_ratio)
+    if not (math.isfinite(ratio) and ratio > 0):
+        raise ValueError(f"test_train_ratio must be a positive number, got {test_train_ratio!r}")
     df = j - 1
     mean = float(np.mean(d))
-    naive_p = naive_paired_t_pvalue(a, b)
-
-    if _is_constant(d):
-        sd = 0.0
+    sd = 0.0 if _is_constant(d) else float(np.std(d, ddof=1))
+    if sd == 0.0:
         t_stat = 0.0 if mean == 0.0 else math.copysign(math.inf, mean)
         p_value = 1.0 if mean == 0.0 else 0.0
         ci_low = ci_high = mean
-        p_a = 1.0 if mean < -rope else 0.0
-        p_b = 1.0 if mean > rope else 0.0
-        p_eq = 1.0 - p_a - p_b
     else:
-        sd = float(np.std(d, ddof=1))
-        rho = 1.0 / k  # n_test / (n_train + n_test) for K-fold CV
-        # Nadeau–Bengio: 1/J + n_test/n_train, and n_test/n_train = 1/(K−1) = ρ/(1−ρ).
-        se = math.sqrt((1.0 / j + rho / (1.0 - rho)) * sd**2)
+        se = _corrected_se(sd, j, ratio)
         t_stat = mean / se
         p_value = float(min(1.0, 2.0 * sps.t.sf(abs(t_stat), df=df)))
         half = float(sps.t.ppf(1.0 - alpha / 2.0, df=df)) * se
         ci_low, ci_high = mean - half, mean + half
-        posterior = sps.t(df=df, loc=mean, scale=se)
-        p_a = float(posterior.cdf(-rope))
-        p_b = float(posterior.sf(rope))
-        p_eq = float(max(0.0, 1.0 - p_a - p_b))
+    p_a, p_eq, p_b = _posterior(mean, sd, j, ratio, rope)
 
     if p_a >= DECISION_PROBABILITY:
         verdict = "a better"
@@ -166,9 +214,9 @@ def paired_comparison(
         ci_low=float(ci_low),
         ci_high=float(ci_high),
         p_value=float(p_value),
-        p_a_better=float(p_a),
-        p_equivalent=float(p_eq),
-        p_b_better=float(p_b),
+        p_a_better=p_a,
+        p_equivalent=p_eq,
+        p_b_better=p_b,
         n=j,
         verdict=verdict,
         n_folds=k,
@@ -177,5 +225,8 @@ def paired_comparison(
         sd_diff=sd,
         t_stat=float(t_stat),
         df=df,
-        naive_p_value=float(naive_p),
+        naive_p_value=float(naive_paired_t_pvalue(a, b)),
+        test_train_ratio=ratio,
+        mde=minimum_detectable_effect(sd, j, ratio, alpha),
+        seeds_needed=seeds_needed(mean, sd, k, ratio, rope),
     )

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from study.stats import Comparison, naive_paired_t_pvalue, paired_comparison
+from study.stats import Comparison, holm, naive_paired_t_pvalue, paired_comparison
 
 # 2 seeds × 3 folds; differences b − a = d.
 A = [0.70, 0.72, 0.74, 0.71, 0.73, 0.75]
@@ -185,3 +185,72 @@ def test_planted_difference_is_detected_with_the_right_side():
     flipped = paired_comparison(a + d[0], a, n_folds=K)
     assert flipped.verdict == "a better" and flipped.mean_diff < -0.01
     assert flipped.ci_high < 0
+
+
+def _equicorrelated(rng, n_studies: int, sigma: float = 0.01) -> np.ndarray:
+    j, rho = R * K, 1 / K
+    return rng.multivariate_normal(
+        np.zeros(j), sigma**2 * (np.full((j, j), rho) + (1 - rho) * np.eye(j)), n_studies
+    )
+
+
+def test_mde_is_the_difference_detected_with_80_percent_power():
+    """Plant the mde that studies of this size and spread report; the corrected test must then
+    reject in about 80% of 400 simulated studies."""
+    rng = np.random.default_rng(3)
+    zeros = np.zeros(R * K)
+    reported = np.median([paired_comparison(zeros, row, n_folds=K).mde for row in _equicorrelated(rng, 400)])
+    planted = reported + _equicorrelated(rng, 400)
+    power = np.mean([paired_comparison(zeros, row, n_folds=K).p_value < 0.05 for row in planted])
+    assert 0.7 <= power <= 0.9, (reported, power)
+    # Half the mde is detected far less often: the number separates what the study can see.
+    halved = reported / 2 + _equicorrelated(rng, 400)
+    assert np.mean([paired_comparison(zeros, row, n_folds=K).p_value < 0.05 for row in halved]) < 0.45
+
+
+def _with_mean_and_sd(mean: float, sd: float, j: int) -> np.ndarray:
+    z = np.random.default_rng(j).normal(size=j)
+    return mean + sd * (z - z.mean()) / z.std(ddof=1)
+
+
+@pytest.mark.parametrize("ratio, mean", [(1 / 11, 0.02), (1 / 5, 0.03)])
+def test_seeds_needed_is_the_first_seed_count_that_decides(ratio, mean):
+    k, sd = 3, 0.02
+    now = paired_comparison(np.zeros(k), _with_mean_and_sd(mean, sd, k), n_folds=k, test_train_ratio=ratio)
+    r = now.seeds_needed
+    assert r is not None and r > 1
+    decided = paired_comparison(
+        np.zeros(r * k), _with_mean_and_sd(mean, sd, r * k), n_folds=k, test_train_ratio=ratio
+    )
+    before = paired_comparison(
+        np.zeros((r - 1) * k), _with_mean_and_sd(mean, sd, (r - 1) * k), n_folds=k, test_train_ratio=ratio
+    )
+    assert decided.verdict == "b better" and before.verdict == "inconclusive"
+
+
+def test_seeds_needed_is_none_when_the_fold_overlap_alone_hides_the_difference():
+    # With n_test/n_train = 1/2 the corrected variance never drops below sd²/2: (0.02 − 0.005)/(0.02/√2)
+    # is about one standard error, however many seeds are added.
+    c = paired_comparison(np.zeros(9), _with_mean_and_sd(0.02, 0.02, 9), n_folds=3)
+    assert c.test_train_ratio == 0.5 and c.seeds_needed is None
+
+
+def test_smaller_overlap_ratio_narrows_the_interval():
+    d = _with_mean_and_sd(0.01, 0.02, 9)
+    wide = paired_comparison(np.zeros(9), d, n_folds=3)
+    narrow = paired_comparison(np.zeros(9), d, n_folds=3, test_train_ratio=1 / 11)
+    assert narrow.ci_high - narrow.ci_low < wide.ci_high - wide.ci_low
+    assert narrow.mde < wide.mde and narrow.p_value < wide.p_value
+
+
+@pytest.mark.parametrize(
+    "p, adjusted",
+    [
+        ([0.01, 0.04, 0.03], [0.03, 0.06, 0.06]),
+        ([0.5, 0.001], [0.5, 0.002]),
+        ([0.6, 0.7], [1.0, 1.0]),
+        ([0.02], [0.02]),
+    ],
+)
+def test_holm_matches_hand_computed_cases(p, adjusted):
+    assert holm(p) == pytest.approx(adjusted)
