@@ -1,7 +1,8 @@
-"""Report: extraction from tiny studies, figure smoke tests, and the HTML in headless Chromium."""
+"""Report: extraction from tiny studies, figure records and smoke tests, and the HTML in headless Chromium."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import shutil
 import sys
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import optuna
+import pandas as pd
 import plotly.graph_objects as go
 import pytest
 from optuna.distributions import FloatDistribution
@@ -17,9 +19,10 @@ from plotly.offline import get_plotlyjs
 
 from cmi_model.labels import EIGHTEEN_TO_NINE, GESTURES, NINE_CLASSES
 from cmi_model.metric import score_indices
-from study import report
+from study import records, report
 from study.report import (
     SECTION_TITLES,
+    SECTIONS,
     StudyNotFoundError,
     class_report,
     extract,
@@ -87,29 +90,24 @@ def _weights(arm: str, params: dict, folds: int, epochs: int = 6):
 
 
 def add_arm_study(storage, name: str, arm: str, states=DEFAULT_STATES, *, seed: int = 0) -> optuna.Study:
-    """An arm study written as the driver's storage contract says."""
+    """An arm study written in the storage format of study.records."""
     rng = np.random.default_rng(seed + len(arm))
     study = optuna.create_study(storage=storage, study_name=f"{name}-{arm}", direction="maximize")
-    attrs = {
-        "arm": arm,
-        "search_space": {p: f"{DIST[p]}" for p in ARM_PARAMS[arm]},
-        "n_folds": K,
-        "seed": SEARCH_SEED,
-        "n_trials": len(states),
-        "epochs": 6,
-        "preset": "tiny",
-        "data": {
-            "source": "synthetic",
-            "n_sequences": 270,
-            "n_subjects": 9,
-            "n_rows": 19000,
-            "fingerprint": "ab12cd34ef56",
-        },
-        "versions": {"optuna": optuna.__version__, "torch": "2.13.0+cpu"},
-        "command": f"cmi-study run --storage postgresql://bob:{PASSWORD}@db/x --study-name {name}",
-    }
-    for k, v in attrs.items():
-        study.set_user_attr(k, v)
+    record = records.ArmStudyRecord(
+        arm=arm,
+        search_space={p: f"{DIST[p]}" for p in ARM_PARAMS[arm]},
+        n_folds=K,
+        seed=SEARCH_SEED,
+        n_trials=len(states),
+        epochs=6,
+        preset="tiny",
+        data=records.DataInfo(
+            source="synthetic", n_sequences=270, n_subjects=9, n_rows=19000, fingerprint="ab12cd34ef56"
+        ),
+        versions={"optuna": optuna.__version__, "torch": "2.13.0+cpu"},
+        command=f"cmi-study run --storage postgresql://bob:{PASSWORD}@db/x --study-name {name}",
+    )
+    records.write_study(study, record)
     for i, state in enumerate(states):
         params = {
             p: float(DIST[p].low + (DIST[p].high - DIST[p].low) * rng.random()) for p in ARM_PARAMS[arm]
@@ -121,25 +119,30 @@ def add_arm_study(storage, name: str, arm: str, states=DEFAULT_STATES, *, seed: 
         n_done = {"COMPLETE": K, "PRUNED": 2, "FAIL": 1, "RUNNING": 1}[state]
         scores = [round(BASE[arm] + 0.01 * i + 0.005 * f, 6) for f in range(n_done)]
         fold_weights, traj = _weights(arm, params, n_done)
-        ua = {
-            "fold_scores": scores,
-            "fold_binary_f1": [s + 0.1 for s in scores],
-            "fold_macro_f1": [s - 0.1 for s in scores],
-            "fold_weights": fold_weights,
-            "weight_trajectory": traj,
-            "fold_epochs": [6] * n_done,
-            "fold_seconds": [10.0 + i] * n_done,
-            "device": "cpu",
-            "oof": _oof(rng, 0.6 + 0.03 * i),
-        }
+        folds = [
+            records.FoldRecord(
+                score=s,
+                binary_f1=s + 0.1,
+                macro_f1=s - 0.1,
+                weights=fold_weights[f],
+                weight_trajectory=traj[f],
+                epochs=6,
+                seconds=10.0 + i,
+            )
+            for f, s in enumerate(scores)
+        ]
+        ua = records.trial_attrs(folds=folds, device="cpu", oof=_oof(rng, 0.6 + 0.03 * i))
         value = None
         if state == "COMPLETE":
             value = float(np.mean(scores))
         elif state == "PRUNED":
             value = scores[-1]  # Optuna stores the last intermediate value of a pruned trial
         elif state == "FAIL":
-            ua = {"fail_reason": "CUDA out of memory <b>bold</b>", "fold_seconds": [3.0]}
-            scores = []
+            # Failed in its second fold, after 3 s on a first one (a failed trial keeps its finished folds).
+            ua = records.trial_attrs(
+                folds=[records.FoldRecord(score=scores[0], seconds=3.0)],
+                fail_reason="CUDA out of memory <b>bold</b>",
+            )
         study.add_trial(
             create_trial(
                 state=TrialState[state],
@@ -162,27 +165,21 @@ def confirm_scores(arm: str, seed: int) -> list[float]:
 
 def add_confirm_study(storage, name: str, arms=("fixed", "uncertainty"), seeds=SEEDS) -> optuna.Study:
     study = optuna.create_study(storage=storage, study_name=f"{name}-confirm", direction="maximize")
-    study.set_user_attr("arms", list(arms))
-    study.set_user_attr("seeds", list(seeds))
-    study.set_user_attr("n_folds", K)
+    records.write_study(study, records.ConfirmStudyRecord(arms=list(arms), seeds=list(seeds), n_folds=K))
     rng = np.random.default_rng(7)
     for arm in arms:
         for seed in seeds:
             scores = confirm_scores(arm, seed)
+            folds = [
+                records.FoldRecord(score=s, binary_f1=s + 0.1, macro_f1=s - 0.1, seconds=20.0) for s in scores
+            ]
             study.add_trial(
                 create_trial(
                     state=TrialState.COMPLETE,
                     value=float(np.mean(scores)),
-                    user_attrs={
-                        "arm": arm,
-                        "seed": seed,
-                        "fold_scores": scores,
-                        "fold_binary_f1": [s + 0.1 for s in scores],
-                        "fold_macro_f1": [s - 0.1 for s in scores],
-                        "fold_seconds": [20.0] * K,
-                        "params": {"lr": 1e-3},
-                        "oof": _oof(rng, 0.7),
-                    },
+                    user_attrs=records.trial_attrs(
+                        arm=arm, seed=seed, folds=folds, params={"lr": 1e-3}, oof=_oof(rng, 0.7)
+                    ),
                 )
             )
     return study
@@ -320,6 +317,18 @@ def test_extract_full_with_confirmation():
     assert not any("No confirmation study" in w for w in data.warnings)
 
 
+def test_class_report_per_class_f1_and_absent_classes():
+    # one gesture from each of three 9-class labels; the other six labels never occur
+    a, b, c = (next(i for i in range(len(GESTURES)) if EIGHTEEN_TO_NINE[i] == k) for k in range(3))
+    rep = class_report([a, a, b, c], [a, b, b, a], "x")
+    f1 = {k: rep.per_class_f1[NINE_CLASSES[k]] for k in range(len(NINE_CLASSES))}
+    assert f1[0] == pytest.approx(0.5)  # TP 1, FP 1, FN 1: 2·1 / (2·1 + 1 + 1)
+    assert f1[1] == pytest.approx(2 / 3)  # TP 1, FP 1, FN 0
+    assert f1[2] == 0.0  # in the truth, never predicted
+    assert all(math.isnan(f1[k]) for k in range(3, len(NINE_CLASSES)))  # absent from both: NaN
+    assert rep.confusion.tolist()[:3] == [[1, 1, 0] + [0] * 6, [0, 1, 0] + [0] * 6, [1, 0, 0] + [0] * 6]
+
+
 def test_class_report_matches_the_metric():
     rng = np.random.default_rng(3)
     oof = _oof(rng, 0.5, n=400)
@@ -351,8 +360,8 @@ def test_fallback_to_best_trials_is_flagged_selection_biased():
 
 def test_arms_on_different_splits_are_not_paired():
     storage = optuna.storages.InMemoryStorage()
-    add_arm_study(storage, "ds", "fixed")
-    optuna.load_study(study_name="ds-fixed", storage=storage).set_user_attr("seed", 1)
+    study = add_arm_study(storage, "ds", "fixed")
+    records.write_study(study, records.read_arm_study(study).model_copy(update={"seed": 1}))
     add_arm_study(storage, "ds", "uncertainty")
     data = extract(storage, "ds")
     assert data.comparisons[0].comparison is None and "different fold splits" in data.comparisons[0].note
@@ -365,11 +374,101 @@ def test_budget_skips_are_not_counted_as_failures():
     study.add_trial(
         create_trial(
             state=TrialState.FAIL,
-            user_attrs={"fail_reason": "BudgetTaken: other workers already run the rest of the budget"},
+            user_attrs=records.trial_attrs(
+                fail_reason=f"{records.BUDGET_TAKEN}: other workers already run the rest of the budget"
+            ),
         )
     )
     d = extract(storage, "bs").arms["fixed"]
     assert d.state_counts["FAIL"] == 0 and d.budget_skips == 1 and len(d.trials) == 1
+
+
+def test_malformed_attributes_are_warnings_not_crashes(tmp_path):
+    storage = optuna.storages.InMemoryStorage()
+    study = add_arm_study(storage, "mal", "fixed")
+    add_arm_study(storage, "mal", "uncertainty")
+    study.set_user_attr("n_folds", "three")  # hand-edited: not the storage format
+    study.add_trial(
+        create_trial(
+            state=TrialState.COMPLETE,
+            value=0.5,
+            params={"alpha": 0.5},
+            distributions={"alpha": DIST["alpha"]},
+            intermediate_values={0: 0.5, 1: 0.5},
+            user_attrs={"fold_score": ["not a number"], "device": "cpu"},
+        )
+    )
+    data = extract(storage, "mal")
+    d = data.arms["fixed"]
+    assert any("mal-fixed" in w and "attribute n_folds" in w for w in data.warnings)
+    assert any("mal-fixed: trial #8: attribute folds.0.score" in w for w in data.warnings)
+    # the study's other settings are gone with the malformed one; its trials are all still there
+    assert d.budget is None and len(d.trials) == 9
+    bad = d.trials[d.trials["number"] == 8].iloc[0]
+    # without a readable record, the fold scores the trial reported to Optuna
+    assert bad["n_folds_done"] == 2 and bad["device"] == "" and bad["value"] == 0.5
+    assert d.best is not None and d.best.number == 4
+    text = write_report(storage, "mal", tmp_path / "r.html").read_text(encoding="utf-8")
+    assert "attribute n_folds" in text and "trial #8: attribute folds.0.score" in text
+    for title in SECTION_TITLES:
+        assert f"<h2>{title}</h2>" in text
+
+
+def test_an_unwritten_study_is_missing_not_malformed():
+    storage = optuna.storages.InMemoryStorage()
+    optuna.create_study(storage=storage, study_name="new-fixed", direction="maximize")
+    data = extract(storage, "new")
+    assert data.arms["fixed"].record == records.ArmStudyRecord(arm="fixed")
+    assert not any("attribute" in w for w in data.warnings)
+
+
+def _plotly_objects(obj, path="data") -> list[str]:
+    """Paths of every plotly object inside obj (dataclasses, dicts, lists and DataFrame cells walked)."""
+    if type(obj).__module__.startswith("plotly"):
+        return [path]
+    if isinstance(obj, pd.DataFrame):
+        cells = [v for col in obj.columns for v in obj[col].tolist()]
+        return [p for i, v in enumerate(cells) for p in _plotly_objects(v, f"{path}[{i}]")]
+    if dataclasses.is_dataclass(obj):
+        return [
+            p
+            for f in dataclasses.fields(obj)
+            for p in _plotly_objects(getattr(obj, f.name), f"{path}.{f.name}")
+        ]
+    if isinstance(obj, dict):
+        return [p for k, v in obj.items() for p in _plotly_objects(v, f"{path}[{k!r}]")]
+    if isinstance(obj, list | tuple):
+        return [p for i, v in enumerate(obj) for p in _plotly_objects(v, f"{path}[{i}]")]
+    return []
+
+
+def test_figure_records_are_plain_data():
+    data = extract(full_storage(optuna.storages.InMemoryStorage(), "plain"), "plain")
+    ref = report.fixed_reference_weights(data.arms)
+    figure_records = {
+        "comparison": data.comparisons[0],
+        "search": report.search_trials(data.arms),
+        "weights": report.weights_info(data.arms["uncertainty"], ref),
+        "landscape": report.landscape_info(data.arms["fixed"]),
+        "slices": report.slice_info(data.arms["fixed"]),
+        "importances": report.importances_info(data.arms),
+        "metric parts": report.metric_parts_frame(data),
+        "classes": data.class_reports(),
+    }
+    assert all(r is not None and (not hasattr(r, "__len__") or len(r)) for r in figure_records.values())
+    assert _plotly_objects(figure_records) == [] and _plotly_objects(data) == []
+    search = figure_records["search"]
+    assert list(search["arm"].unique()) == ["fixed", "uncertainty", "direct"]
+    assert len(search) == 3 * len(DEFAULT_STATES)
+    w = figure_records["weights"]
+    assert w.terms == ["multiclass", "binary", "nine_class", "kl"] and len(w.trajectory) == K
+    assert w.reference == pytest.approx(ref)
+    land = figure_records["landscape"]
+    assert len(land.trials) == 5 and land.best[0] == data.arms["fixed"].best.number
+    sl = figure_records["slices"]
+    assert sl.params == ["alpha", "nine_class_loss_weight", "kl_weight", "lr", "weight_decay", "dropout"]
+    assert sl.log == {p: p in ("lr", "weight_decay") for p in sl.params}
+    assert list(figure_records["importances"]) == ["fixed", "uncertainty", "direct"]
 
 
 def test_partial_confirmation_falls_back_per_comparison():
@@ -406,12 +505,14 @@ def test_figure_smoke():
     data = extract(full_storage(optuna.storages.InMemoryStorage(), "figs"), "figs")
     figs = [
         report.fig_comparison(data.comparisons[0]),
-        report.fig_best_so_far(data.arms),
-        report.fig_trial_scores(data.arms),
-        report.fig_weights(data.arms["uncertainty"], report.fixed_reference_weights(data.arms)),
-        report.fig_fixed_landscape(data.arms["fixed"]),
-        report.fig_slices(data.arms["fixed"]),
-        report.fig_importances(data.arms),
+        report.fig_best_so_far(report.search_trials(data.arms)),
+        report.fig_trial_scores(report.search_trials(data.arms)),
+        report.fig_weights(
+            report.weights_info(data.arms["uncertainty"], report.fixed_reference_weights(data.arms))
+        ),
+        report.fig_fixed_landscape(report.landscape_info(data.arms["fixed"])),
+        report.fig_slices(report.slice_info(data.arms["fixed"])),
+        report.fig_importances(report.importances_info(data.arms)),
         report.fig_metric_parts(report.metric_parts_frame(data)),
         report.fig_per_class_f1(data.class_reports()),
         report.fig_confusion("fixed", data.class_reports()["fixed"]),
@@ -431,12 +532,13 @@ def test_figures_return_none_without_data():
     storage = optuna.storages.InMemoryStorage()
     add_arm_study(storage, "bare", "uncertainty", states=("FAIL",))
     data = extract(storage, "bare")
-    assert report.fig_best_so_far(data.arms) is None
-    assert report.fig_weights(data.arms["uncertainty"]) is None
-    assert report.fig_importances(data.arms) is None
+    assert report.fig_best_so_far(report.search_trials(data.arms)) is None
+    assert report.fig_weights(report.weights_info(data.arms["uncertainty"])) is None
+    assert report.fig_importances(report.importances_info(data.arms)) is None
     assert report.fig_metric_parts(report.metric_parts_frame(data)) is None
     assert report.fig_per_class_f1(data.class_reports()) is None
-    assert isinstance(report.fig_trial_scores(data.arms), go.Figure)  # the failed trial is still shown
+    # the failed trial is still shown
+    assert isinstance(report.fig_trial_scores(report.search_trials(data.arms)), go.Figure)
 
 
 # ----------------------------------------------------------------------------- HTML (static checks)
@@ -512,12 +614,40 @@ def test_write_report_degrades(tmp_path, case, expect):
         assert f"<h2>{title}</h2>" in text
 
 
+def add_evil_strings(study: optuna.Study) -> None:
+    """A command and a fail reason with a script in them, as a hand-edited storage could hold."""
+    record = records.read_arm_study(study).model_copy(
+        update={"command": f"cmi-study run --study-name {EVIL}"}
+    )
+    records.write_study(study, record)
+    study.add_trial(create_trial(state=TrialState.FAIL, user_attrs=records.trial_attrs(fail_reason=EVIL)))
+
+
 def test_malicious_study_name_is_escaped(tmp_path):
     storage = optuna.storages.InMemoryStorage()
-    add_arm_study(storage, EVIL, "fixed")
+    add_evil_strings(add_arm_study(storage, EVIL, "fixed"))
     text = write_report(storage, EVIL, tmp_path / "r.html").read_text(encoding="utf-8")
     assert EVIL not in text
     assert "&lt;script&gt;window.__pwned=1&lt;/script&gt;" in text
+    # the command in the reproducibility table, escaped by the template
+    assert "<code>cmi-study run --study-name &lt;script&gt;window.__pwned=1&lt;/script&gt;</code>" in text
+    # the fail reason in the trial-scores hover text (plotly renders tags there; its JSON writes / as \u002f)
+    assert "trial #8 failed: &lt;script&gt;window.__pwned=1&lt;" in text
+
+
+def test_sections_are_numbered_from_the_list(monkeypatch):
+    from study.report import html
+
+    assert tuple(f"{i}. {s.title}" for i, s in enumerate(SECTIONS, 1)) == SECTION_TITLES
+    storage = optuna.storages.InMemoryStorage()
+    add_arm_study(storage, "sec", "fixed")
+    data = extract(storage, "sec")
+    last, first = SECTIONS[-1], SECTIONS[0]
+    monkeypatch.setattr(html, "SECTIONS", (last, first))
+    text, _ = render_html(data)
+    assert f"<h2>1. {last.title}</h2>" in text and f"<h2>2. {first.title}</h2>" in text
+    assert '<section id="1-reproducibility">' in text and '<a href="#2-headline">2. Headline</a>' in text
+    assert text.count("<h2>") == 2 and "Arms, budgets and compute" in text
 
 
 # ----------------------------------------------------------------------------- HTML in Chromium
@@ -572,6 +702,7 @@ def _rendered(driver) -> int:
 @pytest.mark.slow
 def test_report_renders_in_chromium(tmp_path, browser):
     storage = full_storage(optuna.storages.InMemoryStorage(), EVIL)
+    add_evil_strings(optuna.load_study(study_name=f"{EVIL}-fixed", storage=storage))
     out = write_report(storage, EVIL, tmp_path / "report.html")
     _open(browser, out)
     n = int(browser.find_element("css selector", "body").get_attribute("data-figures"))

@@ -1,0 +1,120 @@
+"""Storage → plain data → plotly figures → one self-contained HTML report.
+
+The layers, each usable and testable on its own (the split of ``optuna.visualization``,
+where plain ``_get_*_info`` records are computed apart from the plotly drawing):
+
+- :mod:`.extract` reads the arm studies ``NAME-fixed`` / ``NAME-uncertainty`` /
+  ``NAME-direct`` and the confirmation study ``NAME-confirm`` through
+  :mod:`study.records` into the plain dataclasses and DataFrames of :mod:`.data`;
+  :mod:`.compare` pairs the arms' fold scores and runs :mod:`study.stats` on them.
+- :mod:`.figure_data` derives one plain record per figure; :mod:`.figures` and
+  :mod:`.search_figures` draw each with plotly (``None`` when its data is missing).
+- :mod:`.html` renders the page from ``templates/`` (Jinja2, autoescaped) as a list of
+  sections, with plotly.js embedded exactly once so it opens offline.
+- :mod:`.dashboard` saves the verdict as an optuna-dashboard note and the key figures
+  as dashboard graphs on every study.
+
+A missing piece of data turns into a sentence saying what is missing, never an
+exception; only a study name with no study at all raises :class:`StudyNotFoundError`.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import optuna
+
+from study.report.compare import ArmComparison
+from study.report.dashboard import dashboard_note, save_to_dashboard, verdict_sentence
+from study.report.data import ArmData, BestTrial, ClassReport, ConfirmData, ReportData, class_report
+from study.report.extract import StudyNotFoundError, extract, resolve_storage
+from study.report.figure_data import (
+    fixed_reference_weights,
+    importances_info,
+    landscape_info,
+    metric_parts_frame,
+    search_trials,
+    slice_info,
+    weights_info,
+)
+from study.report.figures import fig_comparison, fig_confusion, fig_metric_parts, fig_per_class_f1
+from study.report.html import SECTION_TITLES, SECTIONS, render_html
+from study.report.search_figures import (
+    fig_best_so_far,
+    fig_fixed_landscape,
+    fig_importances,
+    fig_slices,
+    fig_trial_scores,
+    fig_weights,
+)
+from study.storage import redact  # password masking: one source of truth, shared with the driver
+from study.storage import safe_url as redact_url
+
+__all__ = [
+    "SECTIONS",
+    "SECTION_TITLES",
+    "ArmComparison",
+    "ArmData",
+    "BestTrial",
+    "ClassReport",
+    "ConfirmData",
+    "ReportData",
+    "StudyNotFoundError",
+    "class_report",
+    "dashboard_note",
+    "extract",
+    "fig_best_so_far",
+    "fig_comparison",
+    "fig_confusion",
+    "fig_fixed_landscape",
+    "fig_importances",
+    "fig_metric_parts",
+    "fig_per_class_f1",
+    "fig_slices",
+    "fig_trial_scores",
+    "fig_weights",
+    "fixed_reference_weights",
+    "importances_info",
+    "landscape_info",
+    "metric_parts_frame",
+    "redact",
+    "redact_url",
+    "render_html",
+    "save_to_dashboard",
+    "search_trials",
+    "slice_info",
+    "verdict_sentence",
+    "weights_info",
+    "write_report",
+]
+
+log = logging.getLogger(__name__)
+
+
+def write_report(
+    storage: str | optuna.storages.BaseStorage,
+    study_name: str,
+    out_path: str | Path,
+    *,
+    command: str | None = None,
+    dashboard: bool = True,
+    rope: float = 0.005,
+) -> Path:
+    """Write the HTML report of ``study_name`` to ``out_path`` and return its path.
+
+    With ``dashboard=True`` and optuna_dashboard installed, also saves the verdict as a
+    note and the key figures as graphs on each study (failures there are logged, not raised).
+    """
+    backend = resolve_storage(storage)  # one connection pool for reading and for the dashboard notes
+    data = extract(backend, study_name, rope=rope)
+    doc, figures = render_html(data, command=command)
+    out = Path(out_path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(doc, encoding="utf-8")
+    if dashboard:
+        try:
+            save_to_dashboard(backend, data, figures, str(out.resolve()))
+        except Exception as e:  # the report is written; a read-only storage must not lose it
+            log.warning("could not save the verdict to optuna-dashboard: %s", e)
+    return out

@@ -1,0 +1,135 @@
+"""Pairing the arms' fold scores and comparing them with :func:`study.stats.paired_comparison`.
+
+The honest comparison pairs the confirmation study's scores by (seed, fold): each arm's
+best configuration re-trained on the same fresh splits. Without it, the best search
+trials of two arms are paired by fold, when both searches used the same split, and the
+result is flagged as selection-biased.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from study.stats import Comparison, paired_comparison
+
+if TYPE_CHECKING:
+    from study.report.data import ArmData, ConfirmData, ReportData
+
+
+@dataclass(frozen=True)
+class ArmComparison:
+    """Paired comparison of arm b against arm a (differences are b − a)."""
+
+    a: str
+    b: str
+    source: str  # "confirmation", "search" (selection-biased best trials) or "none"
+    pairs: pd.DataFrame  # seed, fold, a, b, diff
+    comparison: Comparison | None
+    note: str  # what the numbers rest on, or why there are none
+
+    @property
+    def selection_biased(self) -> bool:
+        return self.source == "search"
+
+    @property
+    def level(self) -> int:
+        """Confidence level of the interval in percent (0 when there is no comparison)."""
+        return int(round(100 * (1 - self.comparison.alpha))) if self.comparison is not None else 0
+
+    def verdict_words(self) -> str:
+        if self.comparison is None:
+            return "no verdict"
+        v = self.comparison.verdict
+        return {"a better": f"{self.a} better", "b better": f"{self.b} better"}.get(v, v)
+
+
+def _pairs_frame(sa: pd.DataFrame, sb: pd.DataFrame) -> pd.DataFrame:
+    """Scores of a and b (columns seed, fold, score) joined on (seed, fold); finite pairs only."""
+    merged = sa.merge(sb, on=["seed", "fold"], suffixes=("_a", "_b"))
+    out = pd.DataFrame(
+        {"seed": merged["seed"], "fold": merged["fold"], "a": merged["score_a"], "b": merged["score_b"]}
+    )
+    out = out[np.isfinite(out["a"].astype(float)) & np.isfinite(out["b"].astype(float))]
+    out = out.sort_values(["seed", "fold"]).reset_index(drop=True)
+    out["diff"] = out["b"] - out["a"]
+    return out
+
+
+def _none(a: str, b: str, note: str, pairs: pd.DataFrame | None = None) -> ArmComparison:
+    empty = pd.DataFrame(columns=["seed", "fold", "a", "b", "diff"])
+    return ArmComparison(a, b, "none", empty if pairs is None else pairs, None, note)
+
+
+def _from_confirmation(a: str, b: str, confirm: ConfirmData, rope: float) -> ArmComparison | None:
+    s = confirm.scores
+    cols = ["seed", "fold", "score"]
+    pairs = _pairs_frame(s[s["arm"] == a][cols], s[s["arm"] == b][cols])
+    k = confirm.n_folds
+    if len(pairs) < 2 or k is None or k < 2:
+        return None
+    note = (
+        f"{len(pairs)} paired scores from the confirmation study ({pairs['seed'].nunique()} seed(s) × {k} "
+        f"folds): each arm's best configuration re-trained on fresh fold splits."
+    )
+    comparison = paired_comparison(pairs["a"], pairs["b"], n_folds=k, rope=rope)
+    return ArmComparison(a, b, "confirmation", pairs, comparison, note)
+
+
+def _from_search(a: str, b: str, arm_a: ArmData | None, arm_b: ArmData | None, rope: float) -> ArmComparison:
+    if arm_a is None or arm_b is None or arm_a.best is None or arm_b.best is None:
+        missing = [x for x, d in ((a, arm_a), (b, arm_b)) if d is None or d.best is None]
+        return _none(
+            a,
+            b,
+            f"No confirmation scores and no complete search trial for {', '.join(missing)}: nothing to compare yet.",
+        )
+    seed_a, seed_b = arm_a.record.seed, arm_b.record.seed
+    k = arm_a.record.n_folds or len(arm_a.best.fold_scores)
+    if seed_a != seed_b or arm_b.record.n_folds not in (None, k):
+        return _none(
+            a,
+            b,
+            f"No confirmation scores, and the {a} and {b} searches used different fold splits "
+            f"(seed {seed_a} vs {seed_b}): their fold scores cannot be paired.",
+        )
+    seed = seed_a if seed_a is not None else 0
+    fa, fb = (
+        pd.DataFrame({"seed": seed, "fold": range(len(s)), "score": s})
+        for s in (arm_a.best.fold_scores, arm_b.best.fold_scores)
+    )
+    pairs = _pairs_frame(fa, fb)
+    if len(pairs) < 2 or k < 2:
+        return _none(a, b, "Fewer than 2 paired fold scores: nothing to compare yet.", pairs)
+    note = (
+        f"SELECTION-BIASED: no confirmation scores, so these are the {len(pairs)} fold scores of each arm's best "
+        f"search trial (#{arm_a.best.number} vs #{arm_b.best.number}). The best of many noisy trials "
+        f"overestimates its own score, and more so for the arm with more or noisier trials. "
+        f"Run `cmi-study confirm` for an honest comparison."
+    )
+    comparison = paired_comparison(pairs["a"], pairs["b"], n_folds=k, rope=rope)
+    return ArmComparison(a, b, "search", pairs, comparison, note)
+
+
+def _compare(a: str, b: str, data: ReportData, rope: float) -> ArmComparison:
+    """Confirmation scores when both arms have at least two paired ones, else the best search trials."""
+    if data.confirm is not None and len(data.confirm.scores):
+        found = _from_confirmation(a, b, data.confirm, rope)
+        if found is not None:
+            return found
+    return _from_search(a, b, data.arms.get(a), data.arms.get(b), rope)
+
+
+def comparison_pairs(arms: list[str]) -> list[tuple[str, str]]:
+    """Every other arm against ``fixed`` (the baseline), or against the first arm without it."""
+    if "fixed" in arms:
+        return [("fixed", b) for b in arms if b != "fixed"]
+    return [(arms[0], b) for b in arms[1:]]
+
+
+def compare_all(data: ReportData, rope: float) -> list[ArmComparison]:
+    names = data.arm_names()
+    return [_compare(a, b, data, rope) for a, b in comparison_pairs(names)] if len(names) >= 2 else []

@@ -1,0 +1,196 @@
+"""The report's plain data: what :mod:`~study.report.extract` reads from the storage.
+
+Dataclasses and pandas DataFrames only, no plotly: the figures and the page are drawn
+from these, and tests check them without drawing anything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import confusion_matrix, f1_score
+
+from cmi_model.labels import EIGHTEEN_TO_NINE, GESTURES, NINE_CLASSES
+from cmi_model.metric import score_indices
+from study.records import ARMS, ArmStudyRecord, ConfirmStudyRecord, DataInfo
+
+if TYPE_CHECKING:
+    from study.report.compare import ArmComparison
+
+STATE_ORDER: tuple[str, ...] = ("COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING")
+StudyRecord = ArmStudyRecord | ConfirmStudyRecord
+
+
+def arm_order(arm: str) -> tuple[int, str]:
+    """Sort key: the arms in their defined order, unknown names after them."""
+    return (ARMS.index(arm) if arm in ARMS else len(ARMS), arm)
+
+
+@dataclass(frozen=True)
+class ClassReport:
+    """Out-of-fold predictions of one configuration scored per 9-class label."""
+
+    source: str  # where the predictions come from, in words
+    n: int  # number of sequences predicted
+    score: float
+    binary_f1: float
+    macro_f1: float
+    per_class_f1: dict[str, float]  # NINE_CLASSES → F1 (NaN: class absent from truth and predictions)
+    confusion: np.ndarray  # (9, 9) counts, rows = true 9-class label, columns = predicted
+
+
+def class_report(y_true: Sequence[int], y_pred: Sequence[int], source: str) -> ClassReport:
+    """Score 18-class out-of-fold predictions and break them down by 9-class label.
+
+    A class absent from both truth and predictions gets F1 NaN (``zero_division=nan``
+    applies only when TP + FP + FN = 0), so the mean over the present classes is the
+    competition's macro F1.
+    """
+    t18 = np.asarray(y_true, dtype=np.int64)
+    p18 = np.asarray(y_pred, dtype=np.int64)
+    if t18.ndim != 1 or t18.shape != p18.shape or t18.size == 0:
+        raise ValueError(
+            f"oof y_true/y_pred must be equal-length non-empty lists, got {t18.shape}, {p18.shape}"
+        )
+    if t18.min() < 0 or p18.min() < 0 or max(t18.max(), p18.max()) >= len(GESTURES):
+        raise ValueError(f"oof gesture indices must be in 0..{len(GESTURES) - 1}")
+    t9, p9 = EIGHTEEN_TO_NINE[t18], EIGHTEEN_TO_NINE[p18]
+    labels = np.arange(len(NINE_CLASSES))
+    f1 = f1_score(t9, p9, labels=labels, average=None, zero_division=np.nan)
+    s = score_indices(t18, p18)
+    return ClassReport(
+        source=source,
+        n=int(t18.size),
+        score=s.score,
+        binary_f1=s.binary_f1,
+        macro_f1=s.macro_f1,
+        per_class_f1={c: float(v) for c, v in zip(NINE_CLASSES, f1, strict=True)},
+        confusion=confusion_matrix(t9, p9, labels=labels),
+    )
+
+
+@dataclass(frozen=True)
+class BestTrial:
+    """The best COMPLETE trial of an arm study."""
+
+    number: int
+    value: float
+    params: dict[str, Any]
+    fold_scores: list[float]
+    fold_binary_f1: list[float]
+    fold_macro_f1: list[float]
+    fold_weights: list[dict[str, float]]  # per fold: term → final effective weight
+    weight_trajectory: list[dict[str, list[float]]]  # per fold: term → per-epoch effective weight
+    fold_seconds: list[float]
+    device: str | None
+
+
+@dataclass
+class ArmData:
+    """One arm study: its record, one row per trial and per (trial, fold)."""
+
+    arm: str
+    study_name: str
+    record: ArmStudyRecord
+    trials: pd.DataFrame  # number, state, value, fold_mean, n_folds_done, fold_trainings, seconds, ...
+    folds: pd.DataFrame  # number, state, fold, score, binary_f1, macro_f1, seconds, epochs
+    best: BestTrial | None
+    param_log: dict[str, bool]  # parameter → sampled on a log scale
+    importances: dict[str, float] | None
+    importance_note: str
+    oof_report: ClassReport | None
+    budget_skips: int = 0  # FAIL trials that only stepped aside because other workers held the budget
+
+    @property
+    def state_counts(self) -> dict[str, int]:
+        counts = self.trials["state"].value_counts().to_dict() if len(self.trials) else {}
+        return {s: int(counts.get(s, 0)) for s in STATE_ORDER if counts.get(s, 0) or s != "WAITING"}
+
+    def state_summary(self) -> str:
+        """``3 complete, 1 pruned`` (``no trials`` for none)."""
+        return ", ".join(f"{n} {s.lower()}" for s, n in self.state_counts.items() if n) or "no trials"
+
+    @property
+    def seconds(self) -> float:
+        return float(self.trials["seconds"].sum()) if len(self.trials) else 0.0
+
+    @property
+    def fold_trainings(self) -> int:
+        return int(self.trials["fold_trainings"].sum()) if len(self.trials) else 0
+
+    @property
+    def budget(self) -> int | None:
+        return self.record.n_trials
+
+
+@dataclass
+class ConfirmData:
+    """The confirmation study: each arm's best configuration re-trained on fresh seeds."""
+
+    study_name: str
+    record: ConfirmStudyRecord
+    arms: list[str]
+    seeds: list[int]
+    n_folds: int | None
+    trials: pd.DataFrame  # number, state, arm, seed, value, n_folds_done, fold_trainings, seconds, ...
+    scores: pd.DataFrame  # arm, seed, fold, score, binary_f1, macro_f1, seconds, number (COMPLETE trials)
+    params: dict[str, dict[str, Any]]  # arm → configuration re-trained
+    oof_reports: dict[str, ClassReport]
+
+    def seconds(self, arm: str) -> float:
+        t = self.trials[self.trials["arm"] == arm]
+        return float(t["seconds"].sum()) if len(t) else 0.0
+
+    def fold_trainings(self, arm: str) -> int:
+        t = self.trials[self.trials["arm"] == arm]
+        return int(t["fold_trainings"].sum()) if len(t) else 0
+
+
+@dataclass
+class ReportData:
+    """Everything the report shows, as plain data."""
+
+    name: str
+    storage_url: str  # password removed
+    existing_studies: list[str]
+    arms: dict[str, ArmData]
+    confirm: ConfirmData | None
+    comparisons: list[ArmComparison]
+    data_info: DataInfo | None
+    warnings: list[str] = field(default_factory=list)
+    generated_at: str = ""
+
+    @property
+    def n_folds(self) -> int | None:
+        if self.confirm is not None and self.confirm.n_folds:
+            return self.confirm.n_folds
+        return next((a.record.n_folds for a in self.arms.values() if a.record.n_folds), None)
+
+    def class_reports(self) -> dict[str, ClassReport]:
+        """Per arm, the out-of-fold report of its best configuration (confirmation preferred)."""
+        out: dict[str, ClassReport] = {}
+        for arm in self.arm_names():
+            if self.confirm is not None and arm in self.confirm.oof_reports:
+                out[arm] = self.confirm.oof_reports[arm]
+            elif arm in self.arms and self.arms[arm].oof_report is not None:
+                out[arm] = self.arms[arm].oof_report  # type: ignore[assignment]
+        return out
+
+    def arm_names(self) -> list[str]:
+        names = list(self.arms)
+        if self.confirm is not None:
+            names += [a for a in self.confirm.arms if a not in names]
+        return sorted(names, key=arm_order)
+
+    def studies(self) -> dict[str, StudyRecord]:
+        """Each study's record, labelled for the reader: ``fixed study``, …, ``confirmation``."""
+        out: dict[str, StudyRecord] = {
+            f"{arm} study": self.arms[arm].record for arm in sorted(self.arms, key=arm_order)
+        }
+        if self.confirm is not None:
+            out["confirmation"] = self.confirm.record
+        return out

@@ -1,0 +1,396 @@
+"""Storage → :class:`~study.report.data.ReportData`.
+
+Every study and trial is read through :mod:`study.records`, the one definition of the
+storage format; a study or trial whose attributes do not follow it becomes a warning in
+the report. Anything else missing is recorded as missing, never raised: only a study
+name with no study at all raises :class:`StudyNotFoundError`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
+
+import numpy as np
+import optuna
+import pandas as pd
+from optuna.distributions import FloatDistribution, IntDistribution
+from optuna.trial import FrozenTrial, TrialState
+
+from cmi_model.errors import InputError
+from study import records
+from study.records import ARMS, CONFIRM, TrialRecord
+from study.report.compare import compare_all
+from study.report.data import (
+    ArmData,
+    BestTrial,
+    ClassReport,
+    ConfirmData,
+    ReportData,
+    arm_order,
+    class_report,
+)
+from study.storage import open_storage
+from study.storage import safe_url as redact_url
+
+_TRIAL_COLUMNS = ["number", "state", "value", "fold_mean", "n_folds_done", "fold_trainings", "seconds"]
+_TRIAL_COLUMNS += ["fail_reason", "device", "datetime_start", "duration_s"]
+_FOLD_COLUMNS = ["number", "state", "fold", "score", "binary_f1", "macro_f1", "seconds", "epochs"]
+_SCORE_COLUMNS = ["arm", "seed", "fold", "score", "binary_f1", "macro_f1", "seconds", "number"]
+R = TypeVar("R")
+
+
+class StudyNotFoundError(InputError):
+    """No arm or confirmation study exists for the requested study name."""
+
+
+def storage_description(storage: Any) -> str:
+    """The storage's URL with any password masked, for the page."""
+    if isinstance(storage, str):
+        return redact_url(storage)
+    for obj in (storage, getattr(storage, "_backend", None)):
+        url = getattr(obj, "url", None)
+        if isinstance(url, str):
+            return redact_url(url)
+    return f"{type(storage).__name__} (not a URL)"
+
+
+def resolve_storage(storage: str | optuna.storages.BaseStorage) -> optuna.storages.BaseStorage:
+    if not isinstance(storage, str):
+        return storage
+    # The driver's opener: the same URL checks and SQLite lock timeout, and never a new database.
+    try:
+        return open_storage(storage, must_exist=True)
+    except InputError as e:  # e.g. no such SQLite file: for the report, no study to be found
+        raise StudyNotFoundError(str(e)) from None
+
+
+# ----------------------------------------------------------------------------- trials
+
+
+def _finite(values: Iterable[float | None]) -> list[float]:
+    return [float(v) for v in values if v is not None and math.isfinite(float(v))]
+
+
+def _read_trials(study: optuna.Study, warnings: list[str]) -> list[tuple[FrozenTrial, TrialRecord]]:
+    """Each trial with its record; a malformed record is a warning and an empty record."""
+    out = []
+    for t in study.get_trials(deepcopy=False):
+        try:
+            rec = records.read_trial(t)
+        except records.RecordError as e:
+            warnings.append(f"{study.study_name}: {e}; its recorded results are left out.")
+            rec = TrialRecord()
+        out.append((t, rec))
+    return out
+
+
+def _scores(t: FrozenTrial, rec: TrialRecord) -> list[float]:
+    # Without recorded folds, the fold scores the trial reported to Optuna.
+    return rec.scores or [float(v) for _, v in sorted(t.intermediate_values.items())]
+
+
+def _trial_row(t: FrozenTrial, rec: TrialRecord) -> dict[str, Any]:
+    done = _finite(_scores(t, rec))
+    row: dict[str, Any] = {
+        "number": t.number,
+        "state": t.state.name,
+        "value": float(t.value) if t.value is not None and t.state != TrialState.FAIL else math.nan,
+        "fold_mean": float(np.mean(done)) if done else math.nan,
+        "n_folds_done": len(done),
+        "fold_trainings": len(rec.folds) or len(done),
+        "seconds": float(np.nansum(rec.fold_values("seconds"))),
+        "fail_reason": rec.fail_reason or "",
+        "device": rec.device or "",
+        "datetime_start": t.datetime_start,
+        "duration_s": t.duration.total_seconds() if t.duration is not None else math.nan,
+    }
+    for name, value in t.params.items():
+        row[f"params_{name}"] = value
+    return row
+
+
+def _fold_rows(t: FrozenTrial, rec: TrialRecord) -> list[dict[str, Any]]:
+    rows = []
+    for i, s in enumerate(_scores(t, rec)):
+        f = rec.folds[i] if i < len(rec.folds) else None
+        rows.append(
+            {
+                "number": t.number,
+                "state": t.state.name,
+                "fold": i,
+                "score": s,
+                "binary_f1": f.binary_f1 if f else math.nan,
+                "macro_f1": f.macro_f1 if f else math.nan,
+                "seconds": f.seconds if f else math.nan,
+                "epochs": f.epochs if f and f.epochs is not None else math.nan,
+            }
+        )
+    return rows
+
+
+def _frame(rows: list[dict[str, Any]], columns: list[str]) -> pd.DataFrame:
+    # Hand-built rather than study.trials_dataframe(): the rows come from the one snapshot of
+    # the trials the records were read from (a live study may change between two reads).
+    df = pd.DataFrame(rows)
+    for c in columns:
+        if c not in df.columns:
+            df[c] = pd.Series(dtype=float)
+    return df[columns + [c for c in df.columns if c not in columns]]
+
+
+def _oof(
+    t: FrozenTrial, rec: TrialRecord, warnings: list[str], who: str
+) -> tuple[list[int], list[int]] | None:
+    if rec.oof is None or not rec.oof.y_true:
+        return None
+    if len(rec.oof.y_true) != len(rec.oof.y_pred):
+        warnings.append(f"{who} trial #{t.number}: out-of-fold predictions of different lengths, left out.")
+        return None
+    return rec.oof.y_true, rec.oof.y_pred
+
+
+def _class_report(
+    oofs: list[tuple[list[int], list[int]]], source: str, warnings: list[str]
+) -> ClassReport | None:
+    if not oofs:
+        return None
+    try:
+        return class_report([v for o in oofs for v in o[0]], [v for o in oofs for v in o[1]], source)
+    except ValueError as e:
+        warnings.append(f"Out-of-fold predictions of {source} are unusable: {e}")
+        return None
+
+
+# ----------------------------------------------------------------------------- arm studies
+
+
+def _importances(study: optuna.Study, n_complete: int) -> tuple[dict[str, float] | None, str]:
+    if n_complete < 2:
+        return None, f"needs at least 2 complete trials, has {n_complete}"
+    try:
+        evaluator = optuna.importance.FanovaImportanceEvaluator(seed=0)
+        imp = optuna.importance.get_param_importances(study, evaluator=evaluator)
+    except Exception as e:  # optuna raises on degenerate spaces; say why instead of crashing
+        return None, f"could not be computed ({type(e).__name__}: {e})"
+    imp = {k: float(v) for k, v in imp.items() if math.isfinite(float(v))}
+    if not imp:
+        return None, "no parameter varied across the complete trials"
+    return imp, f"fANOVA over {n_complete} complete trials"
+
+
+def _best(t: FrozenTrial, rec: TrialRecord) -> BestTrial:
+    return BestTrial(
+        number=t.number,
+        value=float(t.value),  # type: ignore[arg-type]
+        params=dict(t.params),
+        fold_scores=_scores(t, rec),
+        fold_binary_f1=rec.fold_values("binary_f1"),
+        fold_macro_f1=rec.fold_values("macro_f1"),
+        fold_weights=rec.fold_values("weights"),
+        weight_trajectory=rec.fold_values("weight_trajectory"),
+        fold_seconds=rec.fold_values("seconds"),
+        device=rec.device,
+    )
+
+
+def _read_study(study: optuna.Study, read: Callable[[optuna.Study], R], empty: R, warnings: list[str]) -> R:
+    if not study.user_attrs:  # created, nothing recorded yet: missing, not malformed
+        return empty
+    try:
+        return read(study)
+    except records.RecordError as e:
+        warnings.append(f"{e}; the study's recorded settings are left out.")
+        return empty
+
+
+def _extract_arm(study: optuna.Study, arm: str, warnings: list[str]) -> ArmData:
+    record = _read_study(study, records.read_arm_study, records.ArmStudyRecord(arm=arm), warnings)
+    read = _read_trials(study, warnings)
+    trials = [(t, rec) for t, rec in read if not records.is_budget_skip(t)]
+    param_log: dict[str, bool] = {}
+    for t, _ in trials:
+        for name, dist in t.distributions.items():
+            if isinstance(dist, FloatDistribution | IntDistribution):
+                param_log.setdefault(name, bool(dist.log))
+    best_t = records.best_trial([t for t, _ in trials])
+    best, oof_report = None, None
+    if best_t is not None:
+        best_rec = next(rec for t, rec in trials if t is best_t)
+        best = _best(best_t, best_rec)
+        oof = _oof(best_t, best_rec, warnings, arm)
+        oof_report = _class_report([oof] if oof else [], f"{arm} search trial #{best_t.number}", warnings)
+    importances, note = _importances(study, sum(t.state == TrialState.COMPLETE for t, _ in trials))
+    return ArmData(
+        arm=arm,
+        study_name=study.study_name,
+        record=record,
+        trials=_frame([_trial_row(t, rec) for t, rec in trials], _TRIAL_COLUMNS),
+        folds=_frame([r for t, rec in trials for r in _fold_rows(t, rec)], _FOLD_COLUMNS),
+        best=best,
+        param_log=param_log,
+        importances=importances,
+        importance_note=note,
+        oof_report=oof_report,
+        budget_skips=len(read) - len(trials),
+    )
+
+
+# ----------------------------------------------------------------------------- confirmation
+
+
+def _confirm_runs(
+    read: list[tuple[FrozenTrial, TrialRecord]], warnings: list[str]
+) -> tuple[list, list, dict, dict]:
+    """Trial rows, per-fold score rows, each arm's parameters, and out-of-fold predictions per run.
+
+    A run is one (arm, seed); of several finished trials for one run the later one counts.
+    """
+    rows, score_rows = [], []
+    params: dict[str, dict[str, Any]] = {}
+    oofs: dict[tuple[str, int], tuple[list[int], list[int]]] = {}
+    seen: dict[tuple[str, int], int] = {}
+    for t, rec in read:
+        arm, seed = rec.arm or "", rec.seed
+        rows.append(_trial_row(t, rec) | {"arm": arm, "seed": seed if seed is not None else -1})
+        if t.state != TrialState.COMPLETE or not arm or seed is None:
+            continue
+        if (arm, seed) in seen:
+            warnings.append(
+                f"Confirmation study has more than one finished trial for arm {arm}, seed {seed} "
+                f"(#{seen[(arm, seed)]} and #{t.number}); the later one is used."
+            )
+            score_rows = [r for r in score_rows if not (r["arm"] == arm and r["seed"] == seed)]
+            oofs.pop((arm, seed), None)
+        seen[(arm, seed)] = t.number
+        score_rows += [r | {"arm": arm, "seed": seed} for r in _fold_rows(t, rec)]
+        params.setdefault(arm, dict(rec.params or {}))
+        oof = _oof(t, rec, warnings, f"confirmation {arm}")
+        if oof:
+            oofs[(arm, seed)] = oof
+    return rows, score_rows, params, oofs
+
+
+def _extract_confirm(study: optuna.Study, warnings: list[str]) -> ConfirmData:
+    record = _read_study(study, records.read_confirm_study, records.ConfirmStudyRecord(), warnings)
+    rows, score_rows, params, oofs_by_run = _confirm_runs(_read_trials(study, warnings), warnings)
+    arms = list(record.arms)
+    arms += sorted({r["arm"] for r in rows if r["arm"] and r["arm"] not in arms}, key=arm_order)
+    seeds = list(record.seeds)
+    seeds += sorted({r["seed"] for r in rows if r["seed"] >= 0 and r["seed"] not in seeds})
+    scores = _frame(score_rows, _SCORE_COLUMNS)
+    n_folds = record.n_folds
+    if n_folds is None and len(scores):
+        n_folds = int(scores["fold"].max()) + 1
+    reports = {}
+    for arm in dict.fromkeys(a for a, _ in oofs_by_run):
+        oofs = [o for (a, _), o in oofs_by_run.items() if a == arm]
+        rep = _class_report(oofs, f"{arm} confirmation, {len(oofs)} seed(s)", warnings)
+        if rep is not None:
+            reports[arm] = rep
+    return ConfirmData(
+        study_name=study.study_name,
+        record=record,
+        arms=arms,
+        seeds=[int(s) for s in seeds],
+        n_folds=n_folds,
+        trials=_frame(rows, _TRIAL_COLUMNS + ["arm", "seed"]),
+        scores=scores,
+        params=params,
+        oof_reports=reports,
+    )
+
+
+# ----------------------------------------------------------------------------- the report
+
+
+def _check_consistency(data: ReportData) -> None:
+    for key in ("n_folds", "seed", "epochs", "preset", "n_trials"):
+        values = {a: getattr(d.record, key) for a, d in data.arms.items()}
+        values = {a: v for a, v in values.items() if v is not None}
+        if len({repr(v) for v in values.values()}) > 1:
+            listed = ", ".join(f"{a}: {v}" for a, v in values.items())
+            data.warnings.append(f"Arms differ in {key} ({listed}): the comparison may not be like for like.")
+    prints = {a: d.record.data.fingerprint for a, d in data.arms.items()}
+    if data.confirm is not None:
+        prints[CONFIRM] = data.confirm.record.data.fingerprint
+    known = {k: v for k, v in prints.items() if v}
+    if len(set(known.values())) > 1:
+        listed = ", ".join(f"{a}: {v}" for a, v in known.items())
+        data.warnings.append(f"Studies were run on different data (fingerprints {listed}).")
+
+
+def _data_info(data: ReportData) -> records.DataInfo | None:
+    """The first study's description of its data (arms first, then the confirmation)."""
+    return next((r.data for r in data.studies().values() if r.data != records.DataInfo()), None)
+
+
+def _add_warnings(data: ReportData) -> None:
+    name, confirm = data.name, data.confirm
+    if not data.arms:
+        data.warnings.append(
+            f"No arm study ({', '.join(records.study_name(name, a) for a in ARMS)}) in this storage."
+        )
+    if confirm is None:
+        data.warnings.append(
+            f"No confirmation study {records.study_name(name, CONFIRM)} yet: any verdict below rests on the "
+            f"best search trials, which are selection-biased. Run `cmi-study confirm` for an honest comparison."
+        )
+    elif not len(confirm.scores):
+        data.warnings.append(
+            f"The confirmation study {records.study_name(name, CONFIRM)} has no finished trial yet."
+        )
+    for arm, d in data.arms.items():
+        running = d.state_counts.get("RUNNING", 0)
+        if running:
+            data.warnings.append(f"{arm}: {running} trial(s) still running; numbers may change.")
+        if d.best is None and len(d.trials):
+            data.warnings.append(f"{arm}: no complete trial yet ({d.state_summary()}).")
+
+
+def extract(
+    storage: str | optuna.storages.BaseStorage, study_name: str, *, rope: float = 0.005
+) -> ReportData:
+    """Read every study of ``study_name`` from ``storage`` into plain data.
+
+    Raises :class:`StudyNotFoundError` (a ValueError) naming the studies that exist
+    when none of ``NAME-fixed``, ``NAME-uncertainty``, ``NAME-direct``, ``NAME-confirm``
+    is there. Everything else that is missing is recorded, not raised.
+    """
+    url = storage_description(storage)
+    backend = resolve_storage(storage)
+    existing = sorted(optuna.get_all_study_names(storage=backend))
+    name = records.base_name(study_name, set(existing))
+    wanted = {part: records.study_name(name, part) for part in (*ARMS, CONFIRM)}
+    present = [part for part, s in wanted.items() if s in existing]
+    if not present:
+        listing = ", ".join(existing) if existing else "(none: the storage holds no studies)"
+        raise StudyNotFoundError(
+            f"no study named {study_name!r} in {url}: expected one of "
+            f"{', '.join(wanted.values())}. Studies in this storage: {listing}"
+        )
+    warnings: list[str] = []
+
+    def load(part: str) -> optuna.Study:
+        return optuna.load_study(study_name=wanted[part], storage=backend)
+
+    arms = {arm: _extract_arm(load(arm), arm, warnings) for arm in ARMS if arm in present}
+    confirm = _extract_confirm(load(CONFIRM), warnings) if CONFIRM in present else None
+    data = ReportData(
+        name=name,
+        storage_url=url,
+        existing_studies=existing,
+        arms=arms,
+        confirm=confirm,
+        comparisons=[],
+        data_info=None,
+        warnings=warnings,
+        generated_at=dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+    )
+    data.data_info = _data_info(data)
+    _check_consistency(data)
+    _add_warnings(data)
+    data.comparisons = compare_all(data, rope)
+    return data

@@ -1,0 +1,180 @@
+"""One plain record per figure, derived from :class:`~study.report.data.ReportData`.
+
+As in ``optuna.visualization`` (``_get_*_info`` → ``_get_*_plot``): each figure of
+:mod:`~study.report.figures` and :mod:`~study.report.search_figures` draws exactly one of
+these records, and everything a figure shows that is not styling is decided here, without
+plotly.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from study import space
+from study.report.data import ArmData, ReportData, arm_order
+
+TERMS: tuple[str, ...] = ("multiclass", "binary", "nine_class", "kl")  # loss terms, in panel order
+# Slice panels: each arm's own knobs in arm order, then the shared ones.
+PARAM_ORDER: tuple[str, ...] = tuple(
+    dict.fromkeys(p.name for params in (*space.ARM_PARAMS.values(), space.SHARED) for p in params)
+)
+SEARCH_COLUMNS = ["arm", "number", "state", "value", "fold_mean", "n_folds_done", "fail_reason"]
+
+
+def search_trials(arms: dict[str, ArmData]) -> pd.DataFrame:
+    """Every trial of every arm (budget skips left out), arms in order: the search figures' data."""
+    frames = [
+        d.trials.assign(arm=arm)[SEARCH_COLUMNS]
+        for arm, d in sorted(arms.items(), key=lambda kv: arm_order(kv[0]))
+        if len(d.trials)
+    ]
+    if not frames:
+        return pd.DataFrame(columns=SEARCH_COLUMNS)
+    return pd.concat(frames, ignore_index=True)
+
+
+def fixed_reference_weights(arms: dict[str, ArmData]) -> dict[str, float]:
+    """Mean over folds of the best fixed trial's effective weights (term → weight)."""
+    d = arms.get("fixed")
+    if d is None or d.best is None or not d.best.fold_weights:
+        return {}
+    out = {}
+    for term in {k for w in d.best.fold_weights for k in w}:
+        vals = [v for w in d.best.fold_weights if math.isfinite(v := w.get(term, math.nan))]
+        if vals:
+            out[term] = float(np.mean(vals))
+    return out
+
+
+@dataclass(frozen=True)
+class WeightsInfo:
+    """Per-epoch effective weights of one arm's best trial, one panel per loss term."""
+
+    arm: str
+    trial: int
+    terms: list[str]
+    trajectory: list[dict[str, list[float]]]  # per fold: term → weight after each epoch
+    reference: dict[str, float]  # term → the best fixed trial's weight (dashed line)
+
+
+def weights_info(arm: ArmData, reference: dict[str, float] | None = None) -> WeightsInfo | None:
+    if arm.best is None or not arm.best.weight_trajectory:
+        return None
+    traj = arm.best.weight_trajectory
+    named = {k for w in traj for k in w}
+    terms = [t for t in TERMS if t in named] + sorted(named - set(TERMS))
+    if not terms:
+        return None
+    return WeightsInfo(arm.arm, arm.best.number, terms, traj, dict(reference or {}))
+
+
+@dataclass(frozen=True)
+class LandscapeInfo:
+    """Complete fixed-weight trials over alpha × kl_weight, and the best one."""
+
+    trials: pd.DataFrame  # number, alpha, kl_weight, nine_class_loss_weight (NaN if absent), value
+    best: tuple[int, float, float] | None  # (number, alpha, kl_weight)
+
+
+def landscape_info(fixed: ArmData) -> LandscapeInfo | None:
+    t = _complete_with(fixed, ("alpha", "kl_weight"))
+    if not len(t):
+        return None
+    frame = pd.DataFrame(
+        {
+            "number": t["number"],
+            "alpha": t["params_alpha"],
+            "kl_weight": t["params_kl_weight"],
+            "nine_class_loss_weight": t.get("params_nine_class_loss_weight", np.nan),
+            "value": t["value"],
+        }
+    )
+    b = fixed.best
+    best = None
+    if b is not None and "alpha" in b.params and "kl_weight" in b.params:
+        best = (b.number, b.params["alpha"], b.params["kl_weight"])
+    return LandscapeInfo(frame.reset_index(drop=True), best)
+
+
+def _complete_with(arm: ArmData, params: Sequence[str]) -> pd.DataFrame:
+    t = arm.trials
+    cols = [f"params_{p}" for p in params]
+    if not len(t) or any(c not in t.columns for c in cols):
+        return t.iloc[0:0]
+    t = t[t["state"] == "COMPLETE"]
+    return t.dropna(subset=cols + ["value"])
+
+
+@dataclass(frozen=True)
+class SliceInfo:
+    """CV score of the complete trials of one arm against each of its parameters."""
+
+    arm: str
+    params: list[str]  # one panel each, in this order
+    trials: pd.DataFrame  # number, value, params_<name>
+    log: dict[str, bool]  # parameter → log-scaled axis
+
+
+def slice_info(arm: ArmData, params: Sequence[str] | None = None) -> SliceInfo | None:
+    t = arm.trials[arm.trials["state"] == "COMPLETE"] if len(arm.trials) else arm.trials
+    if params is None:
+        present = [c.removeprefix("params_") for c in t.columns if c.startswith("params_")]
+        params = [p for p in PARAM_ORDER if p in present] + sorted(p for p in present if p not in PARAM_ORDER)
+    params = [p for p in params if f"params_{p}" in t.columns and t[f"params_{p}"].notna().any()]
+    if not len(t) or not params:
+        return None
+    cols = ["number", "value", *(f"params_{p}" for p in params)]
+    return SliceInfo(
+        arm.arm, params, t[cols].reset_index(drop=True), {p: arm.param_log.get(p, False) for p in params}
+    )
+
+
+def importances_info(arms: dict[str, ArmData]) -> dict[str, dict[str, float]]:
+    """fANOVA importances of each arm that has them, arms in order."""
+    names = sorted((a for a, d in arms.items() if d.importances), key=arm_order)
+    return {a: dict(arms[a].importances or {}) for a in names}
+
+
+def _pad(values: Sequence[float], n: int) -> list[float]:
+    return list(values[:n]) + [math.nan] * (n - len(values[:n]))
+
+
+def metric_parts_frame(data: ReportData) -> pd.DataFrame:
+    """Per arm and fold: score, binary F1, macro F1 of its best configuration (confirmation preferred)."""
+    frames = []
+    for arm in data.arm_names():
+        if data.confirm is not None and (data.confirm.scores["arm"] == arm).any():
+            s = data.confirm.scores[data.confirm.scores["arm"] == arm]
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "arm": arm,
+                        "source": "confirmation",
+                        "score": s["score"],
+                        "binary_f1": s["binary_f1"],
+                        "macro_f1": s["macro_f1"],
+                    }
+                )
+            )
+        elif arm in data.arms and data.arms[arm].best is not None:
+            b = data.arms[arm].best
+            n = len(b.fold_scores)
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "arm": arm,
+                        "source": f"search trial #{b.number}",
+                        "score": b.fold_scores,
+                        "binary_f1": _pad(b.fold_binary_f1, n),
+                        "macro_f1": _pad(b.fold_macro_f1, n),
+                    }
+                )
+            )
+    if not frames:
+        return pd.DataFrame(columns=["arm", "source", "score", "binary_f1", "macro_f1"])
+    return pd.concat(frames, ignore_index=True)

@@ -1,0 +1,372 @@
+"""ReportData → one self-contained HTML page, from ``templates/report.html.j2``.
+
+The page is a declarative list of :class:`Section`: a title, the macro of
+``templates/sections.html.j2`` that draws it, and a function that gathers the plain
+values it shows. Section numbers come from the list's order. The template autoescapes
+every value; only plotly's own figure markup, plotly.js and the stylesheet go in marked
+safe, and plotly.js is embedded exactly once, so the page opens offline.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import jinja2
+import plotly.graph_objects as go
+from markupsafe import Markup
+from plotly.offline import get_plotlyjs
+
+from study import records
+from study.records import CONFIRM
+from study.report import figure_data as fd
+from study.report import figures, fmt
+from study.report import search_figures as search_figs
+from study.report.compare import ArmComparison
+from study.report.data import ArmData, ReportData, StudyRecord, arm_order
+from study.storage import redact
+
+ARM_LABELS = {
+    "fixed": "tuned fixed weights",
+    "uncertainty": "learned uncertainty weights",
+    "direct": "learned direct weights",
+}
+
+_ENV = jinja2.Environment(
+    loader=jinja2.PackageLoader("study.report", "templates"),
+    autoescape=True,
+    undefined=jinja2.StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+_ENV.filters.update(num=fmt.num, p_value=fmt.p_value, count=fmt.count)
+
+
+@dataclass
+class _Page:
+    """What the sections are gathered from, and the figures they place (plotly.js is embedded once for all)."""
+
+    data: ReportData
+    command: str | None
+    figures: list[tuple[str, go.Figure]] = field(default_factory=list)
+
+    def figure(self, key: str, fig: go.Figure | None, missing: str) -> dict[str, Any]:
+        """A figure slot: the figure's markup, or the sentence saying why there is none."""
+        if fig is None:
+            return {"html": None, "missing": missing}
+        div_id = f"fig-{len(self.figures)}-{re.sub(r'[^A-Za-z0-9_-]', '-', key)}"
+        self.figures.append((key, fig))
+        config = {"displaylogo": False, "responsive": True}
+        body = fig.to_html(full_html=False, include_plotlyjs=False, div_id=div_id, config=config)
+        return {"html": Markup(body), "missing": ""}  # plotly's own markup, already JSON-escaped
+
+
+def _by_arm(items: dict[str, Any]) -> list[tuple[str, Any]]:
+    return sorted(items.items(), key=lambda kv: arm_order(kv[0]))
+
+
+# ----------------------------------------------------------------------------- 1. headline
+
+
+def _verdict(cmp: ArmComparison) -> dict[str, Any]:
+    return {
+        "cmp": cmp,
+        "a_label": ARM_LABELS.get(cmp.a, cmp.a),
+        "b_label": ARM_LABELS.get(cmp.b, cmp.b),
+    }
+
+
+def _state_cell(d: ArmData) -> str:
+    counts = d.state_counts
+    text = " / ".join(str(counts.get(s, 0)) for s in ("COMPLETE", "PRUNED", "FAIL", "RUNNING"))
+    if d.budget_skips:
+        text += f" (+{d.budget_skips} stepped aside: budget already taken by other workers)"
+    return text
+
+
+def _confirmed(data: ReportData, arm: str) -> str:
+    if data.confirm is None:
+        return "—"
+    cs = data.confirm.scores[data.confirm.scores["arm"] == arm]["score"].astype(float).dropna()
+    if not len(cs):
+        return "—"
+    sd = f" ± {cs.std(ddof=1):.4f}" if len(cs) > 1 else ""
+    return f"{cs.mean():.4f}{sd} (n = {len(cs)})"
+
+
+def _arm_row(data: ReportData, arm: str) -> dict[str, Any]:
+    d = data.arms.get(arm)
+    c_sec = data.confirm.seconds(arm) if data.confirm else 0.0
+    c_fold = data.confirm.fold_trainings(arm) if data.confirm else 0
+    s_sec = d.seconds if d else 0.0
+    s_fold = d.fold_trainings if d else 0
+    total_fold = s_fold + c_fold
+    return {
+        "arm": arm,
+        "color": figures.arm_color(arm),
+        "cells": [
+            ARM_LABELS.get(arm, ""),
+            d.budget if d and d.budget is not None else "—",
+            _state_cell(d) if d else "no search study",
+            fmt.num(d.best.value) if d and d.best else "—",
+            _confirmed(data, arm),
+            f"{s_fold} + {c_fold}",
+            f"{fmt.seconds(s_sec)} + {fmt.seconds(c_sec)}",
+            fmt.seconds((s_sec + c_sec) / total_fold) if total_fold else "—",
+            d.record.epochs if d and d.record.epochs is not None else "—",
+        ],
+    }
+
+
+def _headline(page: _Page) -> dict[str, Any]:
+    data = page.data
+    return {
+        "warnings": data.warnings,
+        "info": data.data_info,
+        "n_folds": data.n_folds,
+        "arm_names": data.arm_names(),
+        "verdicts": [_verdict(cmp) for cmp in data.comparisons],
+        "arm_rows": [_arm_row(data, arm) for arm in data.arm_names()],
+    }
+
+
+# ----------------------------------------------------------------------------- 2.–6. figures
+
+
+def _confirmation(page: _Page) -> dict[str, Any]:
+    data, c = page.data, page.data.confirm
+    confirm = None
+    if c is not None:
+        rows = []
+        for arm in c.arms or sorted(set(c.trials["arm"]), key=arm_order):
+            tt = c.trials[c.trials["arm"] == arm]
+            done = sorted(int(s) for s in tt[tt["state"] == "COMPLETE"]["seed"])
+            rows.append(
+                [arm, ", ".join(map(str, done)) or "none", len(tt) - len(done), fmt.seconds(c.seconds(arm))]
+            )
+        seeds = ", ".join(map(str, c.seeds)) or "?"
+        confirm = {"study_name": c.study_name, "seeds": seeds, "n_folds": c.n_folds or "?", "rows": rows}
+    return {
+        "confirm_name": records.study_name(data.name, CONFIRM),
+        "confirm": confirm,
+        "figures": [
+            page.figure(
+                f"compare-{cmp.a}-{cmp.b}", figures.fig_comparison(cmp), f"{cmp.b} vs {cmp.a}: {cmp.note}"
+            )
+            for cmp in data.comparisons
+        ],
+    }
+
+
+def _search(page: _Page) -> dict[str, Any]:
+    arms = page.data.arms
+    if not arms:
+        return {"figures": None, "best_rows": []}
+    trials = fd.search_trials(arms)
+    slots = [
+        page.figure(
+            "best-so-far",
+            search_figs.fig_best_so_far(trials),
+            "No complete trial in any arm yet: nothing to plot.",
+        ),
+        page.figure("trial-scores", search_figs.fig_trial_scores(trials), "No trials in any arm yet."),
+    ]
+    rows = []
+    for arm, d in _by_arm(arms):
+        if d.best is None:
+            rows.append([arm, "—", "—", f"no complete trial ({d.state_summary()})"])
+            continue
+        params = ", ".join(
+            f"{k} = {v:.4g}" if isinstance(v, float) else f"{k} = {v}" for k, v in d.best.params.items()
+        )
+        folds = ", ".join(fmt.num(s) for s in d.best.fold_scores)
+        rows.append([arm, f"#{d.best.number}", fmt.num(d.best.value), f"{params}; folds: {folds}"])
+    return {"figures": slots, "best_rows": rows}
+
+
+def _weights(page: _Page) -> dict[str, Any]:
+    arms = page.data.arms
+    ref = fd.fixed_reference_weights(arms)
+    slots = []
+    for arm, d in _by_arm({a: d for a, d in arms.items() if a != "fixed"}):
+        if d.best is None:
+            missing = f"{arm}: no complete trial yet, so no weight trajectory to show."
+        else:
+            missing = f"{arm}: the best trial #{d.best.number} recorded no weight_trajectory."
+        slots.append(page.figure(f"weights-{arm}", search_figs.fig_weights(fd.weights_info(d, ref)), missing))
+    return {"figures": slots, "no_reference": bool(slots) and not ref}
+
+
+def _landscape(page: _Page) -> dict[str, Any]:
+    arms = page.data.arms
+    fixed = arms.get("fixed")
+    slots = None
+    if fixed is not None:
+        slots = [
+            page.figure(
+                "fixed-landscape",
+                search_figs.fig_fixed_landscape(fd.landscape_info(fixed)),
+                "No complete fixed trial with alpha and kl_weight yet.",
+            ),
+            page.figure(
+                "fixed-slices", search_figs.fig_slices(fd.slice_info(fixed)), "No complete fixed trial yet."
+            ),
+        ]
+    importances = page.figure(
+        "importances",
+        search_figs.fig_importances(fd.importances_info(arms)),
+        "No arm has enough complete trials for importances.",
+    )
+    notes = [[arm, d.importance_note] for arm, d in _by_arm(arms)]
+    return {"figures": slots, "importances": importances, "notes": notes}
+
+
+def _metric_parts(page: _Page) -> dict[str, Any]:
+    reports = page.data.class_reports()
+    parts = page.figure(
+        "metric-parts",
+        figures.fig_metric_parts(fd.metric_parts_frame(page.data)),
+        "No complete trial or confirmation run yet.",
+    )
+    rows = [
+        [arm, r.source, r.n, fmt.num(r.score), fmt.num(r.binary_f1), fmt.num(r.macro_f1)]
+        for arm, r in reports.items()
+    ]
+    per_class = page.figure(
+        "per-class-f1",
+        figures.fig_per_class_f1(reports),
+        "No out-of-fold predictions (user attr oof) recorded yet.",
+    )
+    confusions = [
+        page.figure(f"confusion-{arm}", figures.fig_confusion(arm, rep), "") for arm, rep in reports.items()
+    ]
+    return {"parts": parts, "class_rows": rows, "per_class": per_class, "confusions": confusions}
+
+
+# ----------------------------------------------------------------------------- 7. reproducibility
+
+_CONFIG_KEYS = (
+    "preset",
+    "epochs",
+    "n_folds",
+    "seed",
+    "seeds",
+    "n_trials",
+    "arms",
+    "search_space",
+    "settings",
+)
+
+
+def _versions(studies: dict[str, StudyRecord]) -> list[list[str]]:
+    """Per package: the version each study recorded (one value when they agree) and the one now."""
+    recorded: dict[str, dict[str, str]] = {}
+    for who, rec in studies.items():
+        for pkg, ver in rec.versions.items():
+            recorded.setdefault(pkg, {})[who] = str(ver)
+    now = records.package_versions()
+    rows = []
+    for pkg in sorted(set(recorded) | set(now)):
+        vals = recorded.get(pkg, {})
+        distinct = sorted(set(vals.values()))
+        shown = distinct[0] if len(distinct) == 1 else "; ".join(f"{a}: {v}" for a, v in vals.items()) or "—"
+        rows.append([pkg, shown, now.get(pkg, "—")])
+    return rows
+
+
+def _commands(studies: dict[str, StudyRecord], command: str | None) -> list[tuple[str, str]]:
+    by_command: dict[str, list[str]] = {}  # the same command usually ran several arms
+    for who, rec in studies.items():
+        if rec.command:
+            by_command.setdefault(redact(rec.command), []).append(who)
+    out = [(", ".join(who), cmd) for cmd, who in by_command.items()]
+    if command:
+        out.append(("this report", redact(command)))
+    return out
+
+
+def _configs(studies: dict[str, StudyRecord]) -> list[tuple[str, str]]:
+    """Each study's recorded configuration as JSON (passwords masked); the fields it stored, only."""
+    out = []
+    for who, rec in studies.items():
+        stored = rec.model_dump(mode="json", exclude_unset=True)
+        cfg = {k: stored[k] for k in _CONFIG_KEYS if k in stored}
+        if cfg:
+            out.append((who, redact(json.dumps(cfg, indent=2, default=str))))
+    return out
+
+
+def _reproducibility(page: _Page) -> dict[str, Any]:
+    data = page.data
+    studies = data.studies()
+    info = data.data_info
+    devices = {x for d in data.arms.values() for x in d.trials["device"] if x}
+    facts = [  # (label, value, shown as code)
+        ("storage", data.storage_url, True),
+        ("study name", data.name, False),
+        ("studies", ", ".join(s for s in data.existing_studies if s.startswith(f"{data.name}-")), False),
+        ("data source", info.source if info and info.source else "—", False),
+        ("data fingerprint", info.fingerprint if info and info.fingerprint else "—", True),
+        ("devices", ", ".join(sorted(devices)) or "—", False),
+        ("generated", data.generated_at, False),
+    ]
+    return {
+        "facts": facts,
+        "commands": _commands(studies, page.command),
+        "versions": _versions(studies),
+        "configs": _configs(studies),
+    }
+
+
+# ----------------------------------------------------------------------------- the page
+
+
+@dataclass(frozen=True)
+class Section:
+    title: str
+    macro: str  # the macro of templates/sections.html.j2 that draws it
+    gather: Callable[[_Page], dict[str, Any]]  # the values the macro shows, as keyword arguments
+
+
+def _anchor(title: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")
+
+
+SECTIONS: tuple[Section, ...] = (
+    Section("Headline", "headline", _headline),
+    Section("Confirmation", "confirmation", _confirmation),
+    Section("Search", "search", _search),
+    Section("Learned weights", "weights", _weights),
+    Section("Fixed-weight landscape", "landscape", _landscape),
+    Section("Metric parts", "metric_parts", _metric_parts),
+    Section("Reproducibility", "reproducibility", _reproducibility),
+)
+
+
+def section_titles(sections: tuple[Section, ...]) -> tuple[str, ...]:
+    """``1. Headline``, …: numbered by position in the list."""
+    return tuple(f"{i}. {s.title}" for i, s in enumerate(sections, 1))
+
+
+SECTION_TITLES: tuple[str, ...] = section_titles(SECTIONS)
+
+
+def render_html(data: ReportData, *, command: str | None = None) -> tuple[str, list[tuple[str, go.Figure]]]:
+    """The report page as one string (plotly.js embedded once) and the figures it contains."""
+    page = _Page(data, command)
+    sections = [
+        {"title": title, "anchor": _anchor(title), "macro": s.macro, "values": s.gather(page)}
+        for s, title in zip(SECTIONS, section_titles(SECTIONS), strict=True)
+    ]
+    css = _ENV.loader.get_source(_ENV, "report.css")[0]  # type: ignore[union-attr]
+    doc = _ENV.get_template("report.html.j2").render(
+        data=data,
+        sections=sections,
+        n_figures=len(page.figures),
+        css=Markup(css),  # our own stylesheet
+        plotlyjs=Markup(get_plotlyjs()),
+    )
+    return doc, page.figures
