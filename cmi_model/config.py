@@ -89,7 +89,14 @@ class TrainConfig(_Strict):
     weight_decay: float = Field(1e-2, ge=0.0)
     max_epochs: int = Field(20, ge=1)
     warmup_epochs: float = Field(1.0, ge=0.0)  # linear warmup, then cosine decay to zero
-    grad_clip: float = Field(1.0, gt=0.0)
-    patience: int = Field(5, ge=1)  # early stopping on val/score
+    grad_clip: float = Field(1.0, gt=0.0)  # max gradient norm of the network (learned weights unclipped)
+    # How a fold chooses the model it is scored with. Early stopping on the validation fold
+    # itself would report a maximum over epochs of the evaluation (optimistic, and more so the
+    # noisier an arm's epochs are), so the validation subjects never choose anything:
+    # "none": train the whole warm-up + cosine schedule and score the last epoch;
+    # "inner": choose the epoch on training subjects set aside (`inner_fraction`), then score it.
+    early_stopping: Literal["none", "inner"] = "none"
+    inner_fraction: float = Field(0.2, gt=0.0, lt=1.0)  # share of training subjects set aside for "inner"
+    patience: int = Field(5, ge=1)  # epochs without a better stop-subject score before "inner" stops
     seed: int = 0
     accelerator: Literal["auto", "cpu", "gpu", "cuda"] = "auto"

@@ -2,7 +2,6 @@
 
 import math
 
-import numpy as np
 import pytorch_lightning as pl
 import torch
 from torch import Tensor, nn
@@ -32,8 +31,12 @@ class CMILitModule(pl.LightningModule):
             self.register_buffer(f"class_weight_{name}", w)
         self._class_weight_names = tuple(class_weights or ())
         self.weight_history: list[dict[str, float]] = []  # effective weights at the end of each epoch
-        self.best: dict | None = None  # best validation epoch: score parts, probabilities, indices
-        self._val_outputs: list[tuple[Tensor, Tensor, Tensor]] = []  # (probs, y18, index) per batch
+        self.loss_history: list[dict[str, float]] = []  # mean training loss of each term, per epoch
+        # The validation loop, where there is one, only chooses the epoch (early stopping on
+        # subjects set aside from training): its best epoch's scores and a copy of its weights.
+        self.best: dict | None = None
+        self.best_state: dict[str, Tensor] | None = None
+        self._val_outputs: list[tuple[Tensor, Tensor]] = []  # (probs, y18) per batch
         self._train_sums: dict[str, Tensor] = {}
         self._train_count = 0
 
@@ -71,42 +74,57 @@ class CMILitModule(pl.LightningModule):
             _, weights = self.weighting(probe)  # effective weights now, whatever the losses
         self.weight_history.append({k: float(v) for k, v in weights.items()})
         logged = {f"train/{k}": float(v) / max(1, self._train_count) for k, v in self._train_sums.items()}
+        self.loss_history.append({t: logged[f"train/loss_{t}"] for t in self.loss_cfg.active_terms()})
         logged |= {f"train/weight_{k}": v for k, v in self.weight_history[-1].items()}
         logged |= {f"train/{k}": v for k, v in self.weighting.logged_params().items()}
         self.log_dict(logged)
 
+    # The validation loop runs on the stop subjects (TrainConfig.early_stopping = "inner"), never
+    # on the fold's validation subjects: hence "stop/…", the metric the early stopping watches.
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         out, terms, total, _ = self.model_step(batch)
-        self.log("val/loss", total, on_step=False, on_epoch=True, batch_size=len(batch["y18"]))
+        self.log("stop/loss", total, on_step=False, on_epoch=True, batch_size=len(batch["y18"]))
         probs = torch.softmax(out["multiclass"].float(), dim=-1)
-        self._val_outputs.append((probs.cpu(), batch["y18"].cpu(), batch["index"].cpu()))
+        self._val_outputs.append((probs.cpu(), batch["y18"].cpu()))
 
     def on_validation_epoch_end(self) -> None:
         if not self._val_outputs:
             return
-        probs, y, idx = (torch.cat(t) for t in zip(*self._val_outputs, strict=True))
+        probs, y = (torch.cat(t) for t in zip(*self._val_outputs, strict=True))
         self._val_outputs.clear()
         s = score_indices(y.numpy(), probs.argmax(-1).numpy())
-        self.log_dict({"val/score": s.score, "val/binary_f1": s.binary_f1, "val/macro_f1": s.macro_f1})
+        self.log_dict({"stop/score": s.score, "stop/binary_f1": s.binary_f1, "stop/macro_f1": s.macro_f1})
         if self.trainer.sanity_checking:
             return
         if self.best is None or s.score > self.best["score"]:
-            self.best = {
-                "score": s.score,
-                "binary_f1": s.binary_f1,
-                "macro_f1": s.macro_f1,
-                "epoch": self.current_epoch,
-                "probs": probs.numpy().astype(np.float32),
-                "indices": idx.numpy(),
-            }
+            self.best = {"score": s.score, "epoch": self.current_epoch}
+            # In memory, not a checkpoint file: one model's weights, restored after training.
+            self.best_state = {k: v.detach().clone() for k, v in self.state_dict().items()}
+
+    def predict_step(self, batch: dict[str, Tensor], batch_idx: int) -> tuple[Tensor, Tensor]:
+        """(18-class probabilities, sequence indices) of a batch: the one evaluation of a fold."""
+        probs = torch.softmax(self(batch)["multiclass"].float(), dim=-1)
+        return probs.cpu(), batch["index"].cpu()
+
+    def configure_gradient_clipping(
+        self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None
+    ) -> None:
+        # The network's gradients only (the Trainer gets no gradient_clip_val). Clipping every
+        # parameter together would let the learned weights' gradients eat into the network's
+        # norm budget, so a learned arm's network steps would shrink where the fixed arm's don't.
+        torch.nn.utils.clip_grad_norm_(self.network.parameters(), self.train_cfg.grad_clip)
+
+    def optimizer_step(self, *args, **kwargs) -> None:
+        super().optimizer_step(*args, **kwargs)
+        self.weighting.project()  # learned log-weights back inside auto_weight_clamp
 
     def configure_optimizers(self):
         cfg = self.train_cfg
         groups = [{"params": list(self.network.parameters()), "lr": cfg.lr, "weight_decay": cfg.weight_decay}]
         weighting_params = list(self.weighting.parameters())
         if weighting_params:
-            # Own group: a smaller lr keeps the weights from racing the network, and weight
-            # decay would pull every s_i towards 0 (weight 1) regardless of the data.
+            # Own group: its own lr (lr × weight_lr_multiplier, searched) and schedule, and no
+            # weight decay, which would pull every s_i towards 0 (weight 1) regardless of the data.
             groups.append(
                 {
                     "params": weighting_params,
@@ -118,13 +136,20 @@ class CMILitModule(pl.LightningModule):
         total = max(1, int(self.trainer.estimated_stepping_batches))
         warmup = min(total - 1, int(cfg.warmup_epochs * total / max(1, self.trainer.max_epochs)))
 
-        def schedule(step: int) -> float:
+        def network_schedule(step: int) -> float:
             if step < warmup:
                 return (step + 1) / (warmup + 1)
             progress = (step - warmup) / max(1, total - warmup)
             return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
+        # The learned weights warm up with the network, then keep their learning rate to the
+        # end: their stationary point (s_i* = log L_i for uncertainty weighting) moves down as
+        # the losses fall, so a cosine decay would freeze them part-way, far from it.
+        def weighting_schedule(step: int) -> float:
+            return (step + 1) / (warmup + 1) if step < warmup else 1.0
+
+        schedules = [network_schedule, weighting_schedule][: len(groups)]
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, schedules)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
 

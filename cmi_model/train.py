@@ -14,25 +14,34 @@ import torch
 from cmi_model.config import DataConfig, LossConfig, ModelConfig, TrainConfig
 from cmi_model.data import SequenceData
 from cmi_model.dataset import Normalizer, make_loader
+from cmi_model.folds import inner_split, subjects_of
 from cmi_model.labels import EIGHTEEN_TO_NINE, GESTURES, NINE_CLASSES
 from cmi_model.losses import inverse_frequency_weights
+from cmi_model.metric import score_indices
 from cmi_model.module import CMILitModule
 from cmi_model.network import CMINetwork
 
 
 @dataclass
 class FoldResult:
-    score: float  # competition score at the best validation epoch
+    score: float  # competition score of the chosen model, evaluated once on the validation fold
     binary_f1: float
     macro_f1: float
-    best_epoch: int
-    epochs: int  # epochs actually run (early stopping may end sooner)
+    rule: str  # how the model was chosen: "last_epoch" (the whole schedule) or "inner" (early stopping)
+    best_epoch: int  # the chosen epoch, 0-based: the last one under "last_epoch"
+    epochs: int  # epochs actually run ("inner" early stopping may end sooner)
     seconds: float
     device: str
-    weights: dict[str, float]  # effective weights at the end of training
+    weights: dict[str, float]  # effective weights of the chosen epoch's model
     weight_trajectory: dict[str, list[float]]  # term → effective weight after each epoch
-    val_indices: np.ndarray = field(repr=False)  # sequence indices of the validation fold
-    val_probs: np.ndarray = field(repr=False)  # (n_val, 18) class probabilities at the best epoch
+    loss_trajectory: dict[str, list[float]]  # term → mean training loss of each epoch (unweighted)
+    learned_start: dict[str, float]  # weighting.logged_params() before the first step ({} for fixed)
+    learned_end: dict[str, float]  # weighting.logged_params() after the last step
+    max_abs_delta_s: float | None  # largest |end − start| of a learned parameter; None: nothing learned
+    val_subjects: list[str]  # subjects of the validation fold
+    stop_subjects: list[str]  # training subjects set aside to choose the epoch (empty for "last_epoch")
+    val_indices: np.ndarray = field(repr=False)  # sequence indices of the validation fold, sorted
+    val_probs: np.ndarray = field(repr=False)  # (n_val, 18) class probabilities of the chosen model
 
 
 def resolve_accelerator(requested: str) -> tuple[str, str]:
@@ -59,6 +68,14 @@ def _class_weights(y18: np.ndarray) -> dict[str, torch.Tensor]:
     }
 
 
+def _predict(trainer: pl.Trainer, module: CMILitModule, loader) -> tuple[np.ndarray, np.ndarray]:
+    """(probabilities, sequence indices) of one pass over loader, in index order."""
+    parts = trainer.predict(module, loader)
+    probs, idx = (torch.cat(t).numpy() for t in zip(*parts, strict=True))
+    order = np.argsort(idx)
+    return probs[order].astype(np.float32), idx[order]
+
+
 def fit_fold(
     data: SequenceData,
     train_idx: np.ndarray,
@@ -70,27 +87,31 @@ def fit_fold(
     train_cfg: TrainConfig,
     callbacks: list[pl.Callback] | None = None,
 ) -> FoldResult:
-    """Train on train_idx with early stopping on val/score; raises TrainingDiverged on NaN/inf loss."""
+    """Train on train_idx, choose the model without the validation fold (`TrainConfig.early_stopping`),
+    then score it once on val_idx. Raises TrainingDiverged on a NaN/inf loss."""
     quiet_lightning()
     start = time.perf_counter()
     pl.seed_everything(train_cfg.seed, workers=True, verbose=False)
-    norm = Normalizer.fit(data, train_idx)
-    train_loader = make_loader(data, train_idx, norm, data_cfg, shuffle=True, seed=train_cfg.seed)
-    val_loader = make_loader(data, val_idx, norm, data_cfg, shuffle=False)
-    class_weights = _class_weights(data.gesture[train_idx]) if loss_cfg.class_weighting else None
+    inner = train_cfg.early_stopping == "inner"
+    if inner:
+        fit_idx, stop_idx = inner_split(data, train_idx, train_cfg.inner_fraction, train_cfg.seed)
+    else:
+        fit_idx, stop_idx = train_idx, train_idx[:0]
+    norm = Normalizer.fit(data, fit_idx)
+    fit_loader = make_loader(data, fit_idx, norm, data_cfg, shuffle=True, seed=train_cfg.seed)
+    class_weights = _class_weights(data.gesture[fit_idx]) if loss_cfg.class_weighting else None
     network = CMINetwork(model_cfg, nine_class_head=loss_cfg.nine_class_head_enabled)
     module = CMILitModule(network, loss_cfg, train_cfg, class_weights)
+    learned_start = module.weighting.logged_params()
     accelerator, precision = resolve_accelerator(train_cfg.accelerator)
+    stopping = [pl.callbacks.EarlyStopping(monitor="stop/score", mode="max", patience=train_cfg.patience)]
     trainer = pl.Trainer(
         accelerator=accelerator,
         devices=1,
         precision=precision,
         max_epochs=train_cfg.max_epochs,
-        gradient_clip_val=train_cfg.grad_clip,
-        callbacks=[
-            pl.callbacks.EarlyStopping(monitor="val/score", mode="max", patience=train_cfg.patience),
-            *(callbacks or []),
-        ],
+        # No gradient_clip_val: CMILitModule.configure_gradient_clipping clips the network only.
+        callbacks=[*(stopping if inner else []), *(callbacks or [])],
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,
@@ -98,22 +119,41 @@ def fit_fold(
         num_sanity_val_steps=0,
         deterministic=accelerator == "cpu",
     )
-    trainer.fit(module, train_loader, val_loader)
-    best = module.best
-    if best is None:
-        raise RuntimeError("training ended before the first validation epoch")
-    order = np.argsort(best["indices"])  # back to val_idx order regardless of loader order
-    trajectory = {t: [h[t] for h in module.weight_history] for t in loss_cfg.active_terms()}
+    if inner:
+        stop_loader = make_loader(data, stop_idx, norm, data_cfg, shuffle=False)
+        trainer.fit(module, fit_loader, stop_loader)
+    else:
+        trainer.fit(module, fit_loader)  # no validation loop at all: nothing to choose
+    learned_end = module.weighting.logged_params()
+    epochs = len(module.weight_history)
+    if inner:
+        if module.best_state is None:
+            raise RuntimeError("training ended before the first epoch on the stop subjects")
+        module.load_state_dict(module.best_state)
+        best_epoch = module.best["epoch"]
+    else:
+        best_epoch = epochs - 1
+    val_loader = make_loader(data, val_idx, norm, data_cfg, shuffle=False)
+    val_probs, val_indices = _predict(trainer, module, val_loader)
+    s = score_indices(data.gesture[val_indices], val_probs.argmax(1))
+    terms = loss_cfg.active_terms()
     return FoldResult(
-        score=best["score"],
-        binary_f1=best["binary_f1"],
-        macro_f1=best["macro_f1"],
-        best_epoch=best["epoch"],
-        epochs=trainer.current_epoch,
+        score=s.score,
+        binary_f1=s.binary_f1,
+        macro_f1=s.macro_f1,
+        rule="inner" if inner else "last_epoch",
+        best_epoch=best_epoch,
+        epochs=epochs,
         seconds=time.perf_counter() - start,
         device=torch.cuda.get_device_name(0) if accelerator == "gpu" else "cpu",
-        weights=module.weight_history[-1] if module.weight_history else {},
-        weight_trajectory=trajectory,
-        val_indices=best["indices"][order],
-        val_probs=best["probs"][order],
+        weights=module.weight_history[best_epoch] if module.weight_history else {},
+        weight_trajectory={t: [h[t] for h in module.weight_history] for t in terms},
+        loss_trajectory={t: [h[t] for h in module.loss_history] for t in terms},
+        learned_start=learned_start,
+        learned_end=learned_end,
+        max_abs_delta_s=max((abs(learned_end[k] - v) for k, v in learned_start.items()), default=None),
+        val_subjects=subjects_of(data, val_idx),
+        stop_subjects=subjects_of(data, stop_idx),
+        val_indices=val_indices,
+        val_probs=val_probs,
     )

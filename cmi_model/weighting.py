@@ -35,6 +35,20 @@ class Weighting(nn.Module, abc.ABC):
         """Learned quantities worth a line in the training log, by name."""
         return {}
 
+    def project(self) -> None:
+        """Bring the learned parameters back inside their bounds; called after every optimizer step.
+
+        A projection rather than a clamp inside `forward`: a clamped value has zero gradient
+        beyond the bound, so a parameter that overshot it would sit there with no signal to
+        come back; projected, it stays a parameter on the bound with its true gradient.
+        """
+
+
+def _project(params: nn.ParameterDict, bounds: tuple[float, float]) -> None:
+    with torch.no_grad():
+        for p in params.values():
+            p.clamp_(*bounds)
+
 
 class FixedWeighting(Weighting):
     """alpha·L18 + (1−alpha)·Lbin + w9·L9 + wkl·KL: the hand-tuned baseline, no parameters."""
@@ -58,8 +72,9 @@ class FixedWeighting(Weighting):
 class UncertaintyWeighting(Weighting):
     """Kendall, Gal & Cipolla (2018), "Multi-Task Learning Using Uncertainty to Weigh Losses".
 
-    One learnable log-variance s_i per active term: L = Σ exp(−s_i)·L_i + s_i, with s_i
-    clamped to `auto_weight_clamp`. The +s_i regulariser stops the weights collapsing to 0.
+    One learnable log-variance s_i per active term: L = Σ exp(−s_i)·L_i + s_i, with s_i kept
+    inside `auto_weight_clamp` by `project`. The +s_i regulariser stops the weights collapsing
+    to 0; its stationary point is s_i = log L_i (weight 1/L_i).
     """
 
     arm = "uncertainty"
@@ -74,13 +89,16 @@ class UncertaintyWeighting(Weighting):
     def forward(self, losses: dict[str, Tensor]) -> tuple[Tensor, Weights]:
         total, weights = 0.0, {}
         for term, loss in losses.items():
-            s = self.s[term].clamp(*self.clamp)
+            s = self.s[term]
             weights[term] = torch.exp(-s)
             total = total + weights[term] * loss + s
         return total, {k: w.detach() for k, w in weights.items()}
 
     def logged_params(self) -> dict[str, float]:
-        return {f"s_{k}": float(v.detach().clamp(*self.clamp)) for k, v in self.s.items()}
+        return {f"s_{k}": float(v.detach()) for k, v in self.s.items()}
+
+    def project(self) -> None:
+        _project(self.s, self.clamp)
 
 
 class DirectWeighting(Weighting):
@@ -110,16 +128,19 @@ class DirectWeighting(Weighting):
         )
 
     def forward(self, losses: dict[str, Tensor]) -> tuple[Tensor, Weights]:
-        alpha = torch.sigmoid(self.p["logit_alpha"].clamp(*self.clamp))
+        alpha = torch.sigmoid(self.p["logit_alpha"])
         weights = {"multiclass": alpha, "binary": 1 - alpha}
         for term in ("nine_class", "kl"):
             if term in losses:
-                weights[term] = torch.exp(self.p[f"log_{term}"].clamp(*self.clamp))
+                weights[term] = torch.exp(self.p[f"log_{term}"])
         total = sum(weights[k] * v for k, v in losses.items())
         return total, {k: w.detach() for k, w in weights.items()}
 
     def logged_params(self) -> dict[str, float]:
         return {k: float(v.detach()) for k, v in self.p.items()}
+
+    def project(self) -> None:
+        _project(self.p, self.clamp)
 
 
 # LossConfig.auto_weighting value → strategy; the order is the arms' order in the study.

@@ -71,8 +71,18 @@ class FoldRecord(_Record):
     macro_f1: float = math.nan
     epochs: int | None = None  # epochs trained
     seconds: float = math.nan  # wall time of the whole fold
-    weights: dict[str, float] = {}  # term → effective weight at the end of training
+    weights: dict[str, float] = {}  # term → effective weight of the scored (chosen epoch's) model
     weight_trajectory: dict[str, list[float]] = {}  # term → effective weight after each epoch
+    # How the scored model was chosen, never with the validation subjects: "last_epoch" (the
+    # whole schedule) or "inner" (early stopping on training subjects set aside). None: unrecorded.
+    rule: str | None = None
+    best_epoch: int | None = None  # the chosen epoch, 0-based
+    val_subjects: list[str] = []  # subjects of the validation fold
+    stop_subjects: list[str] = []  # training subjects that chose the epoch (empty for "last_epoch")
+    loss_trajectory: dict[str, list[float]] = {}  # term → mean unweighted training loss of each epoch
+    learned_start: dict[str, float] = {}  # learned weighting parameters before the first step
+    learned_end: dict[str, float] = {}  # the same after the last step
+    max_abs_delta_s: float | None = None  # largest |end − start| of them; None: nothing learned
 
 
 class OOF(_Record):

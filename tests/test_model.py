@@ -149,15 +149,28 @@ def test_uncertainty_total_is_hand_computation_and_grads_reach_every_s():
         assert float(p.grad) == pytest.approx(1 - math.exp(-s[k]) * float(LOSSES[k]), rel=1e-5)
 
 
-def test_clamp_holds_at_the_bounds():
-    u = UncertaintyWeighting(LossConfig(auto_weighting="uncertainty", auto_weight_clamp=(-1.0, 2.0)))
-    with torch.no_grad():
-        u.s["multiclass"].fill_(50.0)
-        u.s["binary"].fill_(-50.0)
-    total, w = u(LOSSES)
-    assert float(w["multiclass"]) == pytest.approx(math.exp(-2.0))
-    assert float(w["binary"]) == pytest.approx(math.exp(1.0))
-    assert math.isfinite(float(total))
+@pytest.mark.parametrize("strategy", ["uncertainty", "direct"])
+def test_projection_keeps_log_weights_in_the_clamp_with_gradient_at_the_bound(strategy):
+    w = build_weighting(LossConfig(auto_weighting=strategy, auto_weight_clamp=(-1.0, 2.0)))
+    params = list(w.parameters())
+    opt = torch.optim.SGD(params, lr=100.0)  # steps far beyond either bound
+    for _ in range(3):
+        opt.zero_grad()
+        (-w(LOSSES)[0] if strategy == "direct" else w(LOSSES)[0]).backward()
+        opt.step()
+        assert any(not -1.0 <= float(p) <= 2.0 for p in params)  # the step left the box ...
+        w.project()
+        assert all(-1.0 <= float(p) <= 2.0 for p in params)  # ... the projection brings it back
+    assert any(float(p) in (-1.0, 2.0) for p in params)
+    opt.zero_grad()
+    w(LOSSES)[0].backward()
+    # forward does not clamp: a parameter on its bound still gets its true, non-zero gradient
+    assert all(p.grad is not None and float(p.grad) != 0 for p in params)
+    assert math.isfinite(float(w(LOSSES)[0]))
+
+
+def test_fixed_projection_is_a_no_op():
+    FixedWeighting(LossConfig()).project()
 
 
 def test_direct_initialised_at_fixed_values_and_shrinks_aux_weights():
@@ -285,3 +298,59 @@ def test_fixed_module_has_a_single_group():
     m = CMILitModule(CMINetwork(TINY), LossConfig(), TrainConfig())
     m.trainer = _FakeTrainer()
     assert len(m.configure_optimizers()["optimizer"].param_groups) == 1
+
+
+def test_module_projects_after_every_optimizer_step():
+    loss_cfg = LossConfig(
+        auto_weighting="uncertainty", weight_lr_multiplier=1e4, auto_weight_clamp=(-0.2, 0.2)
+    )
+    m = CMILitModule(CMINetwork(TINY), loss_cfg, TrainConfig(warmup_epochs=0))
+    m.trainer = _FakeTrainer()
+    opt = m.configure_optimizers()["optimizer"]  # weighting lr 20: one step leaves the clamp
+
+    def closure():
+        opt.zero_grad()
+        total = m.model_step(make_batch())[2]
+        total.backward()
+        return total
+
+    m.optimizer_step(0, 0, opt, closure)
+    assert all(-0.2 - 1e-7 <= float(p) <= 0.2 + 1e-7 for p in m.weighting.s.values())  # float32 bounds
+    assert any(abs(float(p)) == pytest.approx(0.2) for p in m.weighting.s.values())
+
+
+def test_gradient_clipping_touches_only_the_network():
+    m = CMILitModule(CMINetwork(TINY), LossConfig(auto_weighting="uncertainty"), TrainConfig(grad_clip=1.0))
+    m.trainer = _FakeTrainer()
+    opt = m.configure_optimizers()["optimizer"]
+    (m.model_step(make_batch())[2] * 1e4).backward()  # a huge loss
+    net = [p for p in m.network.parameters() if p.grad is not None]
+    s_grads = {k: p.grad.clone() for k, p in m.weighting.s.items()}
+    assert float(torch.nn.utils.get_total_norm([p.grad for p in net])) > 100
+    m.configure_gradient_clipping(opt, gradient_clip_val=None, gradient_clip_algorithm=None)
+    assert float(torch.nn.utils.get_total_norm([p.grad for p in net])) == pytest.approx(1.0, rel=1e-3)
+    assert max(float(g.abs()) for g in s_grads.values()) > 100  # far above the clip norm ...
+    for k, p in m.weighting.s.items():
+        assert torch.equal(p.grad, s_grads[k])  # ... and left alone
+
+
+def test_weighting_lr_is_constant_after_warmup_while_the_network_decays():
+    class Trainer:
+        estimated_stepping_batches = 20
+        max_epochs = 4
+
+    loss_cfg = LossConfig(auto_weighting="uncertainty", weight_lr_multiplier=2.0)
+    m = CMILitModule(CMINetwork(TINY), loss_cfg, TrainConfig(lr=1e-2, warmup_epochs=1))
+    m.trainer = Trainer()
+    conf = m.configure_optimizers()
+    opt, sched = conf["optimizer"], conf["lr_scheduler"]["scheduler"]
+    lrs = []
+    for _ in range(20):
+        lrs.append([g["lr"] for g in opt.param_groups])
+        opt.step()
+        sched.step()
+    net, weights = np.array(lrs).T
+    warmup = 5  # 1 of 4 epochs of 20 steps
+    assert np.all(np.diff(weights[: warmup + 1]) > 0) and np.all(np.diff(net[: warmup + 1]) > 0)
+    np.testing.assert_allclose(weights[warmup:], 2e-2)  # the base lr × multiplier, to the last step
+    assert net[warmup] == pytest.approx(1e-2) and np.all(np.diff(net[warmup:]) < 0) and net[-1] < 0.02 * 1e-2

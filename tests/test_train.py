@@ -1,3 +1,5 @@
+import dataclasses
+
 import numpy as np
 import pytest
 import pytorch_lightning as pl
@@ -7,7 +9,8 @@ import cmi_model.module as module_mod
 from cmi_model.config import MODEL_PRESETS, DataConfig, LossConfig, TrainConfig
 from cmi_model.data import load_dir
 from cmi_model.errors import TrainingDiverged
-from cmi_model.folds import subject_folds
+from cmi_model.folds import split_subjects, subject_folds, subjects_of
+from cmi_model.metric import Score
 from cmi_model.synthetic import generate
 from cmi_model.train import fit_fold
 
@@ -31,7 +34,7 @@ class KeepMetrics(pl.Callback):
         self.keys |= set(trainer.callback_metrics)
 
 
-def fit(dataset, loss: LossConfig | None = None, epochs=6, callbacks=None, seed=0):
+def fit(dataset, loss: LossConfig | None = None, epochs=6, callbacks=None, seed=0, **train):
     data, (tr, va) = dataset
     return fit_fold(
         data,
@@ -40,36 +43,150 @@ def fit(dataset, loss: LossConfig | None = None, epochs=6, callbacks=None, seed=
         model_cfg=MODEL_PRESETS["tiny"],
         loss_cfg=loss or LossConfig(),
         data_cfg=DataConfig(max_len=64),
-        train_cfg=TrainConfig(max_epochs=epochs, patience=epochs, seed=seed, lr=3e-3, warmup_epochs=0.5),
+        train_cfg=TrainConfig(
+            **{"max_epochs": epochs, "patience": epochs, "seed": seed, "lr": 3e-3, "warmup_epochs": 0.5}
+            | train
+        ),
         callbacks=callbacks,
     )
 
 
+INNER = {"early_stopping": "inner", "inner_fraction": 0.34}  # 4 training subjects: 1-2 set aside
+TERMS = ("multiclass", "binary", "nine_class", "kl")
+
+
 def test_tiny_fit_scores_clearly_above_chance_and_logs_every_key(dataset):
-    keep = KeepMetrics()
-    r = fit(dataset, LossConfig(auto_weighting="uncertainty"), callbacks=[keep])
+    keep, states = KeepMetrics(), KeepStates()
+    r = fit(dataset, LossConfig(auto_weighting="uncertainty"), callbacks=[keep, states])
     # Random guessing scores ~0.3 and always predicting one target gesture ~0.37; learning is far above.
     assert r.score > 0.5, r
     assert 0 <= r.binary_f1 <= 1 and 0 <= r.macro_f1 <= 1
     assert r.score == pytest.approx((r.binary_f1 + r.macro_f1) / 2)
-    data, (_, va) = dataset
+    data, (tr, va) = dataset
     assert r.val_probs.shape == (len(va), 18) and np.allclose(r.val_probs.sum(1), 1, atol=1e-4)
     np.testing.assert_array_equal(r.val_indices, np.sort(va))
-    terms = ("multiclass", "binary", "nine_class", "kl")
-    expected = {"val/score", "val/binary_f1", "val/macro_f1", "val/loss", "train/loss"}
-    expected |= {f"train/weight_{t}" for t in terms} | {f"train/s_{t}" for t in terms}
-    expected |= {f"train/loss_{t}" for t in terms}
+    expected = {"train/loss"} | {f"train/weight_{t}" for t in TERMS} | {f"train/s_{t}" for t in TERMS}
+    expected |= {f"train/loss_{t}" for t in TERMS}
     assert expected <= keep.keys, expected - keep.keys
-    assert set(r.weight_trajectory) == set(terms) and all(
-        len(v) == r.epochs for v in r.weight_trajectory.values()
-    )
-    assert r.weights == {t: r.weight_trajectory[t][-1] for t in terms}
+    # The default rule has no validation loop: the validation fold is seen once, after training.
+    assert not {k for k in keep.keys if k.startswith(("val/", "stop/"))}, keep.keys
+    assert (r.rule, r.best_epoch, r.epochs, r.stop_subjects) == ("last_epoch", 5, 6, [])
+    assert same(states.predicted, states.epochs[-1])  # the last epoch's model is the one scored
+    assert r.val_subjects == subjects_of(data, va) and not set(r.val_subjects) & set(subjects_of(data, tr))
+    for trajectory in (r.weight_trajectory, r.loss_trajectory):
+        assert set(trajectory) == set(TERMS) and all(len(v) == r.epochs for v in trajectory.values())
+    assert r.weights == {t: r.weight_trajectory[t][-1] for t in TERMS}
+    # The terms' training losses fall (the KL term may rise from ~0 as the heads sharpen).
+    assert all(r.loss_trajectory[t][-1] < r.loss_trajectory[t][0] for t in ("multiclass", "nine_class"))
+    assert r.learned_start == {f"s_{t}": 0.0 for t in TERMS} and set(r.learned_end) == set(r.learned_start)
+    assert r.max_abs_delta_s == pytest.approx(max(abs(v) for v in r.learned_end.values()))
+    assert r.max_abs_delta_s > 0
+
+
+class KeepStates(pl.Callback):
+    """The network's weights at the end of each epoch and when the validation fold is predicted."""
+
+    def __init__(self):
+        self.epochs: list[dict] = []
+        self.predicted: dict | None = None
+
+    @staticmethod
+    def copy(module):
+        return {k: v.clone() for k, v in module.network.state_dict().items()}
+
+    def on_train_epoch_end(self, trainer, module):
+        self.epochs.append(self.copy(module))
+
+    def on_predict_start(self, trainer, module):
+        self.predicted = self.copy(module)
+
+
+def same(a: dict, b: dict) -> bool:
+    return all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_inner_rule_chooses_the_epoch_on_training_subjects_only(dataset, monkeypatch):
+    # The stop subjects' score peaks at the second epoch (whatever the model): with patience 2
+    # training stops after the fourth, and the second epoch's weights are the ones scored.
+    stop_scores = iter([0.5, 0.7, 0.6, 0.6, 0.9, 0.9])
+    monkeypatch.setattr(module_mod, "score_indices", lambda y, p: Score(next(stop_scores), 0.0, 0.0))
+    keep, states = KeepMetrics(), KeepStates()
+    loss = LossConfig(auto_weighting="uncertainty")
+    r = fit(dataset, loss, epochs=6, callbacks=[keep, states], patience=2, **INNER)
+    data, (tr, va) = dataset
+    assert (r.rule, r.best_epoch, r.epochs) == ("inner", 1, 4)
+    assert {"stop/score", "stop/loss"} <= keep.keys and not {k for k in keep.keys if k.startswith("val/")}
+    assert r.stop_subjects and set(r.stop_subjects) < set(subjects_of(data, tr))
+    assert not set(r.stop_subjects) & set(r.val_subjects) and r.val_subjects == subjects_of(data, va)
+    assert r.weights == {t: r.weight_trajectory[t][r.best_epoch] for t in TERMS}
+    np.testing.assert_array_equal(r.val_indices, np.sort(va))
+    # The chosen epoch's weights are restored before the validation fold is predicted.
+    assert len(states.epochs) == r.epochs and same(states.predicted, states.epochs[r.best_epoch])
+    assert not same(states.predicted, states.epochs[-1])
+    assert r.score == pytest.approx((r.binary_f1 + r.macro_f1) / 2)
+
+
+@pytest.mark.parametrize("rule", [{}, INNER], ids=["last_epoch", "inner"])
+def test_validation_labels_reach_neither_the_model_nor_the_epoch_choice(dataset, rule):
+    data, (tr, va) = dataset
+    gesture = data.gesture.copy()
+    gesture[va] = np.random.default_rng(0).permutation(gesture[va])
+    assert (gesture[va] != data.gesture[va]).any()
+    shuffled = (dataclasses.replace(data, gesture=gesture), (tr, va))
+    loss = LossConfig(auto_weighting="uncertainty")
+    a = fit(dataset, loss, epochs=3, patience=1, **rule)
+    b = fit(shuffled, loss, epochs=3, patience=1, **rule)
+    assert (a.best_epoch, a.epochs, a.stop_subjects) == (b.best_epoch, b.epochs, b.stop_subjects)
+    np.testing.assert_array_equal(a.val_indices, b.val_indices)
+    np.testing.assert_array_equal(a.val_probs, b.val_probs)
+    assert a.learned_end == b.learned_end
+
+
+def test_learned_log_weights_stay_inside_the_clamp_during_training(dataset):
+    loss = LossConfig(auto_weighting="uncertainty", auto_weight_clamp=(-0.05, 0.05), weight_lr_multiplier=100)
+    r = fit(dataset, loss, epochs=1)
+    assert all(-0.05 - 1e-7 <= v <= 0.05 + 1e-7 for v in r.learned_end.values()), r.learned_end  # float32
+    assert any(abs(v) == pytest.approx(0.05) for v in r.learned_end.values()), r.learned_end
+
+
+@pytest.mark.slow
+def test_demo_preset_upper_range_reaches_the_stationary_point_and_the_plan_barely_moves(tmp_path):
+    """The demo preset's sizes (the first search fold of 12 synthetic subjects, 8 epochs of ~10
+    steps): benchmarks/bench_weights.py measured max |Δs| 0.017 at ×0.1 and 4.1 at ×30."""
+    generate(tmp_path, n_subjects=12, seed=0)
+    data = load_dir(tmp_path, cache_dir=None)
+    tr, va = subject_folds(data, 3, seed=0, subjects=split_subjects(data, 0.25, 3, seed=0).search)[0]
+    moved = {}
+    for m in (0.1, 30.0):
+        r = fit_fold(
+            data,
+            tr,
+            va,
+            model_cfg=MODEL_PRESETS["tiny"],
+            loss_cfg=LossConfig(auto_weighting="uncertainty", weight_lr_multiplier=m),
+            data_cfg=DataConfig(max_len=64, batch_size=64),
+            train_cfg=TrainConfig(max_epochs=8, warmup_epochs=0.5, lr=2e-3),
+        )
+        moved[m] = r.max_abs_delta_s
+        if m == 30.0:  # every s_i ends near its stationary point log(last epoch's mean L_i)
+            gaps = {t: r.learned_end[f"s_{t}"] - np.log(v[-1]) for t, v in r.loss_trajectory.items()}
+            assert all(abs(g) < 0.5 for g in gaps.values()), gaps
+    assert moved[0.1] < 0.1 and moved[30.0] >= 0.5, moved
+
+
+@pytest.mark.parametrize("multiplier,moves", [(0.1, False), (100.0, True)])
+def test_weight_lr_multiplier_decides_whether_s_moves(dataset, multiplier, moves):
+    # 6 epochs × 4 steps at lr 3e-3: the plan's ×0.1 cannot move s by 0.1; the upper part of the range must.
+    r = fit(dataset, LossConfig(auto_weighting="uncertainty", weight_lr_multiplier=multiplier))
+    assert (r.max_abs_delta_s >= 0.5) if moves else (r.max_abs_delta_s < 0.1), r.max_abs_delta_s
 
 
 def test_fit_is_deterministic_on_cpu(dataset):
     a, b = fit(dataset, epochs=2), fit(dataset, epochs=2)
     assert a.score == b.score
     np.testing.assert_array_equal(a.val_probs, b.val_probs)
+    # The fixed arm learns no weights.
+    assert a.learned_start == a.learned_end == {} and a.max_abs_delta_s is None
 
 
 def test_nan_loss_raises_training_diverged(dataset, monkeypatch):
