@@ -154,7 +154,7 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "--workers",
-        ("run",),
+        ("run", "confirm"),
         {"type": _positive(int), "default": 1, "help": "worker processes on this machine (default 1)"},
     ),
     Option(
@@ -169,10 +169,23 @@ OPTIONS: tuple[Option, ...] = (
         forward=True,
     ),
     Option(
-        "--seeds", ("confirm",), {"type": _positive(int), "help": "fresh split seeds (default: the preset's)"}
+        "--seeds",
+        ("confirm",),
+        {"type": _positive(int), "help": "fresh split seeds (default: the preset's)"},
+        forward=True,
     ),
     Option("--out", ("report", "demo"), {"type": Path, "help": "HTML file (default: reports/NAME.html)"}),
-    # A helper worker's settings, resolved by the process that started it (not for users).
+    Option(
+        "--holdout",
+        ("run",),
+        {
+            "type": float,
+            "help": "share of subjects held out of the search for the confirmation (default 0.25)",
+        },
+        setting="study.holdout",
+    ),
+    # A helper worker's settings and arms, given by the process that started it (not for users).
+    Option("--only-arms", ("run",), {"type": _arm_list, "help": argparse.SUPPRESS}),
     Option("--resolved-settings", ("run",), {"type": Path, "help": argparse.SUPPRESS}),
 )
 COMMAND_HELP = {
@@ -257,6 +270,34 @@ def cmd_inspect(args) -> None:
     print(f"  fingerprint {desc['fingerprint']}")
 
 
+def _helpers(args, command: str, extra: list[list[str]]) -> list[subprocess.Popen]:
+    """One more process of this command per entry of `extra` (its own arguments), on the same
+    storage; this process is a worker too. They get the options marked `forward`."""
+    argv = [sys.executable, "-m", "study", command]
+    for opt in OPTIONS:
+        value = getattr(args, opt.dest, None)
+        if opt.forward and command in opt.commands and value is not None:
+            argv += [opt.flag, _storage_url(args) if opt.dest == "storage" else str(value)]
+    # One progress bar: this process's, which counts every worker's trials.
+    env = os.environ | {"TQDM_DISABLE": "1"}
+    return [subprocess.Popen(argv + more, env=env, stdout=subprocess.DEVNULL) for more in extra]
+
+
+def _wait(helpers: list[subprocess.Popen]) -> None:
+    codes = [p.wait() for p in helpers]
+    if any(codes):
+        raise RuntimeError(f"{sum(c != 0 for c in codes)} helper worker(s) failed (exit codes {codes})")
+
+
+def owned_arms(arms: tuple[str, ...], workers: int) -> list[tuple[str, ...]] | None:
+    """Each worker's arms when there are no more workers than arms: a worker owns whole arms
+    and runs their trials in order, so the same command gives the same trials. None: every
+    worker shares every arm (the trials then depend on which worker finishes first)."""
+    if workers > len(arms):
+        return None
+    return [arms[i::workers] for i in range(workers)]
+
+
 def cmd_run(args) -> None:
     import torch
 
@@ -271,19 +312,26 @@ def cmd_run(args) -> None:
         f"study {args.study_name}: arms {', '.join(st.arms)}, {st.n_trials} trials per arm, {st.folds} folds, "
         f"{args.workers} worker(s), storage {safe_url(url)}"
     )
+    owned = owned_arms(st.arms, args.workers) if args.only_arms is None else [args.only_arms]
     helpers: list[subprocess.Popen] = []
     with tempfile.TemporaryDirectory(prefix="cmi-study-") as tmp:
+        path = Path(tmp) / "settings.json"
 
         def spawn() -> None:  # once this process has created the studies and queued the baselines
             if args.workers > 1:
-                helpers.extend(_spawn_workers(args, url, settings, Path(tmp) / "settings.json"))
+                path.write_text(settings.model_dump_json())  # every worker runs the same settings
+                extra = [["--resolved-settings", str(path)] for _ in range(args.workers - 1)]
+                if owned is not None:
+                    extra = [
+                        e + ["--only-arms", ",".join(arms)] for e, arms in zip(extra, owned[1:], strict=True)
+                    ]
+                helpers.extend(_helpers(args, "run", extra))
 
         try:
-            summary = run_arms(settings, url, args.study_name, args.data, _command_line(args), on_ready=spawn)
+            only = owned[0] if owned is not None else None
+            summary = run_arms(settings, url, args.study_name, args.data, _command_line(args), spawn, only)
         finally:
-            codes = [p.wait() for p in helpers]
-    if any(codes):
-        raise RuntimeError(f"{sum(c != 0 for c in codes)} helper worker(s) failed (exit codes {codes})")
+            _wait(helpers)
     for arm, s in summary.items():
         best = f"{s['best_value']:.4f}" if s["best_value"] is not None else "none"
         print(
@@ -291,28 +339,20 @@ def cmd_run(args) -> None:
         )
 
 
-def _spawn_workers(args, url: str, settings, path: Path) -> list[subprocess.Popen]:
-    """workers - 1 more processes of this same run on the same storage; this process is the last.
-    They get this process's resolved settings as a file, so every worker runs the same study."""
-    path.write_text(settings.model_dump_json())
-    argv = [sys.executable, "-m", "study", "run", "--resolved-settings", str(path)]
-    for opt in OPTIONS:
-        value = getattr(args, opt.dest, None)
-        if opt.forward and "run" in opt.commands and value is not None:
-            argv += [opt.flag, url if opt.dest == "storage" else str(value)]
-    # One progress bar: this process's, which counts every worker's trials.
-    env = os.environ | {"TQDM_DISABLE": "1"}
-    return [subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL) for _ in range(args.workers - 1)]
-
-
 def cmd_confirm(args) -> None:
     import torch
 
-    from study.runner import run_confirm
+    from study.confirm import prepare_confirm, work_confirm
 
-    url = _storage_url(args)
     torch.set_num_threads(args.threads)
-    result = run_confirm(url, args.study_name, args.seeds, args.data, _command_line(args))
+    confirm, objective, settings = prepare_confirm(
+        _storage_url(args), args.study_name, args.seeds, args.data, _command_line(args)
+    )
+    helpers = _helpers(args, "confirm", [[] for _ in range(args.workers - 1)])
+    try:
+        result = work_confirm(confirm, objective, settings.study.heartbeat_interval)
+    finally:
+        _wait(helpers)
     for arm, r in result.items():
         print(f"  {arm:12s} confirmation mean {r['mean']:.4f} over {r['n']} (seed, fold) pairs")
 
@@ -337,7 +377,7 @@ def cmd_demo(args) -> None:
     args.threads = 1  # the demo's options are its own; run and confirm take their defaults
     print("== 1/3 search: every arm, same budget, same folds")
     cmd_run(args)
-    print("== 2/3 confirm: best configuration of each arm on fresh fold splits")
+    print("== 2/3 confirm: best configuration of each arm, validated on held-out subjects")
     cmd_confirm(args)
     print("== 3/3 report")
     report = cmd_report(args)

@@ -192,6 +192,8 @@ class ArmStudyRecord(_Record):
     versions: dict[str, str] = {}
     command: str | None = None  # passwords masked
     settings: dict[str, Any] = {}  # the resolved study.settings.Settings
+    search_subjects: list[str] = []  # the search pool: every search fold trains and validates here
+    holdout_subjects: list[str] = []  # kept out of the search for the confirmation (empty: none)
 
 
 class ConfirmStudyRecord(_Record):
@@ -203,6 +205,8 @@ class ConfirmStudyRecord(_Record):
     data: DataInfo = DataInfo()
     versions: dict[str, str] = {}
     command: str | None = None
+    holdout_subjects: list[str] = []  # every validation fold is made of these (empty: no hold-out)
+    test_train_ratio: float | None = None  # mean n_test/n_train of the folds (corrected t-test)
 
 
 def write_study(study: optuna.Study, record: _Record) -> None:

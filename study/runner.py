@@ -10,7 +10,6 @@ import time
 import warnings
 from pathlib import Path
 
-import numpy as np
 import optuna
 from optuna.exceptions import ExperimentalWarning
 from optuna.storages import fail_stale_trials
@@ -19,9 +18,9 @@ from tqdm.auto import tqdm
 
 from cmi_model.data import SequenceData, default_cache_dir, describe, load_dir
 from cmi_model.errors import InputError
-from cmi_model.folds import subject_folds
+from cmi_model.folds import SubjectSplit, split_subjects, subject_folds
 from study import records, space
-from study.objective import CVObjective, TrialConfigs, budget_counts, run_folds
+from study.objective import CVObjective, budget_counts
 from study.settings import Settings
 from study.storage import open_storage
 
@@ -69,10 +68,12 @@ def load_study_data(settings: Settings, data_dir: str | None) -> tuple[SequenceD
 # ----------------------------------------------------------------------------- studies
 
 
-def _sampler(settings: Settings, joining: bool) -> optuna.samplers.BaseSampler:
+def _sampler(settings: Settings, shared: bool) -> optuna.samplers.BaseSampler:
+    """The arm's sampler seeded with --seed, so one worker running an arm's trials in order
+    draws the same trials every time; a worker sharing an arm with others (shared) must not
+    replay their draws, and gets a seed of its own."""
     seed = settings.study.seed
-    if joining:
-        # A worker joining a running study must not replay the first worker's random draws.
+    if shared:
         seed = (seed * 1_000_003 + os.getpid() + time.time_ns()) % (2**31)
     return optuna.samplers.TPESampler(seed=seed)
 
@@ -87,10 +88,12 @@ def _pruner(settings: Settings) -> optuna.pruners.BasePruner:
 
 
 # Settings that change what a score means: a worker may not join a study made with others.
-_MUST_MATCH = ("n_folds", "seed", "epochs", "preset")
+_MUST_MATCH = ("n_folds", "seed", "epochs", "preset", "holdout_subjects")
 
 
-def arm_record(arm: str, settings: Settings, data_info: records.DataInfo, command: str):
+def arm_record(
+    arm: str, settings: Settings, data_info: records.DataInfo, split: SubjectSplit, command: str
+) -> records.ArmStudyRecord:
     return records.ArmStudyRecord(
         arm=arm,
         search_space=space.describe(arm),
@@ -103,14 +106,24 @@ def arm_record(arm: str, settings: Settings, data_info: records.DataInfo, comman
         versions=records.package_versions(),
         command=command,
         settings=json.loads(settings.model_dump_json()),
+        search_subjects=list(split.search),
+        holdout_subjects=list(split.holdout),
     )
 
 
 def open_arm_study(
-    storage, name: str, arm: str, settings: Settings, data_info: records.DataInfo, command: str
+    storage,
+    name: str,
+    arm: str,
+    settings: Settings,
+    data_info: records.DataInfo,
+    split: SubjectSplit,
+    command: str,
+    owner: bool = False,
 ) -> optuna.Study:
+    """Create the arm's study (or join it); `owner`: this worker alone runs the arm's trials."""
     study_name = records.study_name(name, arm)
-    want = arm_record(arm, settings, data_info, command)
+    want = arm_record(arm, settings, data_info, split, command)
     # Exactly one worker creates the study; it alone seeds its sampler with --seed, writes the
     # attrs and queues the baseline. Workers started together must not all see a new study
     # (same random draws, a baseline per worker, checks against half-written attrs).
@@ -119,7 +132,7 @@ def open_arm_study(
             storage=storage,
             study_name=study_name,
             direction="maximize",
-            sampler=_sampler(settings, joining=False),
+            sampler=_sampler(settings, shared=False),
             pruner=_pruner(settings),
         )
         have = None
@@ -127,7 +140,7 @@ def open_arm_study(
         study = optuna.load_study(
             study_name=study_name,
             storage=storage,
-            sampler=_sampler(settings, joining=True),
+            sampler=_sampler(settings, shared=not owner),
             pruner=_pruner(settings),
         )
         have = _creators_record(study)
@@ -165,71 +178,94 @@ def _creators_record(study: optuna.Study, timeout: float = 60.0) -> records.ArmS
 
 
 def run_arms(
-    settings: Settings, storage_url: str, name: str, data_dir: str | None, command: str, on_ready=None
+    settings: Settings,
+    storage_url: str,
+    name: str,
+    data_dir: str | None,
+    command: str,
+    on_ready=None,
+    only: tuple[str, ...] | None = None,
 ) -> dict:
-    """Work on every arm until each has n_trials complete + pruned trials (across all workers)."""
+    """Work on the arms until each has n_trials complete + pruned trials (across all workers).
+
+    only: the arms this worker owns and runs alone, trial after trial with the arm's seeded
+    sampler, so the same command gives the same trials. Without it the worker shares every
+    arm with any other worker (more workers than arms).
+    """
     data, info = load_study_data(settings, data_dir)
     st = settings.study
-    # Before the storage is opened: impossible folds (more than subjects) must not leave an
-    # empty database behind.
-    folds = subject_folds(data, st.folds, st.seed)
+    # Before the storage is opened: impossible splits (more folds than subjects) must not leave
+    # an empty database behind.
+    split = split_subjects(data, st.holdout, st.folds, st.seed)
+    folds = subject_folds(data, st.folds, st.seed, split.search)
     storage = open_storage(
         storage_url,
         heartbeat_interval=st.heartbeat_interval,
         grace_period=st.grace_period,
         max_retry=st.max_retry,
     )
-    studies = {arm: open_arm_study(storage, name, arm, settings, info, command) for arm in st.arms}
-    objectives = {arm: CVObjective(arm, settings, data, folds, st.n_trials) for arm in st.arms}
+    studies = {
+        arm: open_arm_study(storage, name, arm, settings, info, split, command, owner=only is not None)
+        for arm in st.arms
+    }
     if on_ready is not None:
         on_ready()
-    failures = dict.fromkeys(st.arms, 0)
+    mine = [arm for arm in st.arms if only is None or arm in only]
+    jobs = {arm: (studies[arm], CVObjective(arm, settings, data, folds, st.n_trials)) for arm in mine}
+    work(jobs, st.n_trials, st.heartbeat_interval, desc="trials")
+    return {arm: summarize(s) for arm, s in studies.items()}
+
+
+def work(jobs: dict, n_trials: int, heartbeat_interval: int, desc: str) -> None:
+    """Run trials of each job (study, objective) until n_trials of it are complete or pruned,
+    across all workers; stops a job whose trials keep failing."""
+    failures = dict.fromkeys(jobs, 0)
     broken: dict[str, str] = {}
-    total = st.n_trials * len(st.arms)
-    with tqdm(total=total, desc="trials", unit="trial") as bar:
+    with tqdm(total=n_trials * len(jobs), desc=desc, unit="trial") as bar:
         while True:
             progressed, finished = False, 0
-            for arm in st.arms:
-                study = studies[arm]
+            for key, (study, objective) in jobs.items():
                 fail_stale_trials(study)  # a dead worker's trial: failed and re-queued
                 done, running = budget_counts(study)
-                if done >= st.n_trials or arm in broken:
+                if done >= n_trials or key in broken:
                     finished += 1
                     continue
-                if done + running >= st.n_trials:
+                if done + running >= n_trials:
                     continue  # other workers hold the rest of the budget; wait in case one dies
-                ran: list = []  # optimize keeps no handle on its trial: a callback hands it over
-                study.optimize(
-                    objectives[arm],
-                    n_trials=1,
-                    catch=(Exception,),
-                    gc_after_trial=True,
-                    callbacks=[lambda _study, t, ran=ran: ran.append(t)],
-                )
+                trial = run_one(study, objective)
                 progressed = True
-                trial = ran[-1]
                 if trial.state != TrialState.FAIL:
-                    failures[arm] = 0
+                    failures[key] = 0
                     continue
                 if records.is_budget_skip(trial):
                     continue
                 reason = records.read_trial(trial).fail_reason or "unknown error"
-                failures[arm] += 1
-                tqdm.write(f"{arm}: trial {trial.number} failed: {reason}")
-                if failures[arm] >= MAX_CONSECUTIVE_FAILURES:
-                    broken[arm] = reason
-                    tqdm.write(f"{arm}: {failures[arm]} trials in a row failed; giving up on this arm")
-            bar.n = sum(min(st.n_trials, budget_counts(s)[0]) for s in studies.values())
+                failures[key] += 1
+                tqdm.write(f"{key}: trial {trial.number} failed: {reason}")
+                if failures[key] >= MAX_CONSECUTIVE_FAILURES:
+                    broken[key] = reason
+                    tqdm.write(f"{key}: {failures[key]} trials in a row failed; giving up on it")
+            bar.n = sum(min(n_trials, budget_counts(s)[0]) for s, _ in jobs.values())
             bar.refresh()
-            if finished == len(st.arms):
+            if finished == len(jobs):
                 break
             if not progressed:
-                time.sleep(min(2.0, st.heartbeat_interval))
+                time.sleep(min(2.0, heartbeat_interval))
     if broken:
-        raise RuntimeError(
-            "; ".join(f"arm {a} stopped after repeated failures: {r}" for a, r in broken.items())
-        )
-    return {arm: summarize(s) for arm, s in studies.items()}
+        raise RuntimeError("; ".join(f"{k} stopped after repeated failures: {r}" for k, r in broken.items()))
+
+
+def run_one(study: optuna.Study, objective) -> optuna.trial.FrozenTrial:
+    """One trial through study.optimize (the only way Optuna runs heartbeats)."""
+    ran: list = []  # optimize keeps no handle on its trial: a callback hands it over
+    study.optimize(
+        objective,
+        n_trials=1,
+        catch=(Exception,),
+        gc_after_trial=True,
+        callbacks=[lambda _study, t: ran.append(t)],
+    )
+    return ran[-1]
 
 
 def summarize(study: optuna.Study) -> dict:
@@ -240,92 +276,3 @@ def summarize(study: optuna.Study) -> dict:
     }
     best = records.best_trial(trials)
     return states | {"best_value": best.value if best else None, "best_params": best.params if best else None}
-
-
-# ----------------------------------------------------------------------------- confirmation
-
-
-def run_confirm(storage_url: str, name: str, n_seeds: int | None, data_dir: str | None, command: str) -> dict:
-    """Re-train each arm's best parameters on n_seeds fresh fold splits (same splits across arms);
-    n_seeds None: the number the study's preset says."""
-    storage = open_storage(storage_url, must_exist=True)  # confirm reads a run: never a new database
-    existing = {s.study_name for s in optuna.get_all_study_summaries(storage)}
-    arm_studies = {
-        arm: optuna.load_study(study_name=records.study_name(name, arm), storage=storage)
-        for arm in records.ARMS
-        if records.study_name(name, arm) in existing
-    }
-    if not arm_studies:
-        raise InputError(
-            f"storage has no study named {name}-<arm>: run `cmi-study run --study-name {name}` first"
-        )
-    first = next(iter(arm_studies.values()))
-    recorded = records.read_arm_study(first)
-    settings = Settings(**recorded.settings)
-    data, info = load_study_data(settings, data_dir)
-    if recorded.data.fingerprint != info.fingerprint:
-        raise InputError(
-            f"the data differs from the data study {first.study_name!r} was run on "
-            f"(source {recorded.data.source!r}): pass the same --data"
-        )
-    best = {}
-    for arm, study in arm_studies.items():
-        best[arm] = records.best_trial(study.get_trials(deepcopy=False))
-        if best[arm] is None:
-            raise InputError(f"study {study.study_name!r} has no complete trial yet: nothing to confirm")
-    confirm = optuna.create_study(
-        storage=storage,
-        study_name=records.study_name(name, records.CONFIRM),
-        direction="maximize",
-        load_if_exists=True,
-    )
-    n_seeds = n_seeds or settings.study.confirm_seeds
-    seeds = [settings.study.seed + 1 + r for r in range(n_seeds)]  # fresh: never the search's split seed
-    earlier = records.read_confirm_study(confirm).seeds
-    records.write_study(
-        confirm,
-        records.ConfirmStudyRecord(
-            arms=list(best),
-            seeds=sorted(set(earlier) | set(seeds)),
-            n_folds=settings.study.folds,
-            data=info,
-            command=command,
-            versions=records.package_versions(),
-        ),
-    )
-    # Only COMPLETE counts: confirm runs ask/tell, which has no heartbeat, so a RUNNING trial may be
-    # a killed process's. A rerun redoes it; the report keeps the latest of duplicate (arm, seed) trials.
-    done = {
-        (r.arm, r.seed)
-        for r in map(records.read_trial, confirm.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
-    }
-    todo = [(seed, arm) for seed in seeds for arm in best if (arm, seed) not in done]
-    for seed, arm in tqdm(todo, desc="confirm", unit="run"):
-        folds = subject_folds(data, settings.study.folds, seed)
-        params = best[arm].params
-        model, loss, train = space.apply(arm, params, settings.model, settings.loss, settings.train)
-        trial = confirm.ask()
-        records.write(trial, arm=arm, seed=seed, params=params, source_trial=best[arm].number)
-        try:
-            value = run_folds(
-                trial,
-                data,
-                folds,
-                TrialConfigs(model, loss, settings.data, train),
-                seed=seed,
-                prune=False,
-                label=f"confirm {arm} s{seed}",
-            )
-        except Exception as e:
-            confirm.tell(trial, state=TrialState.FAIL)
-            tqdm.write(f"confirm {arm} seed {seed} failed: {type(e).__name__}: {e}")
-            continue
-        except KeyboardInterrupt:
-            confirm.tell(trial, state=TrialState.FAIL)
-            raise
-        confirm.tell(trial, value)
-    scores: dict[str, list[float]] = {}
-    for t in confirm.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        r = records.read_trial(t)
-        scores.setdefault(r.arm, []).extend(r.scores)
-    return {arm: {"n": len(v), "mean": float(np.mean(v))} for arm, v in scores.items()}

@@ -25,7 +25,10 @@ class StudySection(_Strict):
     arms: tuple[str, ...] = ("fixed", "uncertainty")
     n_trials: int = Field(6, ge=1)  # per arm, across all workers
     folds: int = Field(3, ge=2)
-    seed: int = 0  # fold split, sampler and initialisation
+    seed: int = 0  # subject split, fold split, sampler and initialisation
+    # Share of subjects held out of the search: the confirmation validates on them only, so
+    # choosing the best of many configurations cannot flatter the verdict. 0: no hold-out.
+    holdout: float = Field(0.25, ge=0.0, lt=1.0)
     pruner: Literal["wilcoxon", "median", "none"] = "wilcoxon"
     confirm_seeds: int = Field(2, ge=1)
     heartbeat_interval: int = Field(
@@ -70,15 +73,15 @@ class Settings(_Strict):
 PRESETS: dict[str, dict] = {
     "tiny": {  # seconds: for tests
         "model_preset": "tiny",
-        "study": {"n_trials": 2, "folds": 2, "confirm_seeds": 1},
-        "synthetic": {"subjects": 4},
+        "study": {"n_trials": 2, "folds": 2, "confirm_seeds": 1, "holdout": 0.34},
+        "synthetic": {"subjects": 6},
         "data": {"max_len": 48, "batch_size": 64},
         "train": {"max_epochs": 1, "patience": 1, "warmup_epochs": 0.0},
     },
     "demo": {  # the README demo: a few minutes on a 2-core CPU
         "model_preset": "tiny",
         "study": {"n_trials": 6, "folds": 3, "confirm_seeds": 2},
-        "synthetic": {"subjects": 10},
+        "synthetic": {"subjects": 12},  # 3 held out: one per confirmation fold
         "data": {"max_len": 64, "batch_size": 64},
         "train": {"max_epochs": 8, "patience": 3, "warmup_epochs": 0.5},
     },

@@ -29,6 +29,7 @@ from optuna.trial import TrialState
 
 import cmi_model.module
 from cmi_model.errors import InputError
+from cmi_model.folds import SubjectSplit
 from study import records
 from study.cli import main
 from study.runner import open_arm_study
@@ -143,7 +144,7 @@ def test_run_writes_both_arm_studies_with_every_attribute(tiny_run):
         assert set(SHARED) < set(attrs.search_space)
         assert attrs.n_folds == 2 and attrs.seed == 0
         assert len(attrs.data.fingerprint) >= 8
-        assert attrs.data.source == "synthetic" and attrs.data.n_subjects == 4
+        assert attrs.data.source == "synthetic" and attrs.data.n_subjects == 6
         assert attrs.versions["optuna"] == optuna.__version__ and "torch" in attrs.versions
         # The command of this run (the argv given to main), not pytest's own command line.
         assert attrs.command.startswith("cmi-study run --preset tiny")
@@ -164,7 +165,23 @@ def test_run_writes_both_arm_studies_with_every_attribute(tiny_run):
                 assert all(len(v) == 1 for v in fold.weight_trajectory.values())  # one value per epoch
                 assert fold.seconds > 0
             assert r.device == "cpu"
-            assert len(r.oof.y_true) == len(r.oof.y_pred) == attrs.data.n_sequences
+            # Out-of-fold predictions cover the search pool's sequences: not the held-out ones.
+            assert len(r.oof.y_true) == len(r.oof.y_pred)
+            assert 0.5 * attrs.data.n_sequences < len(r.oof.y_true) < attrs.data.n_sequences
+
+
+def test_search_folds_never_touch_held_out_subjects(tiny_run):
+    url, name, _ = tiny_run
+    fixed, unc = (records.read_arm_study(load(url, f"{name}-{a}")) for a in ("fixed", "uncertainty"))
+    # One split for every arm, recorded, disjoint, covering every subject.
+    assert (fixed.search_subjects, fixed.holdout_subjects) == (unc.search_subjects, unc.holdout_subjects)
+    search, holdout = set(fixed.search_subjects), set(fixed.holdout_subjects)
+    assert len(holdout) == 2 and not search & holdout and len(search | holdout) == fixed.data.n_subjects
+    for arm in ("fixed", "uncertainty"):
+        for t in load(url, f"{name}-{arm}").trials:
+            folds = records.read_trial(t).folds
+            assert set().union(*(f.val_subjects for f in folds)) == search
+            assert all(f.rule == "last_epoch" and f.stop_subjects == [] for f in folds)
 
 
 def test_first_trial_of_each_arm_is_the_plans_baseline(tiny_run):
@@ -208,6 +225,14 @@ def test_confirm_and_report(tiny_run, tmp_path, capsys):
         assert r.params == arm_study.best_trial.params
         assert r.seed == 1  # a fresh split: never the search's seed 0
         assert len(r.scores) == 2
+        # Every confirmation fold validates on held-out subjects only, and all of them are used.
+        holdout = set(records.read_arm_study(arm_study).holdout_subjects)
+        assert all(set(f.val_subjects) <= holdout for f in r.folds)
+        assert set().union(*(f.val_subjects for f in r.folds)) == holdout
+    # The confirm trials carry their arm and seed as parameters (optuna-dashboard groups by them).
+    assert sorted((t.params["arm"], t.params["seed"]) for t in trials) == [("fixed", 1), ("uncertainty", 1)]
+    ratio = records.read_confirm_study(confirm).test_train_ratio
+    assert 0 < ratio < 1 / (2 - 1)  # one held-out slice against the pool plus the other slice
     assert len(trials) == len(confirm.trials) == 2
     out = tmp_path / "report.html"
     assert main(["report", "--storage", url, "--study-name", name, "--out", str(out)]) == 0
@@ -450,6 +475,30 @@ def test_demo_prints_report_database_and_dashboard_command(tmp_path, monkeypatch
     assert {"cmi-fixed", "cmi-uncertainty", "cmi-confirm"} <= names
 
 
+def _trials_of(url: str, name: str) -> dict:
+    out = {}
+    for part in ("fixed", "uncertainty", "confirm"):
+        study = load(url, f"{name}-{part}")
+        out[part] = [(t.state.name, t.params, t.value, records.read_trial(t).scores) for t in study.trials]
+    return out
+
+
+@pytest.mark.slow
+def test_two_workers_owning_one_arm_each_give_the_same_study_twice(tmp_path):
+    """With no more workers than arms each worker owns whole arms and runs their trials in order
+    with the arm's seeded sampler: the same command gives the same trials, scores and verdict."""
+    runs = []
+    for i in range(2):
+        url = sqlite_url(tmp_path / f"rep{i}.db")
+        common = ["--storage", url, "--study-name", "r", "--workers", "2"]
+        assert main(["run", "--preset", "tiny", "--n-trials", "3", *common]) == 0
+        assert main(["confirm", *common]) == 0
+        runs.append(_trials_of(url, "r"))
+    assert runs[0] == runs[1]
+    # Sampled trials, not only the enqueued baselines, are compared.
+    assert len({str(p) for _, p, _, _ in runs[0]["fixed"]}) == 3
+
+
 def test_workers_creating_a_new_database_together_all_open_it(tmp_path):
     """Workers started together race to create the schema of a new database; none may fail."""
     for round_ in range(3):
@@ -465,7 +514,8 @@ def test_workers_joining_a_new_study_together_queue_one_baseline(tmp_path):
     info = records.DataInfo(source="synthetic", fingerprint="f" * 16)
     url = sqlite_url(tmp_path / "join.db")
     open_storage(url)  # the schema exists: this test is about the study, not the tables
-    join = lambda: open_arm_study(open_storage(url), "j", "fixed", settings, info, "cmi-study run")  # noqa: E731
+    split = SubjectSplit(("a", "b"), ("c",))
+    join = lambda: open_arm_study(open_storage(url), "j", "fixed", settings, info, split, "cmi-study run")  # noqa: E731
     assert race(join) == []
     study = load(url, "j-fixed")
     assert [t.state for t in study.trials] == [TrialState.WAITING]  # one baseline, not one per worker
