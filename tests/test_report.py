@@ -13,7 +13,7 @@ import optuna
 import pandas as pd
 import plotly.graph_objects as go
 import pytest
-from optuna.distributions import FloatDistribution
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState, create_trial
 from plotly.offline import get_plotlyjs
 
@@ -31,7 +31,8 @@ from study.report import (
     render_html,
     write_report,
 )
-from study.stats import paired_comparison
+from study.report import figures as figures_mod
+from study.stats import holm, paired_comparison
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -55,7 +56,13 @@ ARM_PARAMS = {
 BASE = {"fixed": 0.70, "uncertainty": 0.71, "direct": 0.69}
 DEFAULT_STATES = ("COMPLETE",) * 5 + ("PRUNED", "FAIL", "RUNNING")
 PASSWORD = "s3cr3t-pw"
+EVIL = "<script>window.__pwned=1</script>"
 SEARCH_SEED = 42
+SUBJECTS = [f"SUBJ_{i:06d}" for i in range(9)]
+HOLDOUT = tuple(SUBJECTS[6:])  # the confirmation validates on these only
+DELTA = {"uncertainty": 0.8, "direct": 0.5}  # max |Δs| of the learned log-weights within a fold
+TERMS = ("multiclass", "binary", "nine_class", "kl")
+RATIO = 1 / 8  # n_test/n_train of the confirmation folds: 1 held-out subject vs 6 pool + 2 held-out
 
 
 def _oof(rng: np.random.Generator, acc: float, n: int = 90) -> dict[str, list[int]]:
@@ -89,9 +96,44 @@ def _weights(arm: str, params: dict, folds: int, epochs: int = 6):
     return [{k: v[-1] for k, v in t.items()} for t in traj], traj
 
 
-def add_arm_study(storage, name: str, arm: str, states=DEFAULT_STATES, *, seed: int = 0) -> optuna.Study:
+def fold_facts(
+    arm: str, val: list[str], pool: list[str], *, rule: str | None, delta: float | None, epochs: int = 6
+) -> dict:
+    """The selection and learned-weight fields of records.FoldRecord for one fold."""
+    learned = arm != "fixed"
+    d = (delta if delta is not None else DELTA.get(arm, 0.3)) if learned else None
+    start = {f"s_{t}": 0.0 for t in TERMS} if learned else {}
+    e = np.arange(1, epochs + 1)
+    return dict(
+        rule=rule,
+        val_subjects=list(val),
+        stop_subjects=[s for s in pool if s not in val][:1] if rule == "inner" else [],
+        learned_start=start,
+        learned_end={k: (d if i == 0 else -d / 2) for i, k in enumerate(start)},
+        max_abs_delta_s=d,
+        loss_trajectory={
+            "multiclass": (2.0 / (1 + 0.3 * e)).tolist(),
+            "binary": (0.7 / (1 + 0.1 * e)).tolist(),
+            "nine_class": (1.8 / (1 + 0.2 * e)).tolist(),
+            "kl": (0.05 + 0.0 * e).tolist(),
+        },
+    )
+
+
+def add_arm_study(
+    storage,
+    name: str,
+    arm: str,
+    states=DEFAULT_STATES,
+    *,
+    seed: int = 0,
+    rule: str | None = "last_epoch",
+    delta: float | None = None,
+    holdout: tuple[str, ...] = HOLDOUT,
+) -> optuna.Study:
     """An arm study written in the storage format of study.records."""
     rng = np.random.default_rng(seed + len(arm))
+    pool = [s for s in SUBJECTS if s not in holdout]
     study = optuna.create_study(storage=storage, study_name=f"{name}-{arm}", direction="maximize")
     record = records.ArmStudyRecord(
         arm=arm,
@@ -106,6 +148,8 @@ def add_arm_study(storage, name: str, arm: str, states=DEFAULT_STATES, *, seed: 
         ),
         versions={"optuna": optuna.__version__, "torch": "2.13.0+cpu"},
         command=f"cmi-study run --storage postgresql://bob:{PASSWORD}@db/x --study-name {name}",
+        search_subjects=pool,
+        holdout_subjects=list(holdout),
     )
     records.write_study(study, record)
     for i, state in enumerate(states):
@@ -128,6 +172,7 @@ def add_arm_study(storage, name: str, arm: str, states=DEFAULT_STATES, *, seed: 
                 weight_trajectory=traj[f],
                 epochs=6,
                 seconds=10.0 + i,
+                **fold_facts(arm, pool[2 * f : 2 * f + 2], pool, rule=rule, delta=delta),
             )
             for f, s in enumerate(scores)
         ]
@@ -163,20 +208,63 @@ def confirm_scores(arm: str, seed: int) -> list[float]:
     ]
 
 
-def add_confirm_study(storage, name: str, arms=("fixed", "uncertainty"), seeds=SEEDS) -> optuna.Study:
+def noisy_scores(mean: float, sd: float):
+    """Confirmation scores whose differences to fixed have this mean and about this spread."""
+
+    def scores(arm: str, seed: int) -> list[float]:
+        base = [0.7 + 0.003 * seed + 0.002 * f for f in range(K)]
+        if arm == "fixed":
+            return base
+        return [b + mean + sd * (((seed * K + f) * 7) % 5 - 2) / 1.58 for f, b in enumerate(base)]
+
+    return scores
+
+
+def add_confirm_study(
+    storage,
+    name: str,
+    arms=("fixed", "uncertainty"),
+    seeds=SEEDS,
+    *,
+    scores=confirm_scores,
+    n_folds: int = K,
+    rule: str | None = "last_epoch",
+    delta: float | None = None,
+    holdout: tuple[str, ...] = HOLDOUT,
+) -> optuna.Study:
     study = optuna.create_study(storage=storage, study_name=f"{name}-confirm", direction="maximize")
-    records.write_study(study, records.ConfirmStudyRecord(arms=list(arms), seeds=list(seeds), n_folds=K))
+    ratio = RATIO if holdout else 1 / (K - 1)
+    record = records.ConfirmStudyRecord(
+        arms=list(arms), seeds=list(seeds), n_folds=K, holdout_subjects=list(holdout), test_train_ratio=ratio
+    )
+    records.write_study(study, record)
     rng = np.random.default_rng(7)
+    dist = {"arm": CategoricalDistribution(list(arms)), "seed": IntDistribution(0, 2**31 - 1)}
     for arm in arms:
         for seed in seeds:
-            scores = confirm_scores(arm, seed)
+            values = scores(arm, seed)[:n_folds]
             folds = [
-                records.FoldRecord(score=s, binary_f1=s + 0.1, macro_f1=s - 0.1, seconds=20.0) for s in scores
+                records.FoldRecord(
+                    score=s,
+                    binary_f1=s + 0.1,
+                    macro_f1=s - 0.1,
+                    seconds=20.0,
+                    **fold_facts(
+                        arm,
+                        [holdout[f]] if holdout else SUBJECTS[3 * f : 3 * f + 3],
+                        SUBJECTS,
+                        rule=rule,
+                        delta=delta,
+                    ),
+                )
+                for f, s in enumerate(values)
             ]
             study.add_trial(
                 create_trial(
                     state=TrialState.COMPLETE,
-                    value=float(np.mean(scores)),
+                    value=float(np.mean(values)),
+                    params={"arm": arm, "seed": seed},
+                    distributions=dist,
                     user_attrs=records.trial_attrs(
                         arm=arm, seed=seed, folds=folds, params={"lr": 1e-3}, oof=_oof(rng, 0.7)
                     ),
@@ -300,8 +388,8 @@ def test_extract_full_with_confirmation():
     assert cmp.source == "confirmation" and not cmp.selection_biased
     a = [s for seed in SEEDS for s in confirm_scores("fixed", seed)]
     b = [s for seed in SEEDS for s in confirm_scores("uncertainty", seed)]
-    expected = paired_comparison(a, b, n_folds=K)
-    assert cmp.comparison == expected
+    expected = paired_comparison(a, b, n_folds=K, test_train_ratio=RATIO)
+    assert cmp.comparison == expected and cmp.comparison.test_train_ratio == RATIO
     assert cmp.pairs["a"].tolist() == pytest.approx(a) and cmp.pairs["b"].tolist() == pytest.approx(b)
     assert cmp.comparison.mean_diff == pytest.approx(
         0.01 + 0.001 * np.mean([s * f for s in SEEDS for f in range(K)])
@@ -448,7 +536,7 @@ def test_figure_records_are_plain_data():
     figure_records = {
         "comparison": data.comparisons[0],
         "search": report.search_trials(data.arms),
-        "weights": report.weights_info(data.arms["uncertainty"], ref),
+        "weights": report.weights_info(data.arms, report.weight_movement(data), ref),
         "landscape": report.landscape_info(data.arms["fixed"]),
         "slices": report.slice_info(data.arms["fixed"]),
         "importances": report.importances_info(data.arms),
@@ -461,8 +549,14 @@ def test_figure_records_are_plain_data():
     assert list(search["arm"].unique()) == ["fixed", "uncertainty", "direct"]
     assert len(search) == 3 * len(DEFAULT_STATES)
     w = figure_records["weights"]
-    assert w.terms == ["multiclass", "binary", "nine_class", "kl"] and len(w.trajectory) == K
-    assert w.reference == pytest.approx(ref)
+    assert [p.arm for p in w.panels] == ["uncertainty", "direct"]
+    assert w.terms == ["multiclass", "binary", "nine_class", "kl"] and len(w.panels[0].trajectory) == K
+    assert w.fixed == pytest.approx(ref)
+    # 1/L of each epoch's training loss: the uncertainty arm's stationary weight; none for direct
+    loss = data.arms["uncertainty"].best.folds[0].loss_trajectory["binary"]
+    assert w.panels[0].optimum[0]["binary"] == pytest.approx([1 / v for v in loss])
+    assert w.panels[1].optimum == []
+    assert w.panels[0].movement.largest == pytest.approx(DELTA["uncertainty"])
     land = figure_records["landscape"]
     assert len(land.trials) == 5 and land.best[0] == data.arms["fixed"].best.number
     sl = figure_records["slices"]
@@ -498,6 +592,181 @@ def test_redaction():
     assert PASSWORD not in redact(cmd) and "--n-trials 3" in redact(cmd)
 
 
+# ----------------------------------------------------------------------------- headline: what the verdict rests on
+
+
+def headline_html(data) -> str:
+    """The page's headline section, rendered."""
+    text, _ = render_html(data)
+    return text[text.index('<section id="1-headline">') : text.index('<section id="2-')]
+
+
+def confirmed(name: str, arms=("fixed", "uncertainty"), **confirm) -> report.ReportData:
+    """Arm studies and a confirmation study; keyword arguments go to add_confirm_study (and the
+    rule, delta and holdout to the arm studies too)."""
+    storage = optuna.storages.InMemoryStorage()
+    shared = {k: confirm[k] for k in ("rule", "holdout") if k in confirm}
+    for i, arm in enumerate(a for a in arms if a in ARM_PARAMS):
+        add_arm_study(storage, name, arm, seed=i, **shared)
+    add_confirm_study(storage, name, arms=arms, **confirm)
+    return extract(storage, name)
+
+
+def test_several_comparisons_are_holm_adjusted():
+    data = confirmed("holm", arms=("fixed", "uncertainty", "direct"))
+    raw = [c.comparison.p_value for c in data.comparisons]
+    assert len(raw) == 2
+    assert [c.p_adjusted for c in data.comparisons] == pytest.approx(holm(raw))
+    assert all(c.n_adjusted == 2 for c in data.comparisons)
+    page = headline_html(data)
+    assert "Holm-adjusted for 2 comparisons against fixed" in page
+    assert page.count("; Holm-adjusted for 2 comparisons: ") == 2  # beside each raw p
+    assert "Holm-adjusted" in report.dashboard_note(data)
+
+
+def test_three_comparisons_against_fixed():
+    BASE["other"] = 0.705  # a fourth arm, known only to the confirmation study
+    try:
+        data = confirmed("holm3", arms=("fixed", "uncertainty", "direct", "other"))
+    finally:
+        del BASE["other"]
+    assert [(c.a, c.b) for c in data.comparisons] == [
+        ("fixed", b) for b in ("uncertainty", "direct", "other")
+    ]
+    raw = [c.comparison.p_value for c in data.comparisons]
+    assert [c.p_adjusted for c in data.comparisons] == pytest.approx(holm(raw))
+    assert "Holm-adjusted for 3 comparisons" in headline_html(data)
+
+
+def test_one_comparison_is_not_adjusted():
+    data = confirmed("one")
+    (cmp,) = data.comparisons
+    assert cmp.p_adjusted is None and cmp.n_adjusted == 1
+    text, _ = render_html(data)
+    assert "Holm" not in text
+    assert "Holm" not in report.dashboard_note(data)
+
+
+def test_too_few_paired_scores_give_no_interval():
+    data = confirmed("few", seeds=(0,), n_folds=2)
+    (cmp,) = data.comparisons
+    assert cmp.source == "confirmation" and cmp.comparison is None and cmp.too_few and len(cmp.pairs) == 2
+    page = headline_html(data)
+    assert "too few paired scores for a verdict" in page
+    assert "interval [" not in page and "Only 2 paired scores" in page
+    assert "too few paired scores for a verdict" in report.dashboard_note(data)
+
+
+def test_inconclusive_says_how_many_more_seeds_would_decide():
+    data = confirmed("more", scores=noisy_scores(0.012, 0.01))
+    (v,) = report.verdicts(data)
+    c = v.cmp.comparison
+    assert c.verdict == "inconclusive" and c.seeds_needed is not None and c.seeds_needed > len(SEEDS)
+    assert v.seeds_used == len(SEEDS) and v.more_seeds == c.seeds_needed - len(SEEDS)
+    page = headline_html(data)
+    assert f"Not enough evidence: about {c.seeds_needed - len(SEEDS)} more confirm seeds would decide" in page
+    # the difference and its interval lead, then the verdict
+    lead = f"uncertainty − fixed = {c.mean_diff:+.4f}, 95% interval [{c.ci_low:+.4f}, {c.ci_high:+.4f}]: inconclusive"
+    assert lead in page
+    assert "about" in report.dashboard_note(data) and "more confirm seeds" in report.dashboard_note(data)
+
+
+def test_inconclusive_beyond_any_seed_count_states_the_smallest_detectable_difference():
+    data = confirmed("mde", scores=noisy_scores(0.006, 0.05))
+    (v,) = report.verdicts(data)
+    c = v.cmp.comparison
+    assert c.verdict == "inconclusive" and c.seeds_needed is None and v.more_seeds is None
+    assert f"the study could not detect differences smaller than {c.mde:.4f}" in headline_html(data)
+
+
+def test_held_out_subjects_are_named():
+    data = confirmed("held")
+    (v,) = report.verdicts(data)
+    assert v.subjects_kind == "holdout" and v.subjects == sorted(HOLDOUT)
+    page = headline_html(data)
+    assert f"Scored on the {len(HOLDOUT)} held-out subjects" in page
+    assert "<details" in page and all(s in page for s in HOLDOUT)
+    assert not any("share subjects" in w for w in data.warnings)
+
+
+def test_no_holdout_warns_that_selection_and_confirmation_share_subjects():
+    data = confirmed("shared", holdout=())
+    (v,) = report.verdicts(data)
+    assert v.subjects_kind == "shared"
+    (warning,) = [w for w in data.warnings if "share subjects" in w]
+    assert "--holdout 0" in warning and "optimistic for the arm with more tuned dimensions" in warning
+    assert "fixed: 6, uncertainty: 5" in warning
+    page = headline_html(data)
+    assert "selection and confirmation share subjects" in page and "no subjects were held out" in page
+
+
+def test_a_search_that_saw_held_out_subjects_is_a_warning():
+    storage = optuna.storages.InMemoryStorage()
+    add_arm_study(storage, "leak", "fixed", holdout=())  # its search pool holds every subject
+    add_arm_study(storage, "leak", "uncertainty")
+    add_confirm_study(storage, "leak")
+    data = extract(storage, "leak")
+    assert any(w.startswith("fixed: the search used held-out subjects") for w in data.warnings)
+
+
+@pytest.mark.parametrize(
+    ("rule", "sentence"),
+    [
+        ("last_epoch", "No score looked at its own validation fold: each fold's model is its last epoch."),
+        (
+            "inner",
+            "No score looked at its own validation fold: epoch chosen on inner stop subjects, "
+            "never the validation subjects.",
+        ),
+        (None, "did not record how the model was chosen"),
+    ],
+)
+def test_the_selection_rule_is_stated(rule, sentence):
+    data = confirmed(f"rule-{rule}", rule=rule)
+    (v,) = report.verdicts(data)
+    assert v.rules == {rule or "unrecorded": 2 * len(SEEDS) * K}
+    page = headline_html(data)
+    assert sentence.replace("'", "&#39;") in page
+    if rule is None:
+        assert "No score looked" not in page
+
+
+def test_stop_subjects_that_score_the_fold_are_flagged():
+    storage = optuna.storages.InMemoryStorage()
+    add_arm_study(storage, "stop", "fixed")
+    add_arm_study(storage, "stop", "uncertainty")
+    study = add_confirm_study(storage, "stop", rule="inner")
+    t = study.trials[0]
+    bad = dict(t.user_attrs, fold_stop_subjects=t.user_attrs["fold_val_subjects"])
+    study.add_trial(create_trial(state=TrialState.COMPLETE, value=t.value, user_attrs=bad))  # a later rerun
+    data = extract(storage, "stop")
+    (v,) = report.verdicts(data)
+    assert v.leaky_folds == K
+    assert any("looked at their own validation fold" in w for w in data.warnings)
+    page = headline_html(data)
+    assert "those scores looked at their own validation fold" in page and "No score looked" not in page
+
+
+@pytest.mark.parametrize(
+    ("search", "confirm", "flagged"), [(0.05, 0.05, True), (0.8, 0.8, False), (0.05, 0.3, False)]
+)
+def test_learned_weights_that_did_not_move_are_effectively_fixed(search, confirm, flagged):
+    storage = optuna.storages.InMemoryStorage()
+    add_arm_study(storage, "still", "fixed")
+    add_arm_study(storage, "still", "uncertainty", delta=search)
+    add_confirm_study(storage, "still", delta=confirm)
+    data = extract(storage, "still")
+    moved = report.weight_movement(data)
+    assert set(moved) == {"uncertainty"}
+    assert (moved["uncertainty"].search, moved["uncertainty"].confirm) == pytest.approx((search, confirm))
+    assert moved["uncertainty"].largest == pytest.approx(max(search, confirm))
+    page = headline_html(data)
+    assert ("effectively fixed weights" in page) is flagged
+    if flagged:
+        assert f"moved at most |Δs| = {max(search, confirm):.3f}" in page
+        assert "effectively fixed weights" in report.dashboard_note(data)
+
+
 # ----------------------------------------------------------------------------- figures
 
 
@@ -508,7 +777,9 @@ def test_figure_smoke():
         report.fig_best_so_far(report.search_trials(data.arms)),
         report.fig_trial_scores(report.search_trials(data.arms)),
         report.fig_weights(
-            report.weights_info(data.arms["uncertainty"], report.fixed_reference_weights(data.arms))
+            report.weights_info(
+                data.arms, report.weight_movement(data), report.fixed_reference_weights(data.arms)
+            )
         ),
         report.fig_fixed_landscape(report.landscape_info(data.arms["fixed"])),
         report.fig_slices(report.slice_info(data.arms["fixed"])),
@@ -533,7 +804,7 @@ def test_figures_return_none_without_data():
     add_arm_study(storage, "bare", "uncertainty", states=("FAIL",))
     data = extract(storage, "bare")
     assert report.fig_best_so_far(report.search_trials(data.arms)) is None
-    assert report.fig_weights(report.weights_info(data.arms["uncertainty"])) is None
+    assert report.fig_weights(report.weights_info(data.arms)) is None
     assert report.fig_importances(report.importances_info(data.arms)) is None
     assert report.fig_metric_parts(report.metric_parts_frame(data)) is None
     assert report.fig_per_class_f1(data.class_reports()) is None
@@ -541,10 +812,49 @@ def test_figures_return_none_without_data():
     assert isinstance(report.fig_trial_scores(report.search_trials(data.arms)), go.Figure)
 
 
+def test_weights_figure_shares_a_log_axis_and_draws_the_references():
+    data = extract(full_storage(optuna.storages.InMemoryStorage(), "wf"), "wf")
+    info = report.weights_info(
+        data.arms, report.weight_movement(data), report.fixed_reference_weights(data.arms)
+    )
+    fig = report.fig_weights(info)
+    layout = fig.layout
+    assert layout.yaxis.type == "log" and layout.yaxis2.type == "log"  # one panel per learned arm
+    assert layout.yaxis2.matches == "y"  # the same axis: weights compare across arms
+    drawn = [t for t in fig.data if t.x and t.x[0] is not None]
+    assert {t.xaxis for t in drawn} == {"x", "x2"}
+    # every (term, fold) line of a panel: the term's colour, the fold's own dash and marker
+    unc = [t for t in drawn if t.xaxis == "x" and t.name.startswith("multiclass, fold")]
+    assert len(unc) == K and len({t.line.color for t in unc}) == 1
+    assert len({(t.line.dash, t.marker.symbol) for t in unc}) == K
+    arm_colors = set(figures_mod.ARM_COLORS.values())
+    assert not any(t.line.color in arm_colors for t in drawn if t.line.color)
+    # the uncertainty weights against 1/L (dotted, same colour); none on the direct panel
+    refs = [t for t in drawn if t.name.startswith("1/L ")]
+    assert len(refs) == K * len(TERMS) and {t.xaxis for t in refs} == {"x"}
+    assert all(t.line.dash == "dot" for t in refs)
+    ref = next(t for t in refs if t.name == "1/L multiclass, fold 0")
+    assert ref.line.color == unc[0].line.color
+    loss = data.arms["uncertainty"].best.folds[0].loss_trajectory["multiclass"]
+    assert list(ref.y) == pytest.approx([1 / v for v in loss])
+    # how far the weights moved, in words
+    assert "max |Δs| 0.800 (search + confirm)" in layout.annotations[0].text
+    text, _ = render_html(data)
+    assert "uncertainty: the learned log-weights moved at most |Δs| = 0.800" in text
+    assert "direct: the learned log-weights moved at most |Δs| = 0.500" in text
+
+
+def test_learned_arm_names_are_escaped_in_the_headline(tmp_path):
+    storage = optuna.storages.InMemoryStorage()
+    add_confirm_study(storage, "xss", arms=("fixed", EVIL), scores=noisy_scores(0.01, 0.005))
+    data = extract(storage, "xss")
+    assert [(c.a, c.b) for c in data.comparisons] == [("fixed", EVIL)]
+    text, _ = render_html(data)
+    assert EVIL not in text and "&lt;script&gt;window.__pwned=1&lt;/script&gt; − fixed = " in text
+    assert EVIL not in report.dashboard_note(data)
+
+
 # ----------------------------------------------------------------------------- HTML (static checks)
-
-
-EVIL = "<script>window.__pwned=1</script>"
 
 
 def test_write_report_full(tmp_path, sqlite_url):
@@ -576,10 +886,12 @@ def test_write_report_full(tmp_path, sqlite_url):
     for name in ("full-fixed", "full-uncertainty", "full-direct", "full-confirm"):
         note = get_note(optuna.load_study(study_name=name, storage=storage))
         assert "uncertainty vs fixed" in note and "Full report" in note
+        assert "95% interval [" in note and f"Scored on the {len(HOLDOUT)} held-out subjects" in note
+        assert "No score looked at its own validation fold" in note
         attrs = system_attrs(name)
         assert any(k.startswith("dashboard:plot_data:cmi-report-compare-fixed-uncertainty:") for k in attrs)
     unc = system_attrs("full-uncertainty")
-    assert any(k.startswith("dashboard:plot_data:cmi-report-weights-uncertainty:") for k in unc)
+    assert any(k.startswith("dashboard:plot_data:cmi-report-weights:") for k in unc)
     # re-running overwrites instead of piling up graphs
     write_report(sqlite_url, "full", tmp_path / "r2.html")
     attrs = system_attrs("full-fixed")
@@ -715,6 +1027,15 @@ def test_report_renders_in_chromium(tmp_path, browser):
     assert browser.execute_script("return typeof window.__pwned") == "undefined"
     assert EVIL in browser.find_element("css selector", "h1").text  # shown as text, not run
     assert EVIL in browser.title
+    verdict = browser.find_element("css selector", ".verdict")
+    assert "95% interval [" in verdict.text and "held-out subjects" in verdict.text
+    assert "No score looked at its own validation fold" in verdict.text
+    subjects = verdict.find_element("css selector", "details.subjects p")
+    assert not subjects.is_displayed()  # the list is folded away until asked for
+    verdict.find_element("css selector", "details.subjects summary").click()
+    assert subjects.is_displayed() and HOLDOUT[0] in subjects.text
+    holm_note = browser.find_element("css selector", "p.holm").text
+    assert "Holm-adjusted for 2 comparisons" in holm_note
 
 
 @pytest.mark.slow

@@ -7,9 +7,14 @@ where plain ``_get_*_info`` records are computed apart from the plotly drawing):
   ``NAME-direct`` and the confirmation study ``NAME-confirm`` through
   :mod:`study.records` into the plain dataclasses and DataFrames of :mod:`.data`;
   :mod:`.compare` pairs the arms' fold scores and runs :mod:`study.stats` on them.
-- :mod:`.figure_data` derives one plain record per figure; :mod:`.figures` and
-  :mod:`.search_figures` draw each with plotly (``None`` when its data is missing).
-- :mod:`.html` renders the page from ``templates/`` (Jinja2, autoescaped) as a list of
+- :mod:`.verdict` adds what each comparison's headline states (evidence still needed,
+  the subjects that scored it, how each fold's model was chosen, learned weights that
+  never moved); :mod:`.checks` the warnings about the studies as a whole.
+- :mod:`.figure_data` derives one plain record per figure; :mod:`.figures`,
+  :mod:`.search_figures` and :mod:`.weight_figures` draw each with plotly (``None`` when
+  its data is missing).
+- :mod:`.html` renders the page from ``templates/`` (Jinja2, :mod:`.templating`; the page
+  autoescaped, its sentences shared with the dashboard note in ``verdict.txt.j2``) as a list of
   sections, with plotly.js embedded exactly once so it opens offline.
 - :mod:`.dashboard` saves the verdict as an optuna-dashboard note and the key figures
   as dashboard graphs on every study.
@@ -46,8 +51,9 @@ from study.report.search_figures import (
     fig_importances,
     fig_slices,
     fig_trial_scores,
-    fig_weights,
 )
+from study.report.verdict import Movement, Verdict, verdicts, weight_movement
+from study.report.weight_figures import fig_weights
 from study.storage import redact  # password masking: one source of truth, shared with the driver
 from study.storage import safe_url as redact_url
 
@@ -59,6 +65,8 @@ __all__ = [
     "BestTrial",
     "ClassReport",
     "ConfirmData",
+    "Movement",
+    "Verdict",
     "ReportData",
     "StudyNotFoundError",
     "class_report",
@@ -85,6 +93,8 @@ __all__ = [
     "search_trials",
     "slice_info",
     "verdict_sentence",
+    "verdicts",
+    "weight_movement",
     "weights_info",
     "write_report",
 ]

@@ -8,16 +8,19 @@ result is flagged as selection-biased.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
-from study.stats import Comparison, paired_comparison
+from study.stats import Comparison, holm, paired_comparison
 
 if TYPE_CHECKING:
     from study.report.data import ArmData, ConfirmData, ReportData
+
+MIN_PAIRS = 3  # fewer paired scores give no interval worth showing (t with 1 df: ±12.7 standard errors)
 
 
 @dataclass(frozen=True)
@@ -30,6 +33,13 @@ class ArmComparison:
     pairs: pd.DataFrame  # seed, fold, a, b, diff
     comparison: Comparison | None
     note: str  # what the numbers rest on, or why there are none
+    p_adjusted: float | None = None  # Holm-adjusted p-value, when several arms are compared with one
+    n_adjusted: int = 1  # the number of comparisons the adjustment is over
+
+    @property
+    def too_few(self) -> bool:
+        """Some paired scores, but fewer than MIN_PAIRS: no interval and no verdict."""
+        return self.comparison is None and 0 < len(self.pairs) < MIN_PAIRS
 
     @property
     def selection_biased(self) -> bool:
@@ -69,14 +79,26 @@ def _from_confirmation(a: str, b: str, confirm: ConfirmData, rope: float) -> Arm
     cols = ["seed", "fold", "score"]
     pairs = _pairs_frame(s[s["arm"] == a][cols], s[s["arm"] == b][cols])
     k = confirm.n_folds
-    if len(pairs) < 2 or k is None or k < 2:
+    if not len(pairs) or k is None or k < 2:
         return None
+    if len(pairs) < MIN_PAIRS:
+        return ArmComparison(a, b, "confirmation", pairs, None, _too_few(len(pairs), "confirmation"))
+    ratio = confirm.record.test_train_ratio
+    ratio = ratio if ratio is not None and math.isfinite(ratio) and ratio > 0 else None  # else K-fold's
+    overlap = (
+        f"n_test/n_train {ratio:.3g} of its folds" if ratio else f"n_test/n_train 1/{k - 1} of {k}-fold CV"
+    )
     note = (
         f"{len(pairs)} paired scores from the confirmation study ({pairs['seed'].nunique()} seed(s) × {k} "
-        f"folds): each arm's best configuration re-trained on fresh fold splits."
+        f"folds): each arm's best configuration re-trained on fresh fold splits; the corrected test uses "
+        f"{overlap}."
     )
-    comparison = paired_comparison(pairs["a"], pairs["b"], n_folds=k, rope=rope)
+    comparison = paired_comparison(pairs["a"], pairs["b"], n_folds=k, rope=rope, test_train_ratio=ratio)
     return ArmComparison(a, b, "confirmation", pairs, comparison, note)
+
+
+def _too_few(n: int, where: str) -> str:
+    return f"{n} paired score(s) from the {where}; a verdict needs at least {MIN_PAIRS}."
 
 
 def _from_search(a: str, b: str, arm_a: ArmData | None, arm_b: ArmData | None, rope: float) -> ArmComparison:
@@ -102,8 +124,10 @@ def _from_search(a: str, b: str, arm_a: ArmData | None, arm_b: ArmData | None, r
         for s in (arm_a.best.fold_scores, arm_b.best.fold_scores)
     )
     pairs = _pairs_frame(fa, fb)
-    if len(pairs) < 2 or k < 2:
-        return _none(a, b, "Fewer than 2 paired fold scores: nothing to compare yet.", pairs)
+    if not len(pairs) or k < 2:
+        return _none(a, b, "No paired fold scores: nothing to compare yet.", pairs)
+    if len(pairs) < MIN_PAIRS:
+        return ArmComparison(a, b, "search", pairs, None, _too_few(len(pairs), "best search trials"))
     note = (
         f"SELECTION-BIASED: no confirmation scores, so these are the {len(pairs)} fold scores of each arm's best "
         f"search trial (#{arm_a.best.number} vs #{arm_b.best.number}). The best of many noisy trials "
@@ -115,7 +139,7 @@ def _from_search(a: str, b: str, arm_a: ArmData | None, arm_b: ArmData | None, r
 
 
 def _compare(a: str, b: str, data: ReportData, rope: float) -> ArmComparison:
-    """Confirmation scores when both arms have at least two paired ones, else the best search trials."""
+    """Confirmation scores when both arms have paired ones, else the best search trials."""
     if data.confirm is not None and len(data.confirm.scores):
         found = _from_confirmation(a, b, data.confirm, rope)
         if found is not None:
@@ -131,5 +155,12 @@ def comparison_pairs(arms: list[str]) -> list[tuple[str, str]]:
 
 
 def compare_all(data: ReportData, rope: float) -> list[ArmComparison]:
+    """Every comparison of :func:`comparison_pairs`; with several, their p-values Holm-adjusted."""
     names = data.arm_names()
-    return [_compare(a, b, data, rope) for a, b in comparison_pairs(names)] if len(names) >= 2 else []
+    out = [_compare(a, b, data, rope) for a, b in comparison_pairs(names)] if len(names) >= 2 else []
+    tested = [i for i, c in enumerate(out) if c.comparison is not None]
+    if len(tested) > 1:
+        adjusted = holm([out[i].comparison.p_value for i in tested])  # type: ignore[union-attr]
+        for i, p in zip(tested, adjusted, strict=True):
+            out[i] = replace(out[i], p_adjusted=p, n_adjusted=len(tested))
+    return out

@@ -9,51 +9,38 @@ import plotly.graph_objects as go
 
 from study import records
 from study.records import CONFIRM
-from study.report.compare import ArmComparison
 from study.report.data import ReportData
 from study.report.extract import resolve_storage
-from study.report.fmt import p_value
+from study.report.templating import ENV, holm_text, verdict_text
+from study.report.verdict import Verdict, holm_family, verdicts
 
 DASHBOARD_GRAPH_PREFIX = "cmi-report-"
 
 
-def verdict_sentence(cmp: ArmComparison) -> str:
-    """One plain-text line: the verdict and the numbers behind it."""
-    c = cmp.comparison
-    if c is None:
-        return f"{cmp.b} vs {cmp.a}: no verdict. {cmp.note}"
-    bias = " [SELECTION-BIASED: best search trials, no confirmation]" if cmp.selection_biased else ""
-    return (
-        f"{cmp.b} vs {cmp.a}: {cmp.verdict_words()}{bias}. Mean difference ({cmp.b} − {cmp.a}) {c.mean_diff:+.4f}, "
-        f"{cmp.level}% CI [{c.ci_low:+.4f}, {c.ci_high:+.4f}], corrected p = {p_value(c.p_value)}; "
-        f"P({cmp.a} better) = {c.p_a_better:.3f}, P(equivalent within ±{c.rope}) = {c.p_equivalent:.3f}, "
-        f"P({cmp.b} better) = {c.p_b_better:.3f}; J = {c.n} paired scores."
-    )
+def verdict_sentence(v: Verdict) -> str:
+    """One plain-text line: the headline's sentences and the numbers behind them."""
+    return str(ENV.get_template("note.md.j2").module.line(v, verdict_text(v))).strip()
 
 
 def dashboard_note(data: ReportData, report_path: str | None = None) -> str:
     """Markdown note with the verdict(s) for optuna-dashboard."""
-    lines = [f"## Loss-weighting verdict ({data.generated_at})", ""]
-    names = data.arm_names()
-    if len(names) < 2:
-        lines.append(f"Only one arm ({', '.join(names) or 'none'}): nothing to compare yet.")
-    for cmp in data.comparisons:
-        lines.append(f"- {verdict_sentence(cmp)}")
-    if data.confirm is None:
-        lines += [
-            "",
-            "No confirmation study yet: the numbers above come from the best search trials (selection-biased).",
-        ]
-    if report_path:
-        lines += ["", f"Full report: `{report_path}`"]
+    text = ENV.get_template("note.md.j2").render(
+        generated_at=data.generated_at,
+        arm_names=data.arm_names(),
+        holm=holm_text(holm_family(data.comparisons)),
+        verdict_text=verdict_text,
+        verdicts=verdicts(data),
+        no_confirm=data.confirm is None,
+        report_path=report_path,
+    )
     # The dashboard renders Markdown; keep angle brackets from user strings inert.
-    return "\n".join(lines).replace("<", "&lt;").replace(">", "&gt;")
+    return text.strip().replace("<", "&lt;").replace(">", "&gt;")
 
 
 def _graph_keys(keys: Sequence[str], part: str) -> list[str]:
-    """The figures saved on study ``NAME-part``: comparisons and search plots on all, weights on their arm."""
+    """The figures saved on study ``NAME-part``: comparisons and search plots on all, weights on learned arms."""
     shown = [k for k in keys if k.startswith("compare-") or k in ("best-so-far", "trial-scores")]
-    return shown + [k for k in keys if k == f"weights-{part}"]
+    return shown + [k for k in keys if k == "weights" and part not in ("fixed", CONFIRM)]
 
 
 def save_to_dashboard(

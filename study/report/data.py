@@ -74,6 +74,26 @@ def class_report(y_true: Sequence[int], y_pred: Sequence[int], source: str) -> C
 
 
 @dataclass(frozen=True)
+class FoldFacts:
+    """How one fold's model was chosen and how far its learned weights moved (records.FoldRecord)."""
+
+    rule: (
+        str | None
+    )  # "last_epoch" or "inner"; None: not recorded (the epoch may have been chosen on the fold)
+    val_subjects: tuple[str, ...] = ()
+    stop_subjects: tuple[str, ...] = ()  # training subjects that chose the epoch under "inner"
+    max_abs_delta_s: float | None = None  # largest |Δ| of a learned log-weight; None: fixed or unrecorded
+    loss_trajectory: dict[str, list[float]] = field(
+        default_factory=dict
+    )  # term → mean training loss per epoch
+
+    @property
+    def leaks(self) -> bool:
+        """The epoch was chosen on subjects that also score the fold."""
+        return bool(set(self.stop_subjects) & set(self.val_subjects))
+
+
+@dataclass(frozen=True)
 class BestTrial:
     """The best COMPLETE trial of an arm study."""
 
@@ -87,6 +107,7 @@ class BestTrial:
     weight_trajectory: list[dict[str, list[float]]]  # per fold: term → per-epoch effective weight
     fold_seconds: list[float]
     device: str | None
+    folds: list[FoldFacts] = field(default_factory=list)
 
 
 @dataclass
@@ -140,6 +161,7 @@ class ConfirmData:
     scores: pd.DataFrame  # arm, seed, fold, score, binary_f1, macro_f1, seconds, number (COMPLETE trials)
     params: dict[str, dict[str, Any]]  # arm → configuration re-trained
     oof_reports: dict[str, ClassReport]
+    fold_facts: dict[str, list[FoldFacts]] = field(default_factory=dict)  # arm → folds of its COMPLETE runs
 
     def seconds(self, arm: str) -> float:
         t = self.trials[self.trials["arm"] == arm]

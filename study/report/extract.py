@@ -22,12 +22,14 @@ from optuna.trial import FrozenTrial, TrialState
 from cmi_model.errors import InputError
 from study import records
 from study.records import ARMS, CONFIRM, TrialRecord
+from study.report import checks
 from study.report.compare import compare_all
 from study.report.data import (
     ArmData,
     BestTrial,
     ClassReport,
     ConfirmData,
+    FoldFacts,
     ReportData,
     arm_order,
     class_report,
@@ -131,6 +133,27 @@ def _fold_rows(t: FrozenTrial, rec: TrialRecord) -> list[dict[str, Any]]:
     return rows
 
 
+def _fold_facts(rec: TrialRecord) -> list[FoldFacts]:
+    """Each recorded fold's selection rule, subjects, weight movement and training losses.
+
+    A fold with no recorded rule (a trial from before it was stored) keeps rule None: its
+    epoch may have been chosen on its own validation fold, and the page says so.
+    """
+    out = []
+    for f in rec.folds:
+        delta = f.max_abs_delta_s
+        out.append(
+            FoldFacts(
+                rule=f.rule,
+                val_subjects=tuple(f.val_subjects),
+                stop_subjects=tuple(f.stop_subjects),
+                max_abs_delta_s=float(delta) if delta is not None and math.isfinite(delta) else None,
+                loss_trajectory=dict(f.loss_trajectory),
+            )
+        )
+    return out
+
+
 def _frame(rows: list[dict[str, Any]], columns: list[str]) -> pd.DataFrame:
     # Hand-built rather than study.trials_dataframe(): the rows come from the one snapshot of
     # the trials the records were read from (a live study may change between two reads).
@@ -193,6 +216,7 @@ def _best(t: FrozenTrial, rec: TrialRecord) -> BestTrial:
         weight_trajectory=rec.fold_values("weight_trajectory"),
         fold_seconds=rec.fold_values("seconds"),
         device=rec.device,
+        folds=_fold_facts(rec),
     )
 
 
@@ -243,14 +267,15 @@ def _extract_arm(study: optuna.Study, arm: str, warnings: list[str]) -> ArmData:
 
 def _confirm_runs(
     read: list[tuple[FrozenTrial, TrialRecord]], warnings: list[str]
-) -> tuple[list, list, dict, dict]:
-    """Trial rows, per-fold score rows, each arm's parameters, and out-of-fold predictions per run.
+) -> tuple[list, list, dict, dict, dict]:
+    """Trial rows, per-fold score rows, each arm's parameters, out-of-fold predictions and fold facts per run.
 
     A run is one (arm, seed); of several finished trials for one run the later one counts.
     """
     rows, score_rows = [], []
     params: dict[str, dict[str, Any]] = {}
     oofs: dict[tuple[str, int], tuple[list[int], list[int]]] = {}
+    facts: dict[tuple[str, int], list[FoldFacts]] = {}
     seen: dict[tuple[str, int], int] = {}
     for t, rec in read:
         arm, seed = rec.arm or "", rec.seed
@@ -265,17 +290,18 @@ def _confirm_runs(
             score_rows = [r for r in score_rows if not (r["arm"] == arm and r["seed"] == seed)]
             oofs.pop((arm, seed), None)
         seen[(arm, seed)] = t.number
+        facts[(arm, seed)] = _fold_facts(rec)
         score_rows += [r | {"arm": arm, "seed": seed} for r in _fold_rows(t, rec)]
         params.setdefault(arm, dict(rec.params or {}))
         oof = _oof(t, rec, warnings, f"confirmation {arm}")
         if oof:
             oofs[(arm, seed)] = oof
-    return rows, score_rows, params, oofs
+    return rows, score_rows, params, oofs, facts
 
 
 def _extract_confirm(study: optuna.Study, warnings: list[str]) -> ConfirmData:
     record = _read_study(study, records.read_confirm_study, records.ConfirmStudyRecord(), warnings)
-    rows, score_rows, params, oofs_by_run = _confirm_runs(_read_trials(study, warnings), warnings)
+    rows, score_rows, params, oofs_by_run, facts = _confirm_runs(_read_trials(study, warnings), warnings)
     arms = list(record.arms)
     arms += sorted({r["arm"] for r in rows if r["arm"] and r["arm"] not in arms}, key=arm_order)
     seeds = list(record.seeds)
@@ -300,54 +326,8 @@ def _extract_confirm(study: optuna.Study, warnings: list[str]) -> ConfirmData:
         scores=scores,
         params=params,
         oof_reports=reports,
+        fold_facts={arm: [f for (a, _), fs in sorted(facts.items()) if a == arm for f in fs] for arm in arms},
     )
-
-
-# ----------------------------------------------------------------------------- the report
-
-
-def _check_consistency(data: ReportData) -> None:
-    for key in ("n_folds", "seed", "epochs", "preset", "n_trials"):
-        values = {a: getattr(d.record, key) for a, d in data.arms.items()}
-        values = {a: v for a, v in values.items() if v is not None}
-        if len({repr(v) for v in values.values()}) > 1:
-            listed = ", ".join(f"{a}: {v}" for a, v in values.items())
-            data.warnings.append(f"Arms differ in {key} ({listed}): the comparison may not be like for like.")
-    prints = {a: d.record.data.fingerprint for a, d in data.arms.items()}
-    if data.confirm is not None:
-        prints[CONFIRM] = data.confirm.record.data.fingerprint
-    known = {k: v for k, v in prints.items() if v}
-    if len(set(known.values())) > 1:
-        listed = ", ".join(f"{a}: {v}" for a, v in known.items())
-        data.warnings.append(f"Studies were run on different data (fingerprints {listed}).")
-
-
-def _data_info(data: ReportData) -> records.DataInfo | None:
-    """The first study's description of its data (arms first, then the confirmation)."""
-    return next((r.data for r in data.studies().values() if r.data != records.DataInfo()), None)
-
-
-def _add_warnings(data: ReportData) -> None:
-    name, confirm = data.name, data.confirm
-    if not data.arms:
-        data.warnings.append(
-            f"No arm study ({', '.join(records.study_name(name, a) for a in ARMS)}) in this storage."
-        )
-    if confirm is None:
-        data.warnings.append(
-            f"No confirmation study {records.study_name(name, CONFIRM)} yet: any verdict below rests on the "
-            f"best search trials, which are selection-biased. Run `cmi-study confirm` for an honest comparison."
-        )
-    elif not len(confirm.scores):
-        data.warnings.append(
-            f"The confirmation study {records.study_name(name, CONFIRM)} has no finished trial yet."
-        )
-    for arm, d in data.arms.items():
-        running = d.state_counts.get("RUNNING", 0)
-        if running:
-            data.warnings.append(f"{arm}: {running} trial(s) still running; numbers may change.")
-        if d.best is None and len(d.trials):
-            data.warnings.append(f"{arm}: no complete trial yet ({d.state_summary()}).")
 
 
 def extract(
@@ -389,8 +369,9 @@ def extract(
         warnings=warnings,
         generated_at=dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
     )
-    data.data_info = _data_info(data)
-    _check_consistency(data)
-    _add_warnings(data)
+    data.data_info = checks.data_info(data)
+    checks.check_consistency(data)
+    checks.add_warnings(data)
+    checks.subject_warnings(data)
     data.comparisons = compare_all(data, rope)
     return data

@@ -17,6 +17,7 @@ import pandas as pd
 
 from study import space
 from study.report.data import ArmData, ReportData, arm_order
+from study.report.verdict import Movement
 
 TERMS: tuple[str, ...] = ("multiclass", "binary", "nine_class", "kl")  # loss terms, in panel order
 # Slice panels: each arm's own knobs in arm order, then the shared ones.
@@ -51,26 +52,66 @@ def fixed_reference_weights(arms: dict[str, ArmData]) -> dict[str, float]:
     return out
 
 
+KENDALL_ARMS: tuple[str, ...] = ("uncertainty",)  # Σ exp(−s)·L + s: stationary at exp(−s*) = 1/L
+
+
 @dataclass(frozen=True)
-class WeightsInfo:
-    """Per-epoch effective weights of one arm's best trial, one panel per loss term."""
+class WeightsPanel:
+    """Per-epoch effective weights of one learned arm's best trial, one line per (term, fold)."""
 
     arm: str
     trial: int
     terms: list[str]
     trajectory: list[dict[str, list[float]]]  # per fold: term → weight after each epoch
-    reference: dict[str, float]  # term → the best fixed trial's weight (dashed line)
+    optimum: list[dict[str, list[float]]]  # per fold: term → 1/L_i per epoch ([]: no such reference)
+    movement: Movement | None  # how far its log-weights moved (max |Δs|)
 
 
-def weights_info(arm: ArmData, reference: dict[str, float] | None = None) -> WeightsInfo | None:
-    if arm.best is None or not arm.best.weight_trajectory:
+@dataclass(frozen=True)
+class WeightsInfo:
+    """The learned arms side by side on one log-scaled weight axis."""
+
+    panels: list[WeightsPanel]
+    fixed: dict[str, float]  # term → the best fixed trial's weight
+
+    @property
+    def terms(self) -> list[str]:
+        return list(dict.fromkeys(t for p in self.panels for t in p.terms))
+
+
+def _terms(named: set[str]) -> list[str]:
+    return [t for t in TERMS if t in named] + sorted(named - set(TERMS))
+
+
+def _inverse(losses: list[float]) -> list[float]:
+    return [1.0 / v if math.isfinite(v) and v > 0 else math.nan for v in losses]
+
+
+def _panel(arm: ArmData, movement: Movement | None) -> WeightsPanel | None:
+    best = arm.best
+    if best is None or not best.weight_trajectory:
         return None
-    traj = arm.best.weight_trajectory
-    named = {k for w in traj for k in w}
-    terms = [t for t in TERMS if t in named] + sorted(named - set(TERMS))
+    terms = _terms({k for w in best.weight_trajectory for k in w})
     if not terms:
         return None
-    return WeightsInfo(arm.arm, arm.best.number, terms, traj, dict(reference or {}))
+    optimum = []
+    if arm.arm in KENDALL_ARMS and any(f.loss_trajectory for f in best.folds):
+        optimum = [{t: _inverse(f.loss_trajectory.get(t, [])) for t in terms} for f in best.folds]
+    return WeightsPanel(arm.arm, best.number, terms, best.weight_trajectory, optimum, movement)
+
+
+def weights_info(
+    arms: dict[str, ArmData],
+    movement: dict[str, Movement] | None = None,
+    fixed: dict[str, float] | None = None,
+) -> WeightsInfo | None:
+    """One panel per learned arm (all but fixed) whose best trial recorded a weight trajectory."""
+    panels = [
+        p
+        for name, d in sorted(arms.items(), key=lambda kv: arm_order(kv[0]))
+        if name != "fixed" and (p := _panel(d, (movement or {}).get(name))) is not None
+    ]
+    return WeightsInfo(panels, dict(fixed or {})) if panels else None
 
 
 @dataclass(frozen=True)

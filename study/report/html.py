@@ -15,7 +15,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import jinja2
 import plotly.graph_objects as go
 from markupsafe import Markup
 from plotly.offline import get_plotlyjs
@@ -23,26 +22,13 @@ from plotly.offline import get_plotlyjs
 from study import records
 from study.records import CONFIRM
 from study.report import figure_data as fd
-from study.report import figures, fmt
+from study.report import figures, fmt, templating, verdict
 from study.report import search_figures as search_figs
-from study.report.compare import ArmComparison
+from study.report import weight_figures as weight_figs
 from study.report.data import ArmData, ReportData, StudyRecord, arm_order
+from study.report.templating import ENV
+from study.report.verdict import ARM_LABELS
 from study.storage import redact
-
-ARM_LABELS = {
-    "fixed": "tuned fixed weights",
-    "uncertainty": "learned uncertainty weights",
-    "direct": "learned direct weights",
-}
-
-_ENV = jinja2.Environment(
-    loader=jinja2.PackageLoader("study.report", "templates"),
-    autoescape=True,
-    undefined=jinja2.StrictUndefined,
-    trim_blocks=True,
-    lstrip_blocks=True,
-)
-_ENV.filters.update(num=fmt.num, p_value=fmt.p_value, count=fmt.count)
 
 
 @dataclass
@@ -69,14 +55,6 @@ def _by_arm(items: dict[str, Any]) -> list[tuple[str, Any]]:
 
 
 # ----------------------------------------------------------------------------- 1. headline
-
-
-def _verdict(cmp: ArmComparison) -> dict[str, Any]:
-    return {
-        "cmp": cmp,
-        "a_label": ARM_LABELS.get(cmp.a, cmp.a),
-        "b_label": ARM_LABELS.get(cmp.b, cmp.b),
-    }
 
 
 def _state_cell(d: ArmData) -> str:
@@ -128,7 +106,8 @@ def _headline(page: _Page) -> dict[str, Any]:
         "info": data.data_info,
         "n_folds": data.n_folds,
         "arm_names": data.arm_names(),
-        "verdicts": [_verdict(cmp) for cmp in data.comparisons],
+        "verdicts": [{"v": v, "say": templating.verdict_text(v)} for v in verdict.verdicts(data)],
+        "holm": templating.holm_text(verdict.holm_family(data.comparisons)),
         "arm_rows": [_arm_row(data, arm) for arm in data.arm_names()],
     }
 
@@ -188,16 +167,31 @@ def _search(page: _Page) -> dict[str, Any]:
 
 
 def _weights(page: _Page) -> dict[str, Any]:
-    arms = page.data.arms
-    ref = fd.fixed_reference_weights(arms)
-    slots = []
-    for arm, d in _by_arm({a: d for a, d in arms.items() if a != "fixed"}):
-        if d.best is None:
-            missing = f"{arm}: no complete trial yet, so no weight trajectory to show."
+    data = page.data
+    learned = [a for a in data.arm_names() if a != "fixed"]
+    moved = verdict.weight_movement(data)
+    info = fd.weights_info(data.arms, moved, fd.fixed_reference_weights(data.arms))
+    drawn = [p.arm for p in info.panels] if info is not None else []
+    absent = []
+    for arm in (a for a in learned if a not in drawn):
+        d = data.arms.get(arm)
+        if d is None:
+            absent.append(f"{arm}: no search study, so no weight trajectory to show.")
+        elif d.best is None:
+            absent.append(f"{arm}: no complete trial yet, so no weight trajectory to show.")
         else:
-            missing = f"{arm}: the best trial #{d.best.number} recorded no weight_trajectory."
-        slots.append(page.figure(f"weights-{arm}", search_figs.fig_weights(fd.weights_info(d, ref)), missing))
-    return {"figures": slots, "no_reference": bool(slots) and not ref}
+            absent.append(f"{arm}: the best trial #{d.best.number} recorded no weight_trajectory.")
+    slot = page.figure("weights", weight_figs.fig_weights(info), "") if info is not None else None
+    return {
+        "slot": slot,
+        "learned": learned,
+        "movements": [templating.movement_text(moved[a]) for a in learned if a in moved],
+        "absent": absent,
+        "no_reference": info is not None and not info.fixed,
+        "no_optimum": [p.arm for p in info.panels if p.arm in fd.KENDALL_ARMS and not p.optimum]
+        if info
+        else [],
+    }
 
 
 def _landscape(page: _Page) -> dict[str, Any]:
@@ -361,8 +355,8 @@ def render_html(data: ReportData, *, command: str | None = None) -> tuple[str, l
         {"title": title, "anchor": _anchor(title), "macro": s.macro, "values": s.gather(page)}
         for s, title in zip(SECTIONS, section_titles(SECTIONS), strict=True)
     ]
-    css = _ENV.loader.get_source(_ENV, "report.css")[0]  # type: ignore[union-attr]
-    doc = _ENV.get_template("report.html.j2").render(
+    css = ENV.loader.get_source(ENV, "report.css")[0]  # type: ignore[union-attr]
+    doc = ENV.get_template("report.html.j2").render(
         data=data,
         sections=sections,
         n_figures=len(page.figures),

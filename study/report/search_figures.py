@@ -1,4 +1,4 @@
-"""Plotly figures of the search: trial scores, learned weights, the fixed-weight landscape, importances.
+"""Plotly figures of the search: trial scores, the fixed-weight landscape, importances.
 
 Drawn here rather than with ``optuna.visualization``: those plots take a live Study,
 while these draw the report's plain records of :mod:`~study.report.figure_data` (one
@@ -18,12 +18,8 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from study.report import fmt
-from study.report.figure_data import LandscapeInfo, SliceInfo, WeightsInfo
+from study.report.figure_data import LandscapeInfo, SliceInfo
 from study.report.figures import LAYOUT, arm_color, hover_extra
-
-_FOLD_PALETTE = ("#4C78A8", "#F58518", "#54A24B", "#E45756", "#72B7B2")
-_FOLD_PALETTE += ("#B279A2", "#FF9DA6", "#9D755D", "#BAB0AC", "#EECA3B")
-
 
 # ----------------------------------------------------------------------------- search
 
@@ -155,58 +151,7 @@ def fig_trial_scores(trials: pd.DataFrame) -> go.Figure | None:
     return fig
 
 
-# ----------------------------------------------------------------------------- weights and parameters
-
-
-def fig_weights(info: WeightsInfo | None) -> go.Figure | None:
-    """Effective weight of each loss term over epochs for the best trial: one line per fold, fixed as dashes."""
-    if info is None:
-        return None
-    cols = min(len(info.terms), 4)
-    n_epochs = max((len(v) for w in info.trajectory for v in w.values()), default=1)
-    fig = make_subplots(
-        rows=1, cols=cols, subplot_titles=info.terms, shared_xaxes=False, horizontal_spacing=0.06
-    )
-    for j, term in enumerate(info.terms[:cols]):
-        for f, w in enumerate(info.trajectory):
-            y = w.get(term)
-            if not y:
-                continue
-            fig.add_trace(
-                go.Scatter(
-                    x=list(range(1, len(y) + 1)),
-                    y=y,
-                    mode="lines+markers",  # markers keep 1-epoch runs visible
-                    marker=dict(size=5),
-                    name=f"fold {f}",
-                    legendgroup=f"fold {f}",
-                    showlegend=j == 0,
-                    line=dict(color=_FOLD_PALETTE[f % len(_FOLD_PALETTE)], width=1.8),
-                    hovertemplate=f"fold {f}, epoch %{{x}}<br>{html.escape(term)} weight %{{y:.3f}}<extra></extra>",
-                ),
-                row=1,
-                col=j + 1,
-            )
-        ref = info.reference.get(term)
-        if ref is not None and math.isfinite(ref):
-            fig.add_hline(
-                y=ref,
-                line=dict(color="black", dash="dash", width=1.5),
-                row=1,
-                col=j + 1,
-                annotation_text=f"best fixed {ref:.3g}",
-                annotation_position="top right",
-            )
-        dtick = max(1, math.ceil(n_epochs / 8))
-        fig.update_xaxes(title_text="epoch", tickformat="d", dtick=dtick, row=1, col=j + 1)
-    fig.update_yaxes(title_text="effective weight", row=1, col=1)
-    fig.update_layout(
-        title=f"{info.arm}: effective loss weights of the best trial #{info.trial} (dashed: best fixed trial)",
-        height=380,
-        legend=dict(orientation="h", y=-0.2),
-        **LAYOUT,
-    )
-    return fig
+# ----------------------------------------------------------------------------- parameters
 
 
 def fig_fixed_landscape(info: LandscapeInfo | None) -> go.Figure | None:
