@@ -1,7 +1,9 @@
 """Pydantic configs: every knob of the model, its losses, the data and training.
 
 Unknown keys and impossible values are validation errors (the CLI turns them into
-one line and exit code 2).
+one line and exit code 2). No float may be inf or NaN (`allow_inf_nan=False`), and every
+size has an upper bound (stated per field) far beyond any sane run, so that a typo such as
+`max_len = 1000000` fails at once instead of exhausting memory hours into a study.
 """
 
 from typing import Literal
@@ -10,7 +12,10 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+MAX_SEED = 2**32 - 1  # numpy's and Lightning's seed range is 0..2**32-1
 
 
 class LossConfig(_Strict):
@@ -53,11 +58,12 @@ class LossConfig(_Strict):
 
 
 class ModelConfig(_Strict):
-    d_model: int = Field(64, ge=8)
-    n_layers: int = Field(2, ge=1)
-    n_heads: int = Field(4, ge=1)
-    d_ff: int = Field(128, ge=8)
-    kernel_size: int = Field(15, ge=3)  # depthwise conv kernel of the convolution module
+    # Upper bounds: 4x to 16x the public preset (d_model 256, 8 layers, 8 heads, d_ff 1024, kernel 31).
+    d_model: int = Field(64, ge=8, le=4096)
+    n_layers: int = Field(2, ge=1, le=64)
+    n_heads: int = Field(4, ge=1, le=64)
+    d_ff: int = Field(128, ge=8, le=16384)
+    kernel_size: int = Field(15, ge=3, le=255)  # depthwise conv kernel of the convolution module
     dropout: float = Field(0.1, ge=0.0, lt=1.0)
 
     @model_validator(mode="after")
@@ -79,16 +85,18 @@ MODEL_PRESETS: dict[str, ModelConfig] = {
 
 
 class DataConfig(_Strict):
-    max_len: int = Field(128, ge=8)  # longer sequences keep their last max_len steps (the gesture)
-    batch_size: int = Field(64, ge=1)
+    # Longer sequences keep their last max_len steps (the gesture); at most 10,000 (the longest
+    # real sequence has ~700 rows).
+    max_len: int = Field(128, ge=8, le=10_000)
+    batch_size: int = Field(64, ge=1, le=65_536)  # at most 65,536 sequences per batch
     modalities: Literal["all", "imu"] = "all"  # "imu": drop thermopiles and ToF (as in IMU-only test data)
 
 
 class TrainConfig(_Strict):
-    lr: float = Field(2e-3, gt=0.0)
+    lr: float = Field(2e-3, gt=0.0, le=1.0)  # at most 1 (AdamW diverges far below that)
     weight_decay: float = Field(1e-2, ge=0.0)
-    max_epochs: int = Field(20, ge=1)
-    warmup_epochs: float = Field(1.0, ge=0.0)  # linear warmup, then cosine decay to zero
+    max_epochs: int = Field(20, ge=1, le=10_000)  # at most 10,000
+    warmup_epochs: float = Field(1.0, ge=0.0, le=10_000)  # linear warmup, then cosine decay; at most 10,000
     grad_clip: float = Field(1.0, gt=0.0)  # max gradient norm of the network (learned weights unclipped)
     # How a fold chooses the model it is scored with. Early stopping on the validation fold
     # itself would report a maximum over epochs of the evaluation (optimistic, and more so the
@@ -97,6 +105,7 @@ class TrainConfig(_Strict):
     # "inner": choose the epoch on training subjects set aside (`inner_fraction`), then score it.
     early_stopping: Literal["none", "inner"] = "none"
     inner_fraction: float = Field(0.2, gt=0.0, lt=1.0)  # share of training subjects set aside for "inner"
-    patience: int = Field(5, ge=1)  # epochs without a better stop-subject score before "inner" stops
-    seed: int = 0
+    # Epochs without a better stop-subject score before "inner" stops; at most 10,000.
+    patience: int = Field(5, ge=1, le=10_000)
+    seed: int = Field(0, ge=0, le=MAX_SEED)  # 0..2**32-1
     accelerator: Literal["auto", "cpu", "gpu", "cuda"] = "auto"

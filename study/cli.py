@@ -48,7 +48,9 @@ def _positive(kind):
 
 
 def _arm_list(text: str) -> tuple[str, ...]:
-    return tuple(a.strip() for a in text.split(",") if a.strip())
+    """Every comma-separated entry, empty ones kept: `--arms ""` is no arm at all and `--arms fixed,`
+    names an empty arm; the settings reject both (never a silent fall-back to the default arms)."""
+    return tuple(a.strip() for a in text.split(",")) if text.strip() else ()
 
 
 @dataclass(frozen=True)

@@ -6,36 +6,43 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from cmi_model.config import MODEL_PRESETS, DataConfig, LossConfig, ModelConfig, TrainConfig
+from cmi_model.config import MAX_SEED, MODEL_PRESETS, DataConfig, LossConfig, ModelConfig, TrainConfig
 from cmi_model.errors import InputError
 from study.space import ARMS
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)  # no inf, no NaN
+
+
+# Fold k of split seed s trains with seed s*1000 + k (study/objective.py) and the confirmation's
+# split seeds are seed+1 .. seed+confirm_seeds: with at most 100 folds and 1,000 confirmation
+# seeds, every derived seed stays within numpy's and Lightning's 0..2**32-1.
+MAX_STUDY_SEED = 4_000_000
+assert (MAX_STUDY_SEED + 1000) * 1000 + 99 <= MAX_SEED
 
 
 class SyntheticSettings(_Strict):
-    subjects: int = Field(10, ge=2)  # embedded data size when no --data is given
+    subjects: int = Field(10, ge=2, le=200)  # embedded data size when no --data is given; at most 200
     full_size: bool = False  # the real competition's sizes (81 subjects, ~575k rows)
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=MAX_SEED)  # 0..2**32-1
 
 
 class StudySection(_Strict):
     arms: tuple[str, ...] = ("fixed", "uncertainty")
-    n_trials: int = Field(6, ge=1)  # per arm, across all workers
-    folds: int = Field(3, ge=2)
-    seed: int = 0  # subject split, fold split, sampler and initialisation
+    n_trials: int = Field(6, ge=1, le=100_000)  # per arm, across all workers; at most 100,000
+    folds: int = Field(3, ge=2, le=100)  # at most 100
+    seed: int = Field(0, ge=0, le=MAX_STUDY_SEED)  # subject split, fold split, sampler and initialisation
     # Share of subjects held out of the search: the confirmation validates on them only, so
     # choosing the best of many configurations cannot flatter the verdict. 0: no hold-out.
     holdout: float = Field(0.25, ge=0.0, lt=1.0)
     pruner: Literal["wilcoxon", "median", "none"] = "wilcoxon"
-    confirm_seeds: int = Field(2, ge=1)
+    confirm_seeds: int = Field(2, ge=1, le=1000)  # at most 1,000
     heartbeat_interval: int = Field(
         10, ge=1, le=10
     )  # seconds; a dead worker's trial is found within a minute
     grace_period: int = Field(30, ge=2, le=60)
-    max_retry: int = Field(2, ge=0)  # re-runs of a trial whose worker died
+    max_retry: int = Field(2, ge=0, le=10)  # re-runs of a trial whose worker died; at most 10
 
     @model_validator(mode="after")
     def _grace_after_heartbeat(self) -> "StudySection":
@@ -50,11 +57,15 @@ class StudySection(_Strict):
     @field_validator("arms")
     @classmethod
     def _known_arms(cls, arms: tuple[str, ...]) -> tuple[str, ...]:
+        if not arms:
+            raise ValueError(f"no arm given; choose one or more of {', '.join(ARMS)}")
         for a in arms:
+            if not a:
+                raise ValueError(f"an empty arm name in {','.join(arms)!r} (a stray comma?)")
             if a not in ARMS:
                 raise ValueError(f"unknown arm {a!r}; choose from {', '.join(ARMS)}")
-        if len(set(arms)) != len(arms) or not arms:
-            raise ValueError(f"arms must be distinct and non-empty, got {arms}")
+        if len(set(arms)) != len(arms):
+            raise ValueError(f"arms must be distinct, got {arms}")
         return arms
 
 

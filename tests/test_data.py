@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -301,3 +303,117 @@ def test_inspect_prints_summary(synth, capsys):
     assert main(["inspect", "--data", str(synth)]) == 0
     out = capsys.readouterr().out
     assert "sequences" in out and "subjects 4" in out and "IMU-only" in out and "Wave hello" in out
+
+
+# ------------------------------------------------------------------ bounds: what the real data has is accepted
+
+
+def test_values_at_the_bounds_are_accepted(small_frames, tmp_path):
+    """The edges of every bound, ToF "no response", NaN rotation/thermopiles/ToF: data, not errors."""
+    train, demo = small_frames
+    t = train.copy()
+    t.loc[t.index[1], ["acc_x", "acc_y", "acc_z"]] = [D.ACC_LIMIT, -D.ACC_LIMIT, 0.0]
+    t.loc[t.index[2], ["thm_1", "thm_2"]] = list(D.THM_RANGE)
+    t.loc[t.index[3], ["tof_1_v0", "tof_1_v1", "tof_1_v2"]] = [-1.0, 0.0, D.TOF_MAX]
+    t.loc[t.index[4], ["rot_w", "rot_x", "rot_y", "rot_z"]] = [1.09, 0.0, 0.0, 0.0]
+    t.loc[t.index[5], ["rot_w", "rot_x", "rot_y", "rot_z"]] = np.nan
+    t.loc[t.index[6], ["rot_x"]] = np.nan  # a partly empty quaternion is a missing one
+    t.loc[t.index[7], ["thm_3", "tof_2_v3"]] = np.nan
+    d = D.load_dir(write(tmp_path / "d", t, demo), cache_dir=None)
+    assert d.imu[1, 0] == D.ACC_LIMIT and d.thm[2, 0] == D.THM_RANGE[0]
+    assert list(d.tof[3, :3]) == [D.TOF_FAR, 0.0, D.TOF_MAX]
+    assert not d.present[5, 0] and not d.present[6, 0] and d.present[4, 0]
+    assert np.isfinite(d.imu[4]).all()
+
+
+def test_byte_order_mark_and_quoted_header_are_accepted(small_frames, tmp_path):
+    train, demo = small_frames
+    folder = write(tmp_path / "d", train, demo)
+    path = folder / "train.csv"
+    header, rest = path.read_text().split("\n", 1)
+    quoted = ",".join(f'"{c}"' for c in header.split(","))
+    path.write_bytes(b"\xef\xbb\xbf" + (quoted + "\n" + rest).encode())
+    assert D.load_dir(folder, cache_dir=None).n_sequences == train["sequence_id"].nunique()
+
+
+# ------------------------------------------------------------------ errors name the line in the file
+
+
+def test_line_numbers_are_file_lines_when_sequences_interleave(small_frames, tmp_path, capsys):
+    """Rows are regrouped by sequence; the message still names the line of the file."""
+    train, demo = small_frames
+    seqs = train["sequence_id"].unique()
+    a, b = train[train["sequence_id"] == seqs[0]], train[train["sequence_id"] == seqs[1]]
+    n = min(len(a), len(b))
+    mixed = pd.concat([a.iloc[:n], b.iloc[:n]])
+    order = np.ravel(np.column_stack([np.arange(n), n + np.arange(n)]))
+    mixed = mixed.iloc[order].reset_index(drop=True)  # a0, b0, a1, b1, ...
+    mixed.loc[5, "tof_4_v9"] = 999.0  # b2, line 7
+    mixed.loc[8, "tof_4_v9"] = 999.0  # a4, line 10: later in the file, earlier in sequence order
+    code, err = run_inspect(write(tmp_path / "d", mixed, demo), capsys)
+    assert code == 2 and f"column 'tof_4_v9', line 7, sequence {seqs[1]}:" in err, err
+
+
+def test_unreadable_file_is_one_line(small_frames, tmp_path, capsys, monkeypatch):
+    """chmod 000 does not stop root (CI): raise the PermissionError open() would give a user."""
+    train, demo = small_frames
+    folder = write(tmp_path / "d", train, demo)
+
+    def no_permission(path, *args, **kwargs):
+        if Path(path).name == "train.csv":
+            raise PermissionError(13, "Permission denied", str(path))
+        return open(path, *args, **kwargs)
+
+    monkeypatch.setattr(D, "open", no_permission, raising=False)
+    code, err = run_inspect(folder, capsys)
+    assert code == 2 and len(err.splitlines()) == 1
+    assert err.endswith("train.csv: cannot read the file: Permission denied"), err
+
+
+def test_header_read_is_bounded(tmp_path, monkeypatch):
+    """A 64 MB file without a line end fails after reading about 1 MB, not the whole file."""
+    path = tmp_path / "train.csv"
+    with open(path, "wb") as f:
+        f.truncate(64 << 20)  # sparse: NUL bytes
+    reads = []
+
+    class Counting:
+        def __init__(self, *args):
+            self.f = open(*args)  # noqa: SIM115
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+        def readline(self, limit=-1):
+            line = self.f.readline(limit)
+            reads.append(len(line))
+            return line
+
+    monkeypatch.setattr(D, "open", Counting, raising=False)
+    with pytest.raises(InputError, match="line 1 is not a CSV header: no line end within the first 1 MB"):
+        D._header(path)
+    assert 0 < sum(reads) <= D.HEADER_LIMIT + 1
+
+
+@pytest.mark.parametrize("value", [255.0, -0.5, -2.0, np.inf, -np.inf])
+def test_tof_outside_the_sensor_range_first_in_file_order(value):
+    """255 is not a reading (-1 becomes 255 internally), nor anything negative but -1; the error names
+    the first bad value in file order, though rows are grouped by sequence."""
+    tof = np.asfortranarray(np.full((4, 320), -1.0, dtype=np.float32))  # the layout _to_matrix gives
+    tof[1, 10] = 7.0
+    tof[2, 5] = tof[3, 2] = value
+    where = D._Where(np.array(["S0", "S0", "S1", "S1"], dtype=object), np.array([0, 1, 3, 2]))
+    with pytest.raises(
+        InputError, match=r"'tof_1_v2', line 4, sequence S1: value -?(inf|[0-9.]+) is neither"
+    ):
+        D._check_tof(Path("train.csv"), tof, where)
+
+
+def test_tof_no_response_becomes_far():
+    tof = np.asfortranarray(np.tile(np.array([-1.0, 0.0, 254.0, np.nan], dtype=np.float32), (4, 80)))
+    D._check_tof(Path("train.csv"), tof, D._Where(np.array(["S"] * 4, dtype=object), None))
+    assert not (tof == -1).any() and (tof == D.TOF_FAR).sum() == 320 and np.isnan(tof).sum() == 320
+    assert (tof == 0).sum() == 320 and (tof == 254).sum() == 320
