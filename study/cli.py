@@ -7,8 +7,10 @@ error, 130 interrupted.
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
+import re
 import shlex
 import signal
 import subprocess
@@ -45,6 +47,18 @@ def _positive(kind):
         return value
 
     return parse
+
+
+STUDY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+
+
+def _study_name(text: str) -> str:
+    """Study names become file names (reports/NAME.db, reports/NAME.html): no paths, no surprises."""
+    if not STUDY_NAME.fullmatch(text):
+        raise argparse.ArgumentTypeError(
+            f"{text[:120]!r} is not a study name: 1-100 letters, digits, '.', '_' or '-', starting with a letter or digit"
+        )
+    return text
 
 
 def _arm_list(text: str) -> tuple[str, ...]:
@@ -89,7 +103,11 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "--study-name",
         ("run", "confirm", "report", "demo"),
-        {"default": "cmi", "help": "studies are NAME-ARM and NAME-confirm (default: cmi)"},
+        {
+            "default": "cmi",
+            "type": _study_name,
+            "help": "studies are NAME-ARM and NAME-confirm (default: cmi)",
+        },
         forward=True,
     ),
     Option(
@@ -178,6 +196,11 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option("--out", ("report", "demo"), {"type": Path, "help": "HTML file (default: reports/NAME.html)"}),
     Option(
+        "--force",
+        ("report", "demo"),
+        {"action": "store_true", "help": "overwrite an --out file that is not a cmi-study report"},
+    ),
+    Option(
         "--holdout",
         ("run",),
         {
@@ -237,10 +260,17 @@ def _storage_url(args) -> str:
 
 def _command_line(args) -> str:
     """The command as stored with the studies: this call's own arguments (main(argv) may not be
-    sys.argv), with any storage password masked."""
-    from study.storage import redact
+    sys.argv), with the storage URL's secrets masked (parsed, so a password with a space or in a
+    query parameter is masked too) and any other URL-like text redacted."""
+    from study.storage import redact, safe_url
 
-    return redact("cmi-study " + shlex.join(args.argv))
+    argv = list(args.argv)
+    for i, a in enumerate(argv):
+        if a.startswith("--storage="):
+            argv[i] = "--storage=" + safe_url(a.removeprefix("--storage="))
+        elif i and argv[i - 1] == "--storage":
+            argv[i] = safe_url(a)
+    return redact("cmi-study " + shlex.join(argv))
 
 
 def cmd_synth(args) -> None:
@@ -352,7 +382,7 @@ def cmd_confirm(args) -> None:
     )
     helpers = _helpers(args, "confirm", [[] for _ in range(args.workers - 1)])
     try:
-        result = work_confirm(confirm, objective, settings.study.heartbeat_interval)
+        result = work_confirm(confirm, objective, settings.study)
     finally:
         _wait(helpers)
     for arm, r in result.items():
@@ -364,12 +394,23 @@ def cmd_report(args) -> Path:
     from study.storage import REPORTS_DIR, open_storage
 
     out = args.out or REPORTS_DIR / f"{args.study_name}.html"
+    _check_out(out, args.force)
     # Opened like run and confirm open it (same driver choice, one-line errors, no new database).
     storage = open_storage(_storage_url(args), must_exist=True)
     # A missing study raises StudyNotFoundError, an InputError: exit 2, one line.
     path = write_report(storage, args.study_name, out, command=_command_line(args))
     print(f"report: {Path(path).resolve()}")
     return Path(path)
+
+
+def _check_out(out: Path, force: bool) -> None:
+    """The report may replace an earlier report, never a folder or a file somebody else wrote."""
+    from study.report import is_report
+
+    if out.is_dir():
+        raise InputError(f"--out {out}: is a directory; give the HTML file's path")
+    if out.exists() and not force and not is_report(out):
+        raise InputError(f"--out {out}: exists and is not a cmi-study report; pass --force to overwrite it")
 
 
 def cmd_demo(args) -> None:
@@ -405,9 +446,13 @@ def _raise_interrupted(signum, frame):
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:  # bad options (exit 2, one line) or --help (0): a return for in-process callers
+        return int(e.code or 0)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # stored with the studies (masked)
     import optuna
+    import sqlalchemy
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # our own progress bars and messages say it
     # Ctrl-C as Interrupted, not KeyboardInterrupt: Lightning would turn the latter into exit code 1
@@ -426,6 +471,15 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    except sqlalchemy.exc.SQLAlchemyError as e:  # a storage that broke under us: locked, read-only, damaged
+        from study.storage import redact
+
+        reason = redact(str(getattr(e, "orig", None) or e).strip().splitlines()[0])
+        print(f"cmi-study {args.command}: error: storage: {reason}", file=sys.stderr)
+        return 2
+    except OSError as e:  # a disk that is full or a folder we may not write: one line, not a traceback
+        print(f"cmi-study {args.command}: error: {e.filename or ''}: {e.strerror or e}", file=sys.stderr)
+        return 1 if e.errno == errno.ENOSPC else 2
     except (KeyboardInterrupt, Interrupted):
         print(
             f"\ncmi-study {args.command}: interrupted; finished trials are kept in the storage",

@@ -13,7 +13,6 @@ import time
 
 import numpy as np
 import optuna
-from optuna.storages import fail_stale_trials
 from optuna.trial import TrialState
 from tqdm.auto import tqdm
 
@@ -22,8 +21,8 @@ from cmi_model.folds import SubjectSplit, holdout_folds
 from study import records, space
 from study.objective import BudgetTaken, TrialConfigs, run_folds
 from study.runner import load_study_data, run_one
-from study.settings import Settings
-from study.storage import open_storage
+from study.settings import Settings, StudySection
+from study.storage import fail_lost_trials, open_storage
 
 SEED_RANGE = (0, 2**31 - 1)  # the seed parameter's distribution; the values come from the queue
 
@@ -132,7 +131,7 @@ def prepare_confirm(
     return confirm, ConfirmObjective(settings, data, split, best), settings
 
 
-def work_confirm(confirm: optuna.Study, objective: ConfirmObjective, heartbeat_interval: int) -> dict:
+def work_confirm(confirm: optuna.Study, objective: ConfirmObjective, st: StudySection) -> dict:
     """Take queued pairs until none is left or running; return each arm's mean confirmed score."""
 
     def count(*states) -> int:
@@ -141,14 +140,14 @@ def work_confirm(confirm: optuna.Study, objective: ConfirmObjective, heartbeat_i
     total = count(TrialState.WAITING, TrialState.RUNNING, TrialState.COMPLETE)
     with tqdm(total=total, desc="confirm", unit="pair") as bar:
         while True:
-            fail_stale_trials(confirm)  # a dead worker's pair: failed and re-queued
+            fail_lost_trials(confirm, st.grace_period)  # a dead worker's pair: failed and re-queued
             if count(TrialState.WAITING):
                 trial = run_one(confirm, objective)
                 if trial.state == TrialState.FAIL and not records.is_budget_skip(trial):
                     r = records.read_trial(trial)
                     tqdm.write(f"confirm {r.arm} seed {r.seed} failed: {r.fail_reason}")
             elif count(TrialState.RUNNING):
-                time.sleep(min(2.0, heartbeat_interval))  # others' pairs: wait in case one dies
+                time.sleep(min(2.0, st.heartbeat_interval))  # others' pairs: wait in case one dies
             else:
                 break
             bar.n = count(TrialState.COMPLETE)

@@ -194,6 +194,7 @@ class ArmStudyRecord(_Record):
     settings: dict[str, Any] = {}  # the resolved study.settings.Settings
     search_subjects: list[str] = []  # the search pool: every search fold trains and validates here
     holdout_subjects: list[str] = []  # kept out of the search for the confirmation (empty: none)
+    score_settings: dict[str, Any] = {}  # every setting that changes what a score means, flat
 
 
 class ConfirmStudyRecord(_Record):

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import optuna
 from optuna.exceptions import ExperimentalWarning
-from optuna.storages import fail_stale_trials
 from optuna.trial import TrialState
 from tqdm.auto import tqdm
 
@@ -21,8 +20,8 @@ from cmi_model.errors import InputError
 from cmi_model.folds import SubjectSplit, split_subjects, subject_folds
 from study import records, space
 from study.objective import CVObjective, budget_counts
-from study.settings import Settings
-from study.storage import open_storage
+from study.settings import Settings, StudySection
+from study.storage import fail_lost_trials, open_storage, requeue
 
 MAX_CONSECUTIVE_FAILURES = 3  # an arm whose trials keep failing is broken, not unlucky
 # Heartbeat helpers: stable in practice since 2.9.
@@ -87,8 +86,42 @@ def _pruner(settings: Settings) -> optuna.pruners.BasePruner:
     return optuna.pruners.NopPruner()
 
 
-# Settings that change what a score means: a worker may not join a study made with others.
-_MUST_MATCH = ("n_folds", "seed", "epochs", "preset", "holdout_subjects")
+def score_settings(arm: str, settings: Settings, data_info: records.DataInfo) -> dict:
+    """Every setting that changes what an arm's score means, flat ("section.field" → value): the
+    resolved model, loss, data and train configs, the folds, split, pruner, the arm's search
+    space and the data's content. A worker whose settings differ may not join the study."""
+    flat = {"data_files.fingerprint": data_info.fingerprint}
+    for section in ("model", "loss", "data", "train"):
+        for key, value in getattr(settings, section).model_dump(mode="json").items():
+            flat[f"{section}.{key}"] = value
+    for key in ("folds", "seed", "holdout", "pruner"):
+        flat[f"study.{key}"] = getattr(settings.study, key)
+    flat |= {f"search_space.{p}": d for p, d in space.describe(arm).items()}
+    return flat
+
+
+def _refuse_other_settings(
+    study_name: str, have: records.ArmStudyRecord, want: records.ArmStudyRecord
+) -> None:
+    for key, value in want.score_settings.items():
+        old = have.score_settings.get(key)
+        if old != value:
+            raise InputError(
+                f"study {study_name!r} was created with {key}={old!r}, this run asks for {value!r}: "
+                "use the same options or another --study-name"
+            )
+
+
+def check_joinable(storage, name: str, wants: dict[str, records.ArmStudyRecord]) -> None:
+    """Before anything is created: every arm study that exists must have been made with the
+    same score settings (one arm refused must not leave another arm's study behind)."""
+    existing = set(optuna.get_all_study_names(storage))
+    for arm, want in wants.items():
+        study_name = records.study_name(name, arm)
+        if study_name in existing:
+            have = _creators_record(optuna.load_study(study_name=study_name, storage=storage))
+            if have is not None:
+                _refuse_other_settings(study_name, have, want)
 
 
 def arm_record(
@@ -108,6 +141,7 @@ def arm_record(
         settings=json.loads(settings.model_dump_json()),
         search_subjects=list(split.search),
         holdout_subjects=list(split.holdout),
+        score_settings=score_settings(arm, settings, data_info),
     )
 
 
@@ -148,16 +182,7 @@ def open_arm_study(
         records.write_study(study, want)
         study.enqueue_trial(space.baseline(arm, settings.train, settings.model), skip_if_exists=True)
         return study
-    for k in _MUST_MATCH:
-        if getattr(have, k) != getattr(want, k):
-            raise InputError(
-                f"study {study_name!r} was created with {k}={getattr(have, k)!r}, this run asks for "
-                f"{getattr(want, k)!r}: use the same options or another --study-name"
-            )
-    if have.data.fingerprint != data_info.fingerprint:
-        raise InputError(
-            f"study {study_name!r} was run on other data (fingerprint differs): use another --study-name"
-        )
+    _refuse_other_settings(study_name, have, want)
     if settings.study.n_trials > (have.n_trials or 0):
         # A later run may extend the budget.
         records.write_study(study, have.model_copy(update={"n_trials": settings.study.n_trials}))
@@ -204,6 +229,7 @@ def run_arms(
         grace_period=st.grace_period,
         max_retry=st.max_retry,
     )
+    check_joinable(storage, name, {arm: arm_record(arm, settings, info, split, command) for arm in st.arms})
     studies = {
         arm: open_arm_study(storage, name, arm, settings, info, split, command, owner=only is not None)
         for arm in st.arms
@@ -212,20 +238,21 @@ def run_arms(
         on_ready()
     mine = [arm for arm in st.arms if only is None or arm in only]
     jobs = {arm: (studies[arm], CVObjective(arm, settings, data, folds, st.n_trials)) for arm in mine}
-    work(jobs, st.n_trials, st.heartbeat_interval, desc="trials")
+    work(jobs, st, desc="trials")
     return {arm: summarize(s) for arm, s in studies.items()}
 
 
-def work(jobs: dict, n_trials: int, heartbeat_interval: int, desc: str) -> None:
-    """Run trials of each job (study, objective) until n_trials of it are complete or pruned,
+def work(jobs: dict, st: StudySection, desc: str) -> None:
+    """Run trials of each job (study, objective) until st.n_trials of it are complete or pruned,
     across all workers; stops a job whose trials keep failing."""
+    n_trials = st.n_trials
     failures = dict.fromkeys(jobs, 0)
     broken: dict[str, str] = {}
     with tqdm(total=n_trials * len(jobs), desc=desc, unit="trial") as bar:
         while True:
             progressed, finished = False, 0
             for key, (study, objective) in jobs.items():
-                fail_stale_trials(study)  # a dead worker's trial: failed and re-queued
+                fail_lost_trials(study, st.grace_period)  # a dead worker's trial: failed and re-queued
                 done, running = budget_counts(study)
                 if done >= n_trials or key in broken:
                     finished += 1
@@ -250,21 +277,35 @@ def work(jobs: dict, n_trials: int, heartbeat_interval: int, desc: str) -> None:
             if finished == len(jobs):
                 break
             if not progressed:
-                time.sleep(min(2.0, heartbeat_interval))
+                time.sleep(min(2.0, st.heartbeat_interval))
     if broken:
         raise RuntimeError("; ".join(f"{k} stopped after repeated failures: {r}" for k, r in broken.items()))
 
 
 def run_one(study: optuna.Study, objective) -> optuna.trial.FrozenTrial:
-    """One trial through study.optimize (the only way Optuna runs heartbeats)."""
+    """One trial through study.optimize (the only way Optuna runs heartbeats). A trial
+    interrupted by Ctrl-C is queued again like a lost worker's, so a rerun does it."""
     ran: list = []  # optimize keeps no handle on its trial: a callback hands it over
-    study.optimize(
-        objective,
-        n_trials=1,
-        catch=(Exception,),
-        gc_after_trial=True,
-        callbacks=[lambda _study, t: ran.append(t)],
-    )
+    numbers: list[int] = []
+
+    def tracked(trial: optuna.Trial) -> float:
+        numbers.append(trial.number)
+        return objective(trial)
+
+    try:
+        study.optimize(
+            tracked,
+            n_trials=1,
+            catch=(Exception,),
+            gc_after_trial=True,
+            callbacks=[lambda _study, t: ran.append(t)],
+        )
+    except KeyboardInterrupt:
+        if numbers:
+            interrupted = study.get_trials(deepcopy=True)[numbers[-1]]
+            if interrupted.state == TrialState.FAIL:
+                requeue(study, interrupted)
+        raise
     return ran[-1]
 
 

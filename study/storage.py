@@ -1,15 +1,19 @@
 """Optuna storage: SQLite by default, any SQLAlchemy URL (PostgreSQL for many machines)."""
 
+import contextlib
+import os
 import re
+import sqlite3
 import time
 from pathlib import Path
 
 import optuna
 import sqlalchemy
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
-from optuna.trial import FrozenTrial
+from optuna.trial import FrozenTrial, TrialState
 
 from cmi_model.errors import InputError
+from study import records
 
 REPORTS_DIR = Path("reports")
 
@@ -18,22 +22,30 @@ def default_url(study_name: str) -> str:
     return f"sqlite:///{REPORTS_DIR / study_name}.db"
 
 
-# The one place passwords are masked: the driver (printed URLs, the stored command line)
-# and the report (study.report imports these) share it.
+# The one place secrets are masked: the driver (printed URLs, the stored command line) and the
+# report share it. A URL carries them as user info (user:password@) or as query parameters
+# (libpq's password, sslpassword, passfile, ...).
+SECRET_PARAMS = re.compile(r"pass|secret|token|sslkey", re.IGNORECASE)
 _URL_PASSWORD = re.compile(r"(\b[A-Za-z][\w+.-]*://[^\s:/@]*:)[^\s@]*@")
+_QUERY_SECRET = re.compile(
+    r"([?&][^=&\s'\"]*(?:pass|secret|token|sslkey)[^=&\s'\"]*=)[^&\s'\"]*", re.IGNORECASE
+)
 
 
 def redact(text: str) -> str:
-    """Hide passwords of any ``scheme://user:password@host`` URL inside a string (e.g. a command line)."""
-    return _URL_PASSWORD.sub(r"\1***@", text)
+    """Hide the secrets of any URL inside a string (e.g. a command line): the password of
+    ``scheme://user:password@host`` and the values of secret query parameters."""
+    return _QUERY_SECRET.sub(r"\1***", _URL_PASSWORD.sub(r"\1***@", text))
 
 
 def safe_url(url: str) -> str:
-    """The URL with any password masked: the only form that is printed or stored."""
+    """The URL with its secrets masked: the only form that is printed or stored."""
     try:
-        return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
+        parsed = sqlalchemy.engine.make_url(url)
     except (sqlalchemy.exc.ArgumentError, ValueError, TypeError):
         return redact(url)  # unparseable, but may still carry a password
+    query = {k: ("***" if SECRET_PARAMS.search(k) else v) for k, v in parsed.query.items()}
+    return parsed.set(query=query).render_as_string(hide_password=True)
 
 
 class _RetryStale(RetryHeartbeatStaleTrialCallback):
@@ -42,6 +54,63 @@ class _RetryStale(RetryHeartbeatStaleTrialCallback):
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
         trial.user_attrs = {}
         super().__call__(study, trial)
+
+
+def fail_lost_trials(study: optuna.Study, grace_period: int) -> None:
+    """Fail the trials of workers that stopped sending heartbeats, saying so in their record,
+    and re-queue them. Optuna's fail_stale_trials does the same but can only fail them: a
+    finished trial's attributes can no longer be written, so the reason goes in first."""
+    storage = study._storage  # as in optuna.storages.fail_stale_trials: no public handle exists
+    if getattr(storage, "get_heartbeat_interval", lambda: None)() is None:
+        return  # no heartbeats: nothing can be known to be lost
+    reason = f"worker lost: no heartbeat for {grace_period} s"
+    for trial_id in storage._get_stale_trial_ids(study._study_id):
+        try:
+            for key, value in records.trial_attrs(fail_reason=reason).items():
+                storage.set_trial_user_attr(trial_id, key, value)
+            if not storage.set_trial_state_values(trial_id, state=TrialState.FAIL):
+                continue
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue  # another worker failed it first
+        storage.get_heartbeat_stale_trial_callback()(study, storage.get_trial(trial_id))
+
+
+def requeue(study: optuna.Study, trial: FrozenTrial) -> None:
+    """Queue a failed trial again like a lost worker's (same parameters, same retry limit)."""
+    callback = getattr(study._storage, "get_heartbeat_stale_trial_callback", lambda: None)()
+    if callback is not None:
+        callback(study, trial)
+
+
+def _check_sqlite_file(path: Path, must_exist: bool) -> None:
+    """Refuse, before SQLAlchemy creates Optuna's tables in it, a file that is not an Optuna
+    database: a command that reads a run must never turn a wrong file into one."""
+    if not path.exists():
+        if must_exist:
+            raise InputError(f"--storage: no SQLite database at {path}")
+        return
+    if not path.is_file():
+        raise InputError(f"--storage: {path} is not a file")
+    if path.stat().st_size == 0:
+        if must_exist:
+            raise InputError(f"--storage: {path} is an empty file, not an Optuna database")
+        return
+    try:
+        with open(path, "rb") as f:
+            magic = f.read(16)
+        if magic != b"SQLite format 3\x00":
+            raise InputError(f"--storage: {path} is not a SQLite database")
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+            tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            problems = [r[0] for r in db.execute("PRAGMA quick_check")]
+    except (OSError, sqlite3.DatabaseError) as e:
+        raise InputError(f"--storage: cannot read {path}: {e}") from None
+    if problems != ["ok"]:
+        raise InputError(f"--storage: {path} is damaged: {' '.join(problems[0].split())[:200]}")
+    if tables and not {"studies", "trials", "alembic_version"} <= tables:
+        raise InputError(f"--storage: {path} is a SQLite database but not an Optuna storage")
+    if not must_exist and not os.access(path, os.W_OK):
+        raise InputError(f"--storage: {path} is read-only")
 
 
 def open_storage(
@@ -71,9 +140,7 @@ def open_storage(
     engine_kwargs: dict = {}
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
-            if must_exist and not Path(parsed.database).is_file():
-                # Opening it would create an empty database as a side effect of a mistyped path.
-                raise InputError(f"--storage {safe_url(url)}: no SQLite database at {parsed.database}")
+            _check_sqlite_file(Path(parsed.database), must_exist)
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         # Parallel workers on one SQLite file wait for the lock instead of failing.
         engine_kwargs["connect_args"] = {"timeout": 120}

@@ -168,6 +168,33 @@ def test_one_masking_function_for_urls_and_command_lines():
     assert report.redact is storage.redact and report.redact_url is storage.safe_url
 
 
+SECRET_URL = (
+    "postgresql://bob:pa ss@db:5432/x?sslpassword=s3cr3t-q&passfile=/home/bob/.pgpass&sslmode=require"
+)
+
+
+def test_query_secrets_and_passwords_with_spaces_are_masked_by_parsing():
+    masked = storage.safe_url(SECRET_URL)
+    for secret in ("pa ss", "s3cr3t-q", "/home/bob/.pgpass"):
+        assert secret not in masked
+    assert "sslmode=require" in masked and "bob:***@db" in masked
+    assert "s3cr3t-q" not in storage.redact(f"--storage {SECRET_URL.replace(' ', '')}")
+
+
+@pytest.mark.parametrize("style", ["separate", "equals"])
+def test_stored_command_masks_the_storage_url_whatever_it_holds(style):
+    from study.cli import _command_line, build_parser
+
+    argv = (
+        ["report", "--storage", SECRET_URL] if style == "separate" else ["report", f"--storage={SECRET_URL}"]
+    )
+    args = build_parser().parse_args(argv)
+    args.argv = argv
+    line = _command_line(args)
+    assert "pa ss" not in line and "s3cr3t-q" not in line and ".pgpass" not in line
+    assert "***" in line and line.startswith("cmi-study report ") and "--storage" in line
+
+
 def test_heartbeat_settings_come_from_the_config_file(tmp_path):
     cfg = tmp_path / "hb.toml"
     cfg.write_text("[study]\nheartbeat_interval = 1\ngrace_period = 3\n")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import collections
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -365,6 +366,7 @@ def test_killed_worker_trial_is_failed_and_retried(tmp_path):
     study = load(url, "k-fixed")
     killed = study.trials[victim.number]
     assert killed.state == TrialState.FAIL
+    assert records.read_trial(killed).fail_reason == "worker lost: no heartbeat for 3 s"
     retries = [t for t in study.trials if t.system_attrs.get("failed_trial") == victim.number]
     assert len(retries) == 1
     retry = retries[0]
@@ -393,10 +395,16 @@ def test_ctrl_c_exits_130_with_one_line_and_storage_stays_usable(tmp_path):
     assert interrupted.state == TrialState.FAIL
     assert records.read_trial(interrupted).fail_reason.startswith("KeyboardInterrupt")
 
+    # ... and queued again with the same parameters, like a lost worker's trial.
+    queued = [t for t in load(url, "c-fixed").trials if t.system_attrs.get("failed_trial") == victim.number]
+    assert [t.state for t in queued] == [TrialState.WAITING]
+    assert queued[0].params == interrupted.params
+
     assert main(["run", "--preset", "tiny", "--storage", url, "--study-name", "c", *extra]) == 0
     study = load(url, "c-fixed")
     assert states(study)["COMPLETE"] == 2
     assert states(study)["RUNNING"] == 0
+    assert study.trials[queued[0].number].state == TrialState.COMPLETE  # the rerun did it
 
 
 # ----------------------------------------------------------------------------- PostgreSQL
@@ -448,7 +456,11 @@ def test_two_workers_on_postgresql_never_show_the_password(postgres_url, tmp_pat
             for t in study.trials:
                 assert password not in json.dumps([t.user_attrs, t.system_attrs], default=str)
         for arm in ("fixed", "uncertainty"):
-            assert f"--storage {masked}" in records.read_arm_study(load(pg, f"{name}-{arm}")).command
+            # Masked, and quoted so that the stored command can be pasted into a shell.
+            assert (
+                f"--storage {shlex.quote(masked)}"
+                in records.read_arm_study(load(pg, f"{name}-{arm}")).command
+            )
     finally:
         for study_name in optuna.get_all_study_names(pg):
             if study_name.startswith(f"{name}-"):

@@ -26,6 +26,7 @@ exception; only a study name with no study at all raises :class:`StudyNotFoundEr
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import optuna
@@ -44,7 +45,7 @@ from study.report.figure_data import (
     weights_info,
 )
 from study.report.figures import fig_comparison, fig_confusion, fig_metric_parts, fig_per_class_f1
-from study.report.html import SECTION_TITLES, SECTIONS, render_html
+from study.report.html import GENERATOR, SECTION_TITLES, SECTIONS, render_html
 from study.report.search_figures import (
     fig_best_so_far,
     fig_fixed_landscape,
@@ -58,6 +59,8 @@ from study.storage import redact  # password masking: one source of truth, share
 from study.storage import safe_url as redact_url
 
 __all__ = [
+    "GENERATOR",
+    "is_report",
     "SECTIONS",
     "SECTION_TITLES",
     "ArmComparison",
@@ -102,6 +105,15 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
+def is_report(path: Path) -> bool:
+    """Whether a file is a report this project wrote (its head carries the generator tag)."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return f'<meta name="generator" content="{GENERATOR}">' in f.read(4096)
+    except OSError:
+        return False
+
+
 def write_report(
     storage: str | optuna.storages.BaseStorage,
     study_name: str,
@@ -121,7 +133,13 @@ def write_report(
     doc, figures = render_html(data, command=command)
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(doc, encoding="utf-8")
+    # Written beside and renamed over: a full disk or a kill leaves the old report, never half a new one.
+    partial = out.with_name(f".{out.name}.partial")
+    try:
+        partial.write_text(doc, encoding="utf-8")
+        os.replace(partial, out)
+    finally:
+        partial.unlink(missing_ok=True)
     if dashboard:
         try:
             save_to_dashboard(backend, data, figures, str(out.resolve()))

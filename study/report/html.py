@@ -30,6 +30,8 @@ from study.report.templating import ENV
 from study.report.verdict import ARM_LABELS
 from study.storage import redact
 
+GENERATOR = "cmi-study"  # in the page's head: how `report --out` recognises a report it may replace
+
 
 @dataclass
 class _Page:
@@ -360,6 +362,7 @@ def render_html(data: ReportData, *, command: str | None = None) -> tuple[str, l
         data=data,
         sections=sections,
         n_figures=len(page.figures),
+        generator=GENERATOR,
         css=Markup(css),  # our own stylesheet
         plotlyjs=Markup(get_plotlyjs()),
     )

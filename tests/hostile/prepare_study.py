@@ -1,0 +1,97 @@
+"""Prepared storages and folders for the study-side cases of the hostile-input corpus."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+import tempfile
+from functools import cache
+from pathlib import Path
+
+from study.cli import main
+
+
+@cache
+def _tiny_study() -> Path:
+    """One finished tiny study (fixed arm, one trial), made once per test session."""
+    folder = Path(tempfile.mkdtemp(prefix="hostile-study-"))
+    argv = ["run", "--preset", "tiny", "--arms", "fixed", "--n-trials", "1", "--epochs", "1"]
+    assert main([*argv, "--storage", f"sqlite:///{folder / 's.db'}", "--study-name", "h"]) == 0
+    return folder / "s.db"
+
+
+def study(folder: Path) -> dict:
+    db = folder / "s.db"
+    shutil.copy(_tiny_study(), db)
+    return {"db": str(db), "url": f"sqlite:///{db}"}
+
+
+def study_with_config(folder: Path, text: str) -> dict:
+    cfg = folder / "other.toml"
+    cfg.write_text(text)
+    return study(folder) | {"cfg": str(cfg)}
+
+
+def other_modalities(folder: Path) -> dict:
+    return study_with_config(folder, '[data]\nmodalities = "imu"\n')
+
+
+def other_model_preset(folder: Path) -> dict:
+    return study_with_config(folder, 'model_preset = "small"\n')
+
+
+def other_label_smoothing(folder: Path) -> dict:
+    return study_with_config(folder, "[loss]\nlabel_smoothing = 0.1\n")
+
+
+def other_class_weighting(folder: Path) -> dict:
+    return study_with_config(folder, "[loss]\nclass_weighting = true\n")
+
+
+def other_max_len(folder: Path) -> dict:
+    return study_with_config(folder, "[data]\nmax_len = 32\n")
+
+
+def nothing(folder: Path) -> dict:
+    return {}
+
+
+def empty_file(folder: Path) -> dict:
+    db = folder / "empty.db"
+    db.touch()
+    return {"db": str(db), "url": f"sqlite:///{db}"}
+
+
+def foreign_sqlite(folder: Path) -> dict:
+    db = folder / "foreign.db"
+    with sqlite3.connect(db) as con:
+        con.execute("CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT)")
+        con.execute("INSERT INTO customers (name) VALUES ('Ada')")
+    return {"db": str(db), "url": f"sqlite:///{db}"}
+
+
+def not_sqlite(folder: Path) -> dict:
+    db = folder / "notes.db"
+    db.write_text("just some text, not a database\n")
+    return {"db": str(db), "url": f"sqlite:///{db}"}
+
+
+def damaged_study(folder: Path) -> dict:
+    places = study(folder)
+    db = Path(places["db"])
+    data = bytearray(db.read_bytes())
+    page = 4096
+    data[page + 8 : 2 * page] = b"\xa5" * (page - 8)  # a b-tree page overwritten with garbage
+    db.write_bytes(bytes(data))
+    return places
+
+
+def out_is_a_folder(folder: Path) -> dict:
+    (folder / "some-folder").mkdir()
+    return study(folder) | {"out": str(folder / "some-folder")}
+
+
+def out_is_someone_elses_file(folder: Path) -> dict:
+    out = folder / "notes.html"
+    out.write_text("<html><body>my own notes</body></html>\n")
+    return study(folder) | {"out": str(out), "db": str(out)}  # "db": the file that must not change
