@@ -138,7 +138,9 @@ def work_confirm(confirm: optuna.Study, objective: ConfirmObjective, st: StudySe
         return len(confirm.get_trials(deepcopy=False, states=states))
 
     total = count(TrialState.WAITING, TrialState.RUNNING, TrialState.COMPLETE)
-    with tqdm(total=total, desc="confirm", unit="pair") as bar:
+    if not count(TrialState.WAITING, TrialState.RUNNING):
+        print(f"nothing to do: {total} of {total} confirmation pairs finished; use --seeds to add more")
+    with tqdm(total=total, desc="confirm", unit="pair", disable=not count(TrialState.WAITING)) as bar:
         while True:
             fail_lost_trials(confirm, st.grace_period)  # a dead worker's pair: failed and re-queued
             if count(TrialState.WAITING):

@@ -237,6 +237,12 @@ def run_arms(
     if on_ready is not None:
         on_ready()
     mine = [arm for arm in st.arms if only is None or arm in only]
+    if all(budget_counts(studies[arm])[0] >= st.n_trials for arm in mine):
+        print(
+            f"nothing to do: {st.n_trials} of {st.n_trials} trials finished in every arm; "
+            "use a new --study-name (or a larger --n-trials) to go on"
+        )
+        return {arm: summarize(s) for arm, s in studies.items()}
     jobs = {arm: (studies[arm], CVObjective(arm, settings, data, folds, st.n_trials)) for arm in mine}
     work(jobs, st, desc="trials")
     return {arm: summarize(s) for arm, s in studies.items()}

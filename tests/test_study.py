@@ -171,6 +171,19 @@ def test_run_writes_both_arm_studies_with_every_attribute(tiny_run):
             assert 0.5 * attrs.data.n_sequences < len(r.oof.y_true) < attrs.data.n_sequences
 
 
+def test_rerunning_a_complete_study_says_nothing_to_do(tiny_run, tmp_path, capsys):
+    _, name, folder = tiny_run
+    shutil.copy(folder / "study.db", tmp_path / "study.db")
+    url = sqlite_url(tmp_path / "study.db")
+    argv = ["run", "--preset", "tiny", "--storage", url, "--study-name", name, "--arms", "fixed,uncertainty"]
+    capsys.readouterr()
+    assert main([*argv, "--n-trials", "2", "--folds", "2", "--epochs", "1"]) == 0
+    captured = capsys.readouterr()
+    assert "nothing to do: 2 of 2 trials finished in every arm" in captured.out
+    assert "trials:" not in captured.err  # no progress bars
+    assert states(load(url, f"{name}-fixed")) == {"COMPLETE": 2}
+
+
 def test_search_folds_never_touch_held_out_subjects(tiny_run):
     url, name, _ = tiny_run
     fixed, unc = (records.read_arm_study(load(url, f"{name}-{a}")) for a in ("fixed", "uncertainty"))
@@ -232,6 +245,12 @@ def test_confirm_and_report(tiny_run, tmp_path, capsys):
         assert set().union(*(f.val_subjects for f in r.folds)) == holdout
     # The confirm trials carry their arm and seed as parameters (optuna-dashboard groups by them).
     assert sorted((t.params["arm"], t.params["seed"]) for t in trials) == [("fixed", 1), ("uncertainty", 1)]
+    capsys.readouterr()
+    assert main(["confirm", "--storage", url, "--study-name", name, "--seeds", "1"]) == 0
+    again = capsys.readouterr()
+    assert "nothing to do: 2 of 2 confirmation pairs finished" in again.out
+    assert "confirm:" not in again.err  # no progress bar for nothing
+    assert len(load(url, f"{name}-confirm").trials) == 2
     ratio = records.read_confirm_study(confirm).test_train_ratio
     assert 0 < ratio < 1 / (2 - 1)  # one held-out slice against the pool plus the other slice
     assert len(trials) == len(confirm.trials) == 2
