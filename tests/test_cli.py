@@ -200,3 +200,28 @@ def test_heartbeat_settings_come_from_the_config_file(tmp_path):
     cfg.write_text("[study]\nheartbeat_interval = 1\ngrace_period = 3\n")
     st = build_settings("tiny", cfg).study
     assert (st.heartbeat_interval, st.grace_period) == (1, 3)
+
+
+def test_a_full_disk_while_writing_the_report_is_one_line_and_keeps_the_old_report(
+    tmp_path, capsys, monkeypatch
+):
+    import errno
+
+    from test_report import full_storage
+
+    url = sqlite_url(tmp_path / "r.db")
+    full_storage(url, "full")
+    out = tmp_path / "r.html"
+    assert main(["report", "--storage", url, "--study-name", "full", "--out", str(out)]) == 0
+    before = out.read_bytes()
+
+    def no_space(self, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(self))
+
+    monkeypatch.setattr(Path, "write_text", no_space)
+    capsys.readouterr()
+    assert main(["report", "--storage", url, "--study-name", "full", "--out", str(out)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "No space left on device" in err[0], err
+    assert out.read_bytes() == before  # the old report is intact, no partial file is left
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.db", "r.html"]
