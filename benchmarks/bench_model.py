@@ -1,14 +1,19 @@
-"""Model benchmark: training throughput, Lightning overhead, FLOPs.
+"""Model benchmark: training throughput, Lightning overhead, FLOPs, and the per-step cost of each arm.
 
 For each model preset (tiny, public) on the same pre-built batches:
 - sequences/s of a plain PyTorch loop (forward, loss terms, weighting, backward, clip,
   AdamW, schedule) and of the same work inside the Lightning step, timed over epochs
   after the first (warm-up) one, in the same run (goal: Lightning overhead <= 10%);
 - FLOPs of one training step (torch.utils.flop_counter) and the achieved FLOP/s.
+Per arm (`--section arms`; tiny and small presets): the Lightning training step of every
+weighting arm against fixed, with all its hooks (FAMO's extra forward after each optimizer
+step, DWA's roll), interleaved over rounds so that drift hits every arm alike, and the cost of
+FAMO's extra forward (`CMILitModule.recompute_losses`) alone.
+Beside the timings: the machine's fp32 2048x2048 matmul GFLOP/s, to compare runs across machines.
 On a CUDA machine the same runs use bf16 autocast (`--device cuda`).
 Ends with one JSON line of figures.
 
-    python benchmarks/bench_model.py [--device cpu|cuda] [--threads N]
+    python benchmarks/bench_model.py [--device cpu|cuda] [--threads N] [--section all|throughput|arms]
 """
 
 import argparse
@@ -27,6 +32,7 @@ from cmi_model.dataset import example_batch
 from cmi_model.module import CMILitModule
 from cmi_model.network import CMINetwork
 from cmi_model.train import quiet_lightning
+from cmi_model.weighting import ARMS, strategy_for_arm
 
 LOSS = LossConfig(auto_weighting="uncertainty")  # the arm with the most work per step
 
@@ -46,7 +52,7 @@ def plain_loop(module: CMILitModule, batches, epochs: int, device: str, train: T
         [
             {"params": module.network.parameters(), "lr": train.lr, "weight_decay": train.weight_decay},
             {
-                "params": module.weighting.parameters(),
+                "params": module.weighting.optimized_parameters(),
                 "lr": train.lr * LOSS.weight_lr_multiplier,
                 "weight_decay": 0.0,
             },
@@ -150,28 +156,103 @@ def bench(preset: str, device: str, n_batches: int, epochs: int, batch: int, t: 
     }
 
 
+def matmul_gflops(device: str, n: int = 2048, reps: int = 10) -> float:
+    """fp32 n x n matmul GFLOP/s: how fast this machine is, printed beside the timings."""
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    for _ in range(2):
+        a @ b
+    sync(device)
+    t = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    sync(device)
+    return 2 * n**3 * reps / (time.perf_counter() - t) / 1e9
+
+
+def extra_forward_ms(preset: str, device: str, batch: dict, reps: int = 20) -> float:
+    """One `recompute_losses` (FAMO's forward after the step: no gradient, same dropout masks)."""
+    module = CMILitModule(CMINetwork(MODEL_PRESETS[preset]), LossConfig(auto_weighting="famo"), TrainConfig())
+    module.to(device).train()
+    b = to(batch, device)
+    module._step_batch, module._step_rng = b, module._rng_state()  # as a training step leaves them
+    module.recompute_losses()  # warm-up
+    times = []
+    for _ in range(reps):
+        sync(device)
+        t = time.perf_counter()
+        module.recompute_losses()
+        sync(device)
+        times.append(time.perf_counter() - t)
+    return 1e3 * float(np.median(times))
+
+
+def arm_costs(preset: str, device: str, n_batches: int, epochs: int, batch: int, t: int, rounds: int) -> dict:
+    """ms per Lightning training step of every arm: the fastest epoch after the first of any round (the
+    one least disturbed by other processes on a shared machine), and the median epoch."""
+    train = TrainConfig(warmup_epochs=0)
+    batches = make_batches(n_batches, batch, t)
+    per_step: dict[str, list[float]] = {arm: [] for arm in ARMS}
+    for _ in range(rounds):
+        for arm in ARMS:  # interleaved: a slower stretch of the machine hits every arm alike
+            torch.manual_seed(0)
+            loss = LossConfig(auto_weighting=strategy_for_arm(arm))
+            module = CMILitModule(CMINetwork(MODEL_PRESETS[preset]), loss, train)
+            times = lightning_loop(module, batches, epochs, device, train)
+            per_step[arm] += [x / n_batches for x in times[1:]]  # first epoch is warm-up
+    ms = {arm: 1e3 * float(np.min(v)) for arm, v in per_step.items()}
+    return {
+        "preset": preset,
+        "batch": batch,
+        "seq_len": t,
+        "ms_per_step": {a: round(v, 2) for a, v in ms.items()},
+        "median_ms_per_step": {a: round(1e3 * float(np.median(v)), 2) for a, v in per_step.items()},
+        "vs_fixed_pct": {a: round(100 * (v / ms["fixed"] - 1), 1) for a, v in ms.items()},
+        "famo_extra_forward_ms": round(extra_forward_ms(preset, device, batches[0]), 2),
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--section", choices=("all", "throughput", "arms"), default="all")
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds of the per-arm timings")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     quiet_lightning()
-    if args.device == "cuda":
-        configs = [("tiny", 40, 6, 64, 128), ("public", 40, 4, 64, 128)]
-    else:
-        configs = [("tiny", 20, 4, 64, 64), ("public", 3, 3, 32, 128)]
-    rows = []
-    for preset, n_batches, epochs, batch, t in configs:
-        r = bench(preset, args.device, n_batches, epochs, batch, t)
-        rows.append(r)
-        print(
-            f"{preset:7s} {r['params']:>10,} params  plain {r['plain_seq_per_s']:>8.1f} seq/s  "
-            f"lightning {r['lightning_seq_per_s']:>8.1f} seq/s  overhead {r['lightning_overhead_pct']:+.1f}%  "
-            f"{r['flops_per_step'] / 1e9:.2f} GFLOP/step  {r['achieved_gflop_per_s']:.1f} GFLOP/s"
-        )
+    gflops = matmul_gflops(args.device)
+    print(f"fp32 2048x2048 matmul: {gflops:.1f} GFLOP/s")
+    rows, arms = [], []
+    if args.section in ("all", "throughput"):
+        if args.device == "cuda":
+            configs = [("tiny", 40, 6, 64, 128), ("public", 40, 4, 64, 128)]
+        else:
+            configs = [("tiny", 20, 4, 64, 64), ("public", 3, 3, 32, 128)]
+        for preset, n_batches, epochs, batch, t in configs:
+            r = bench(preset, args.device, n_batches, epochs, batch, t)
+            rows.append(r)
+            print(
+                f"{preset:7s} {r['params']:>10,} params  plain {r['plain_seq_per_s']:>8.1f} seq/s  "
+                f"lightning {r['lightning_seq_per_s']:>8.1f} seq/s  overhead {r['lightning_overhead_pct']:+.1f}%  "
+                f"{r['flops_per_step'] / 1e9:.2f} GFLOP/step  {r['achieved_gflop_per_s']:.1f} GFLOP/s"
+            )
+    if args.section in ("all", "arms"):
+        for preset, n_batches, epochs, batch, t in [("tiny", 20, 3, 64, 64), ("small", 8, 3, 64, 64)]:
+            r = arm_costs(preset, args.device, n_batches, epochs, batch, t, args.rounds)
+            arms.append(r)
+            print(
+                f"{preset}: ms per training step (batch {batch} x {t} steps; fastest epoch, median), vs fixed"
+            )
+            for arm in ARMS:
+                print(
+                    f"  {arm:12s} {r['ms_per_step'][arm]:8.2f} ms  {r['median_ms_per_step'][arm]:8.2f} ms  "
+                    f"{r['vs_fixed_pct'][arm]:+6.1f}%"
+                )
+            print(f"  FAMO's extra forward alone: {r['famo_extra_forward_ms']:.2f} ms")
     device = torch.cuda.get_device_name(0) if args.device == "cuda" else f"cpu x{args.threads} threads"
-    print(json.dumps({"device": device, "results": rows}))
+    print(
+        json.dumps({"device": device, "matmul_gflop_per_s": round(gflops, 1), "results": rows, "arms": arms})
+    )
 
 
 if __name__ == "__main__":

@@ -1,5 +1,11 @@
-"""CMILitModule: the LightningModule = network + per-head losses + a weighting strategy."""
+"""CMILitModule: the LightningModule = network + per-head losses + a weighting strategy.
 
+The module drives any strategy through the Weighting hooks alone (`project`,
+`after_optimizer_step`, `on_train_epoch_end`, `epoch_weights`, `optimized_parameters`): it
+never asks which scheme it trains.
+"""
+
+import contextlib
 import math
 
 import pytorch_lightning as pl
@@ -39,18 +45,67 @@ class CMILitModule(pl.LightningModule):
         self._val_outputs: list[tuple[Tensor, Tensor]] = []  # (probs, y18) per batch
         self._train_sums: dict[str, Tensor] = {}
         self._train_count = 0
+        self._weight_sums: dict[str, Tensor] = {}  # effective weights summed over the epoch's steps
+        self._train_steps = 0
+        # The training step's batch and the random state its forward started from, for
+        # `recompute_losses` after the optimizer step (FAMO): same batch, same dropout masks.
+        self._step_batch: dict[str, Tensor] | None = None
+        self._step_rng: tuple[Tensor, Tensor | None] | None = None
+        # BatchNorm-like layers would update running statistics in a training-mode forward;
+        # the recomputation puts them in eval mode (CMINetwork has none: LayerNorm only).
+        self._running_stat_layers = [
+            m
+            for m in network.modules()
+            if isinstance(m, nn.modules.batchnorm._NormBase) and m.track_running_stats
+        ]
 
     def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         return self.network(batch)
 
+    def _loss_terms(self, out: dict[str, Tensor], batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        cw = {n: getattr(self, f"class_weight_{n}") for n in self._class_weight_names}
+        return loss_terms(out, batch, self.loss_cfg, cw)
+
     def model_step(self, batch: dict[str, Tensor]):
         out = self(batch)
-        cw = {n: getattr(self, f"class_weight_{n}") for n in self._class_weight_names}
-        terms = loss_terms(out, batch, self.loss_cfg, cw)
+        terms = self._loss_terms(out, batch)
         total, weights = self.weighting(terms)
         return out, terms, total, weights
 
+    def _rng_state(self) -> tuple[Tensor, Tensor | None]:
+        cuda = self.device.type == "cuda"
+        return torch.get_rng_state(), torch.cuda.get_rng_state(self.device) if cuda else None
+
+    def recompute_losses(self) -> dict[str, Tensor]:
+        """The loss terms of the last training step's batch with the network as it is now.
+
+        Without gradient, in the step's precision, replaying the random state the step's forward
+        started from (the same dropout masks, so the change measures the optimizer step alone)
+        inside a forked generator (the global random stream is left as it was), and with any
+        running-statistics layer in eval mode: gradients, parameters and running state untouched.
+        """
+        if self._step_batch is None or self._step_rng is None:
+            raise RuntimeError("recompute_losses needs a training step first")
+        cpu_state, cuda_state = self._step_rng
+        devices = [self.device] if cuda_state is not None else []
+        plugin = getattr(self._trainer, "precision_plugin", None)
+        precision = plugin.train_step_context() if plugin is not None else contextlib.nullcontext()
+        modes = [m.training for m in self._running_stat_layers]
+        try:
+            for m in self._running_stat_layers:
+                m.eval()
+            with torch.random.fork_rng(devices=devices), torch.no_grad(), precision:
+                torch.set_rng_state(cpu_state)
+                if cuda_state is not None:
+                    torch.cuda.set_rng_state(cuda_state, self.device)
+                terms = self._loss_terms(self(self._step_batch), self._step_batch)
+        finally:
+            for m, mode in zip(self._running_stat_layers, modes, strict=True):
+                m.train(mode)
+        return terms
+
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        self._step_batch, self._step_rng = batch, self._rng_state()
         _, terms, total, weights = self.model_step(batch)
         if not torch.isfinite(total):
             raise TrainingDiverged(
@@ -63,21 +118,32 @@ class CMILitModule(pl.LightningModule):
         for k, v in {"loss": total, **{f"loss_{t}": x for t, x in terms.items()}}.items():
             self._train_sums[k] = self._train_sums.get(k, 0.0) + v.detach() * n
         self._train_count += n
+        for k, w in weights.items():
+            self._weight_sums[k] = self._weight_sums.get(k, 0.0) + w
+        self._train_steps += 1
         return total
 
     def on_train_epoch_start(self) -> None:
         self._train_sums, self._train_count = {}, 0
+        self._weight_sums, self._train_steps = {}, 0
 
     def on_train_epoch_end(self) -> None:
-        with torch.no_grad():
-            probe = {k: torch.ones((), device=self.device) for k in self.loss_cfg.active_terms()}
-            _, weights = self.weighting(probe)  # effective weights now, whatever the losses
+        terms = self.loss_cfg.active_terms()
+        if self._train_steps:
+            step_mean = {k: self._weight_sums[k] / self._train_steps for k in terms}
+        else:
+            step_mean = {k: torch.full((), math.nan, device=self.device) for k in terms}
+        weights = self.weighting.epoch_weights(step_mean)
         self.weight_history.append({k: float(v) for k, v in weights.items()})
         logged = {f"train/{k}": float(v) / max(1, self._train_count) for k, v in self._train_sums.items()}
         self.loss_history.append({t: logged[f"train/loss_{t}"] for t in self.loss_cfg.active_terms()})
         logged |= {f"train/weight_{k}": v for k, v in self.weight_history[-1].items()}
         logged |= {f"train/{k}": v for k, v in self.weighting.logged_params().items()}
         self.log_dict(logged)
+        self.weighting.on_train_epoch_end()  # after the epoch's validation pass, once per epoch
+
+    def on_train_end(self) -> None:
+        self._step_batch = self._step_rng = None  # the last batch is not kept with the trained module
 
     # The validation loop runs on the stop subjects (TrainConfig.early_stopping = "inner"), never
     # on the fold's validation subjects: hence "stop/…", the metric the early stopping watches.
@@ -117,11 +183,12 @@ class CMILitModule(pl.LightningModule):
     def optimizer_step(self, *args, **kwargs) -> None:
         super().optimizer_step(*args, **kwargs)
         self.weighting.project()  # learned log-weights back inside auto_weight_clamp
+        self.weighting.after_optimizer_step(self.recompute_losses)  # FAMO: its update, on the same batch
 
     def configure_optimizers(self):
         cfg = self.train_cfg
         groups = [{"params": list(self.network.parameters()), "lr": cfg.lr, "weight_decay": cfg.weight_decay}]
-        weighting_params = list(self.weighting.parameters())
+        weighting_params = self.weighting.optimized_parameters()
         if weighting_params:
             # Own group: its own lr (lr × weight_lr_multiplier, searched) and schedule, and no
             # weight decay, which would pull every s_i towards 0 (weight 1) regardless of the data.

@@ -8,18 +8,36 @@ Each strategy is an nn.Module whose forward takes the active per-term losses
 Two names meet here: `LossConfig.auto_weighting` picks a strategy ("none" for the fixed
 weights), and the study calls the same scheme an arm ("fixed"). Each class carries its
 arm, so `strategy_for_arm` and `ARMS` translate between the two from one registry.
+
+The published loss-level schemes (equal, DWA, FAMO, IMTL-L, random weights) wrap TorchJD's
+scalarizers (`torchjd.scalarization`) over the vector of active losses, in
+`LossConfig.active_terms()` order: a term that is absent is absent for the scheme too.
+Their effective weight of term i is ∂total/∂L_i: TorchJD returns only the scalar, so it is
+one `torch.autograd.grad` on the loss vector away (DWA, FAMO, random weights), or written
+down from the formula TorchJD documents (equal: 1; IMTL-L: exp(s_i)).
+
+Lifecycle: the LightningModule calls three generic hooks, no-ops by default, and never asks
+which scheme it trains: `project()` and `after_optimizer_step(recompute_losses)` after every
+optimizer step (FAMO's update, with the losses recomputed on the same batch), and
+`on_train_epoch_end()` once per training epoch (DWA's roll; never per validation pass). In
+evaluation (`.eval()` or no gradient) a stateful or random scheme changes no state and draws
+nothing: its total is Σ w_i·L_i with the weights of its last training step (random weights:
+their expectation, 1/K).
 """
 
 import abc
 import math
+from collections.abc import Callable
 from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
+from torchjd import scalarization as tjd
 
 from cmi_model.config import LossConfig
 
 Weights = dict[str, Tensor]
+FAMO_WEIGHT_DECAY = 1e-3  # weight decay of FAMO's logits: the paper's Algorithm 2 (and LibMTL)
 
 
 class Weighting(nn.Module, abc.ABC):
@@ -43,6 +61,39 @@ class Weighting(nn.Module, abc.ABC):
         come back; projected, it stays a parameter on the bound with its true gradient.
         """
 
+    def optimized_parameters(self) -> list[nn.Parameter]:
+        """The parameters the module's optimizer trains, in the weighting's own param group
+        (FAMO steps its logits with its own Adam, so it hands over none)."""
+        return list(self.parameters())
+
+    def epoch_weights(self, step_mean: Weights) -> Weights:
+        """The effective weights recorded for the training epoch that just ended.
+
+        `step_mean` is the mean over the epoch's training steps of the weights `forward`
+        returned. This default keeps it: the weights of DWA (constant within an epoch), FAMO
+        (a function of each batch's losses) and random weights (fresh every step).
+        """
+        return step_mean
+
+    def on_train_epoch_end(self) -> None:
+        """Called once at the end of every training epoch (after any validation pass in it)."""
+
+    def after_optimizer_step(self, recompute_losses: Callable[[], dict[str, Tensor]]) -> None:
+        """Called after every optimizer step (and `project`). `recompute_losses()` evaluates the
+        loss terms again on the step's batch with the updated network (no gradient, same dropout
+        masks, no running state touched); a scheme that needs them calls it, once."""
+
+
+class _Parametric(Weighting):
+    """Weights that are a function of the parameters alone: each epoch records them as they
+    stand at its end (the effective weights of unit losses)."""
+
+    def epoch_weights(self, step_mean: Weights) -> Weights:
+        device = next((w.device for w in step_mean.values()), None)
+        with torch.no_grad():
+            _, weights = self({k: torch.ones((), device=device) for k in step_mean})
+        return weights
+
 
 def _project(params: nn.ParameterDict, bounds: tuple[float, float]) -> None:
     with torch.no_grad():
@@ -50,7 +101,7 @@ def _project(params: nn.ParameterDict, bounds: tuple[float, float]) -> None:
             p.clamp_(*bounds)
 
 
-class FixedWeighting(Weighting):
+class FixedWeighting(_Parametric):
     """alpha·L18 + (1−alpha)·Lbin + w9·L9 + wkl·KL: the hand-tuned baseline, no parameters."""
 
     arm = "fixed"
@@ -69,7 +120,7 @@ class FixedWeighting(Weighting):
         return sum(weights[k] * v for k, v in losses.items()), weights
 
 
-class UncertaintyWeighting(Weighting):
+class UncertaintyWeighting(_Parametric):
     """Kendall, Gal & Cipolla (2018), "Multi-Task Learning Using Uncertainty to Weigh Losses".
 
     One learnable log-variance s_i per active term: L = Σ exp(−s_i)·L_i + s_i, with s_i kept
@@ -101,7 +152,7 @@ class UncertaintyWeighting(Weighting):
         _project(self.s, self.clamp)
 
 
-class DirectWeighting(Weighting):
+class DirectWeighting(_Parametric):
     """The naive baseline: learn alpha = sigmoid(a), w9 = exp(b), wkl = exp(c) by the same loss.
 
     Nothing regularises it, so gradient descent can shrink the weights of the auxiliary
@@ -143,11 +194,177 @@ class DirectWeighting(Weighting):
         _project(self.p, self.clamp)
 
 
+# ----------------------------------------------------------------------------- TorchJD schemes
+
+
+def _loss_vector(w: Weighting, terms: tuple[str, ...], losses: dict[str, Tensor]) -> Tensor:
+    """The losses as one vector in `terms` order (the active terms: absent terms stay absent)."""
+    if set(losses) != set(terms):
+        raise ValueError(f"{w.arm} weights the terms {terms}, got {tuple(losses)}")
+    return torch.stack([losses[t] for t in terms])
+
+
+class _Scalarized(Weighting):
+    """A TorchJD scalarizer over the vector of the active losses (`cfg.active_terms()` order).
+
+    In training (`.train()` and losses that carry a gradient) the scalarizer combines them and
+    advances its state; the effective weights are ∂total/∂L_i (`_effective`). In evaluation the
+    total is Σ w_i·L_i with `_eval_weights()` and nothing changes, so a validation pass can
+    neither roll nor feed DWA's epoch average, nor draw random numbers.
+    """
+
+    def __init__(self, cfg: LossConfig, scalarizer: tjd.Scalarizer):
+        super().__init__()
+        self.terms = cfg.active_terms()
+        self.scalarizer = scalarizer
+        # Effective weights of the last training step: logged, and the evaluation weights.
+        self.register_buffer("last_weights", torch.ones(len(self.terms)), persistent=False)
+
+    def _effective(self, total: Tensor, losses: Tensor) -> Tensor:
+        """∂total/∂L_i by autograd: one backward through the scalarizer only (it stops at the
+        loss vector; the graph is kept for the step's own backward)."""
+        (grad,) = torch.autograd.grad(total, losses, retain_graph=True)
+        return grad.detach()
+
+    def _eval_weights(self) -> Tensor:
+        return self.last_weights
+
+    def forward(self, losses: dict[str, Tensor]) -> tuple[Tensor, Weights]:
+        v = _loss_vector(self, self.terms, losses)
+        if self.training and v.requires_grad:
+            total = self.scalarizer(v)
+            w = self._effective(total, v)
+            self.last_weights = w
+        else:
+            w = self._eval_weights().to(v.dtype)
+            total = (w * v).sum()
+        return total, dict(zip(self.terms, w.unbind(), strict=True))
+
+
+class EqualWeighting(_Parametric):
+    """Every active term weight 1, Σ L_i (TorchJD `Sum`): what no tuning at all gives."""
+
+    arm = "equal"
+
+    def __init__(self, cfg: LossConfig):
+        super().__init__()
+        self.terms = cfg.active_terms()
+        self.scalarizer = tjd.Sum()
+
+    def forward(self, losses: dict[str, Tensor]) -> tuple[Tensor, Weights]:
+        v = _loss_vector(self, self.terms, losses)
+        ones = torch.ones_like(v).detach()  # ∂ΣL/∂L_i = 1
+        return self.scalarizer(v), dict(zip(self.terms, ones.unbind(), strict=True))
+
+
+class DWAWeighting(_Scalarized):
+    """Liu, Johns & Davison (2019), "End-to-End Multi-Task Learning with Attention": Dynamic Weight Average.
+
+    λ_k(t) = K·softmax_k(r(t−1)/T), r_k = L̄_k(t−1)/L̄_k(t−2) from the mean losses of the two
+    previous epochs (TorchJD `DWA`; uniform for the first two epochs). Effective weights by
+    autograd (= λ). The epoch's mean is rolled in `on_train_epoch_end`, once per epoch.
+    """
+
+    arm = "dwa"
+
+    def __init__(self, cfg: LossConfig):
+        super().__init__(cfg, tjd.DWA(temperature=cfg.dwa_temperature))
+
+    def on_train_epoch_end(self) -> None:
+        self.scalarizer.step()
+
+    def logged_params(self) -> dict[str, float]:
+        # Log-weights of the last training step (0 before the first): how far DWA moved them.
+        return {f"log_w_{t}": math.log(float(w)) for t, w in zip(self.terms, self.last_weights, strict=True)}
+
+
+class FAMOWeighting(_Scalarized):
+    """Liu et al. (2023), "FAMO: Fast Adaptive Multitask Optimization".
+
+    Total c·Σ z_i·log L_i with z = softmax(w) and c = 1/Σ(z_i/L_i) held constant (TorchJD
+    `FAMO`): effective weights by autograd, z_i/L_i normalised to sum to 1. After every
+    optimizer step the losses recomputed on the same batch update the logits w with FAMO's own
+    Adam (lr `famo_lr`, weight decay 1e-3); the module's optimizer never sees them.
+    """
+
+    arm = "famo"
+
+    def __init__(self, cfg: LossConfig):
+        k = len(cfg.active_terms())
+        super().__init__(cfg, tjd.FAMO(k, lr=cfg.famo_lr, weight_decay=FAMO_WEIGHT_DECAY))
+        self.last_weights.fill_(1.0 / k)
+
+    def optimized_parameters(self) -> list[nn.Parameter]:
+        return []
+
+    def after_optimizer_step(self, recompute_losses: Callable[[], dict[str, Tensor]]) -> None:
+        self.scalarizer.update(_loss_vector(self, self.terms, recompute_losses()).detach())
+
+    def logged_params(self) -> dict[str, float]:
+        (logits,) = self.scalarizer.parameters()
+        return {f"logit_{t}": float(v) for t, v in zip(self.terms, logits.detach(), strict=True)}
+
+
+class IMTLLWeighting(_Parametric):
+    """Liu et al. (2021), "Towards Impartial Multi-task Learning": IMTL-L, Σ exp(s_i)·L_i − s_i.
+
+    TorchJD `IMTLL`; the learned scales s_i live in the weighting param group (lr × the
+    searched `weight_lr_multiplier`, like uncertainty's s) and `project` keeps them inside
+    `auto_weight_clamp`. Effective weights exp(s_i) from TorchJD's documented formula; the
+    stationary point is exp(s_i*) = 1/L_i, as for uncertainty weighting.
+    """
+
+    arm = "imtl_l"
+
+    def __init__(self, cfg: LossConfig):
+        super().__init__()
+        self.terms = cfg.active_terms()
+        self.clamp = cfg.auto_weight_clamp
+        self.scalarizer = tjd.IMTLL(len(self.terms))
+
+    def forward(self, losses: dict[str, Tensor]) -> tuple[Tensor, Weights]:
+        v = _loss_vector(self, self.terms, losses)
+        weights = torch.exp(self.scalarizer.log_scale).detach()  # ∂/∂L_i (e^{s_i} L_i − s_i)
+        return self.scalarizer(v), dict(zip(self.terms, weights.unbind(), strict=True))
+
+    def logged_params(self) -> dict[str, float]:
+        return {
+            f"s_{t}": float(v) for t, v in zip(self.terms, self.scalarizer.log_scale.detach(), strict=True)
+        }
+
+    def project(self) -> None:
+        with torch.no_grad():
+            self.scalarizer.log_scale.clamp_(*self.clamp)
+
+
+class RandomWeighting(_Scalarized):
+    """Lin et al. (2022), "Reasonable Effectiveness of Random Weighting" (RLW): fresh weights every step.
+
+    λ = softmax(N(0, I)) drawn from torch's global generator at every training step (TorchJD
+    `Random`, the paper's Algorithm 2): positive and summing to 1 (TorchJD's convention, not K).
+    Effective weights by autograd (= λ); in evaluation their expectation, 1/K each.
+    """
+
+    arm = "rlw"
+
+    def __init__(self, cfg: LossConfig):
+        super().__init__(cfg, tjd.Random())
+        self.last_weights.fill_(1.0 / len(self.terms))
+
+    def _eval_weights(self) -> Tensor:
+        return torch.full_like(self.last_weights, 1.0 / len(self.terms))
+
+
 # LossConfig.auto_weighting value → strategy; the order is the arms' order in the study.
 STRATEGIES: dict[str, type[Weighting]] = {
     "none": FixedWeighting,
+    "equal": EqualWeighting,
     "uncertainty": UncertaintyWeighting,
     "direct": DirectWeighting,
+    "dwa": DWAWeighting,
+    "famo": FAMOWeighting,
+    "imtl_l": IMTLLWeighting,
+    "rlw": RandomWeighting,
 }
 ARMS: tuple[str, ...] = tuple(cls.arm for cls in STRATEGIES.values())
 _STRATEGY_OF_ARM = {cls.arm: name for name, cls in STRATEGIES.items()}

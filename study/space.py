@@ -1,7 +1,9 @@
 """The search space of each arm: every trial.suggest_* call of the project lives here.
 
 Fairness: every arm searches the same shared space (same names, ranges, scales) and
-its own weighting knobs, and its first trial is the original plan's defaults.
+its own weighting knobs, and its first trial is the original plan's defaults (for the
+published schemes, their papers' defaults). Arms without knobs of their own (equal, rlw)
+search the shared space only.
 """
 
 from dataclasses import dataclass
@@ -44,6 +46,13 @@ ARM_PARAMS: dict[str, tuple[Param, ...]] = {
         Param("weight_lr_multiplier", 0.1, 100.0, True, "loss"),
     ),
     "direct": (Param("weight_lr_multiplier", 0.1, 100.0, True, "loss"),),
+    "equal": (),
+    "dwa": (Param("dwa_temperature", 0.5, 10.0, True, "loss"),),
+    # FAMO's logits have their own Adam; its weight decay stays at the paper's 1e-3.
+    "famo": (Param("famo_lr", 1e-3, 0.1, True, "loss"),),
+    # IMTL-L's scales train in the weighting param group like uncertainty's s: the same range.
+    "imtl_l": (Param("weight_lr_multiplier", 0.1, 100.0, True, "loss"),),
+    "rlw": (),
 }
 assert set(ARM_PARAMS) == set(ARMS), "every weighting strategy's arm has a search space"
 
@@ -60,7 +69,13 @@ BASELINE: dict[str, dict[str, float]] = {
         "weight_lr_multiplier": _PLAN.weight_lr_multiplier,
     },
     "direct": {"weight_lr_multiplier": _PLAN.weight_lr_multiplier},
+    "equal": {},
+    "dwa": {"dwa_temperature": _PLAN.dwa_temperature},  # the paper's T = 2
+    "famo": {"famo_lr": _PLAN.famo_lr},  # the paper's 0.025
+    "imtl_l": {"weight_lr_multiplier": _PLAN.weight_lr_multiplier},  # uncertainty's baseline
+    "rlw": {},
 }
+assert set(BASELINE) == set(ARMS), "every arm has an enqueued first trial"
 
 
 def params_of(arm: str) -> tuple[Param, ...]:

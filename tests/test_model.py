@@ -63,6 +63,8 @@ LOSSES = {
         ({"auto_weight_clamp": (1.0, 1.0)}, "auto_weight_clamp"),
         ({"kl_temperature": 0}, "kl_temperature"),
         ({"auto_weighting": "magic"}, "auto_weighting"),
+        ({"dwa_temperature": 0}, "dwa_temperature"),
+        ({"famo_lr": -0.01}, "famo_lr"),
         ({"alpah": 0.5}, "alpah"),
     ],
 )
@@ -76,6 +78,7 @@ def test_loss_config_defaults_are_the_plan():
     assert (c.alpha, c.nine_class_loss_weight, c.kl_weight, c.kl_temperature) == (0.5, 0.2, 0.1, 1.0)
     assert c.nine_class_head_enabled and c.auto_weighting == "none" and c.auto_weight_clamp == (-10.0, 10.0)
     assert c.uncertainty_init_value == 0.0 and c.weight_lr_multiplier == 0.1
+    assert (c.dwa_temperature, c.famo_lr) == (2.0, 0.025)  # the DWA and FAMO papers' defaults
     assert c.active_terms() == ("multiclass", "binary", "nine_class", "kl")
 
 
@@ -103,7 +106,7 @@ def test_fixed_equals_formula_exactly():
 
 def test_every_strategy_is_a_weighting_with_an_arm():
     assert set(STRATEGIES) == set(typing.get_args(LossConfig.model_fields["auto_weighting"].annotation))
-    assert ARMS == ("fixed", "uncertainty", "direct")
+    assert ARMS == ("fixed", "equal", "uncertainty", "direct", "dwa", "famo", "imtl_l", "rlw")
     for arm in ARMS:
         w = build_weighting(LossConfig(auto_weighting=strategy_for_arm(arm)))
         assert isinstance(w, Weighting) and w.arm == arm

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -26,6 +27,7 @@ from study.report import (
     StudyNotFoundError,
     class_report,
     extract,
+    fmt,
     redact,
     redact_url,
     render_html,
@@ -47,13 +49,23 @@ DIST = {
     "kl_weight": FloatDistribution(0.0, 0.5),
     "uncertainty_init_value": FloatDistribution(-1.0, 1.0),
     "weight_lr_multiplier": FloatDistribution(0.1, 10.0, log=True),
+    "dwa_temperature": FloatDistribution(0.5, 10.0, log=True),
+    "famo_lr": FloatDistribution(1e-3, 0.1, log=True),
 }
 ARM_PARAMS = {
     "fixed": ("lr", "weight_decay", "dropout", "alpha", "nine_class_loss_weight", "kl_weight"),
     "uncertainty": ("lr", "weight_decay", "dropout", "uncertainty_init_value", "weight_lr_multiplier"),
     "direct": ("lr", "weight_decay", "dropout", "weight_lr_multiplier"),
+    "equal": ("lr", "weight_decay", "dropout"),
+    "dwa": ("lr", "weight_decay", "dropout", "dwa_temperature"),
+    "famo": ("lr", "weight_decay", "dropout", "famo_lr"),
+    "imtl_l": ("lr", "weight_decay", "dropout", "weight_lr_multiplier"),
+    "rlw": ("lr", "weight_decay", "dropout"),
 }
 BASE = {"fixed": 0.70, "uncertainty": 0.71, "direct": 0.69}
+# The arms added with TorchJD (tests of several arms against fixed): not in the default fixtures.
+MORE_BASE = {"equal": 0.695, "dwa": 0.708, "famo": 0.686, "imtl_l": 0.713, "rlw": 0.701}
+ALL_ARMS = ("fixed", "equal", "uncertainty", "direct", "dwa", "famo", "imtl_l", "rlw")
 DEFAULT_STATES = ("COMPLETE",) * 5 + ("PRUNED", "FAIL", "RUNNING")
 PASSWORD = "s3cr3t-pw"
 EVIL = "<script>window.__pwned=1</script>"
@@ -72,6 +84,9 @@ def _oof(rng: np.random.Generator, acc: float, n: int = 90) -> dict[str, list[in
 
 
 def _weights(arm: str, params: dict, folds: int, epochs: int = 6):
+    if arm == "equal":
+        w = dict.fromkeys(TERMS, 1.0)
+        return [dict(w) for _ in range(folds)], [{k: [1.0] * epochs for k in TERMS} for _ in range(folds)]
     if arm == "fixed":
         w = {
             "multiclass": params["alpha"],
@@ -100,7 +115,7 @@ def fold_facts(
     arm: str, val: list[str], pool: list[str], *, rule: str | None, delta: float | None, epochs: int = 6
 ) -> dict:
     """The selection and learned-weight fields of records.FoldRecord for one fold."""
-    learned = arm != "fixed"
+    learned = arm not in ("fixed", "equal", "rlw")  # rules, nothing learned (no learned_start/end)
     d = (delta if delta is not None else DELTA.get(arm, 0.3)) if learned else None
     start = {f"s_{t}": 0.0 for t in TERMS} if learned else {}
     e = np.arange(1, epochs + 1)
@@ -156,7 +171,7 @@ def add_arm_study(
         params = {
             p: float(DIST[p].low + (DIST[p].high - DIST[p].low) * rng.random()) for p in ARM_PARAMS[arm]
         }
-        for p in ("lr", "weight_decay", "weight_lr_multiplier"):
+        for p in ("lr", "weight_decay", "weight_lr_multiplier", "dwa_temperature", "famo_lr"):
             if p in params:
                 lo, hi = math.log(DIST[p].low), math.log(DIST[p].high)
                 params[p] = float(math.exp(lo + (hi - lo) * rng.random()))
@@ -854,6 +869,95 @@ def test_learned_arm_names_are_escaped_in_the_headline(tmp_path):
     assert EVIL not in report.dashboard_note(data)
 
 
+# ----------------------------------------------------------------------------- every arm against fixed
+
+
+@pytest.fixture
+def all_arms(monkeypatch) -> report.ReportData:
+    """Every arm's search study and a confirmation of all of them (fixed: 0.70, the others around it)."""
+    for arm, base in MORE_BASE.items():
+        monkeypatch.setitem(BASE, arm, base)
+    return confirmed("all", arms=ALL_ARMS)
+
+
+def test_every_arm_against_fixed_in_one_sorted_table(all_arms):
+    data = all_arms
+    assert [(c.a, c.b) for c in data.comparisons] == [("fixed", b) for b in ALL_ARMS[1:]]
+    assert all(c.n_adjusted == 7 and c.p_adjusted is not None for c in data.comparisons)
+    page = headline_html(data)
+    table = page[page.index('<table class="summary">') : page.index("</table>", page.index('"summary"'))]
+    shown = re.findall(r"■</span> ([a-z_]+)</td>", table)
+    by_diff = sorted(data.comparisons, key=lambda c: -c.comparison.mean_diff)
+    assert shown == [c.b for c in by_diff]  # best difference first
+    for c in data.comparisons:
+        assert f"{c.comparison.mean_diff:+.4f}" in table
+        assert fmt.p_value(c.p_adjusted).replace("<", "&lt;") in table
+    assert table.count('class="reference"') == 1  # equal: what no tuning gives
+    assert "learned IMTL-L scales (Liu et al. 2021)" in page  # the arms table cites each scheme
+
+
+def test_forest_plot_of_every_arm_with_the_rope_and_no_tuning(all_arms):
+    info = report.forest_info(all_arms.comparisons)
+    assert [r.arm for r in info.rows] == [
+        c.b for c in sorted(all_arms.comparisons, key=lambda c: -c.comparison.mean_diff)
+    ]
+    assert info.reference.arm == "equal" and info.rope == 0.005
+    fig = report.fig_forest(info)
+    (points,) = fig.data
+    assert list(points.y) == [r.arm for r in info.rows]
+    assert list(points.error_x.array) == pytest.approx([r.high - r.mean for r in info.rows])
+    rope = [sh for sh in fig.layout.shapes if sh.type == "rect"]
+    assert len(rope) == 1 and (rope[0].x0, rope[0].x1) == (-0.005, 0.005)
+    equal_line = [sh for sh in fig.layout.shapes if sh.type == "line" and sh.line.dash == "dash"]
+    assert len(equal_line) == 1 and equal_line[0].x0 == pytest.approx(info.reference.mean)
+    assert [a.text for a in fig.layout.annotations] == ["equal: what no tuning gives"]
+    # where scores are plotted, equal is the dashed reference line beside each other comparison
+    unc = next(c for c in all_arms.comparisons if c.b == "uncertainty")
+    ref = report.figure_data.reference_score(all_arms, unc)
+    eq = all_arms.confirm.scores[all_arms.confirm.scores["arm"] == "equal"]["score"]
+    assert ref == pytest.approx(eq.mean())
+    fig = report.fig_comparison(unc, ref)
+    assert any("equal: what no tuning gives" in a.text for a in fig.layout.annotations)
+    equal = next(c for c in all_arms.comparisons if c.b == "equal")
+    assert report.figure_data.reference_score(all_arms, equal) is None  # not beside itself
+    text, figs = render_html(all_arms)
+    keys = [k for k, _ in figs]
+    assert "forest" in keys and keys.index("forest") < keys.index("compare-fixed-uncertainty")
+
+
+def test_weight_trajectories_of_every_arm_but_fixed_and_equal(all_arms):
+    data = all_arms
+    moved = report.weight_movement(data)
+    assert set(moved) == {"uncertainty", "direct", "dwa", "famo", "imtl_l"}  # equal and rlw learn nothing
+    info = report.weights_info(data.arms, moved, report.fixed_reference_weights(data.arms))
+    assert [p.arm for p in info.panels] == ["uncertainty", "direct", "dwa", "famo", "imtl_l", "rlw"]
+    assert info.equal
+    # the 1/L reference where it is the stationary weight: uncertainty and IMTL-L
+    assert [p.arm for p in info.panels if p.optimum] == ["uncertainty", "imtl_l"]
+    fig = report.fig_weights(info)
+    layout = fig.layout
+    # one axis for every panel: every y axis matches the same one (plotly anchors them at the bottom left)
+    matches = [layout[f"yaxis{i}"].matches for i in ("", 2, 3, 4, 5, 6)]
+    assert matches.count(None) == 1 and len(set(matches) - {None}) == 1
+    assert all(layout[f"yaxis{i}"].type == "log" for i in ("", 2, 3, 4, 5, 6))
+    refs = {t.xaxis for t in fig.data if t.name.startswith("1/L ")}
+    assert refs == {"x", "x5"}  # uncertainty and imtl_l
+    equal_lines = [t for t in fig.data if t.name == "equal arm: every weight 1"]
+    assert len(equal_lines) == 6 and all(list(t.y) == [1.0, 1.0] for t in equal_lines)
+    titles = [a.text for a in layout.annotations]
+    assert titles[-1] == "rlw: best trial #4<br>set by rule, nothing learned"
+    text, _ = render_html(data)
+    assert "the dashed black line is the equal arm, every weight 1" in text
+
+
+def test_two_arms_have_no_every_arm_table_and_no_forest():
+    data = confirmed("two")
+    text, figs = render_html(data)
+    assert 'class="summary"' not in text and "Every arm at a glance" not in text
+    assert "forest" not in [k for k, _ in figs]
+    assert report.forest_info(data.comparisons) is not None  # the record exists; the page leaves it out
+
+
 # ----------------------------------------------------------------------------- HTML (static checks)
 
 
@@ -896,7 +1000,8 @@ def test_write_report_full(tmp_path, sqlite_url):
     write_report(sqlite_url, "full", tmp_path / "r2.html")
     attrs = system_attrs("full-fixed")
     ids = {k.split(":")[2] for k in attrs if k.startswith("dashboard:plot_data:")}
-    assert all(i.startswith("cmi-report-") for i in ids) and len(ids) == 4
+    # two comparisons, their forest plot and the two search plots
+    assert all(i.startswith("cmi-report-") for i in ids) and len(ids) == 5 and "cmi-report-forest" in ids
 
 
 @pytest.mark.parametrize(

@@ -3,8 +3,8 @@
 The layers, each usable and testable on its own (the split of ``optuna.visualization``,
 where plain ``_get_*_info`` records are computed apart from the plotly drawing):
 
-- :mod:`.extract` reads the arm studies ``NAME-fixed`` / ``NAME-uncertainty`` /
-  ``NAME-direct`` and the confirmation study ``NAME-confirm`` through
+- :mod:`.extract` reads the arm studies ``NAME-ARM`` (``fixed``, ``equal``, ``uncertainty``,
+  ``direct``, ``dwa``, ``famo``, ``imtl_l``, ``rlw``) and the confirmation study ``NAME-confirm`` through
   :mod:`study.records` into the plain dataclasses and DataFrames of :mod:`.data`;
   :mod:`.compare` pairs the arms' fold scores and runs :mod:`study.stats` on them.
 - :mod:`.verdict` adds what each comparison's headline states (evidence still needed,
@@ -37,6 +37,7 @@ from study.report.data import ArmData, BestTrial, ClassReport, ConfirmData, Repo
 from study.report.extract import StudyNotFoundError, extract, resolve_storage
 from study.report.figure_data import (
     fixed_reference_weights,
+    forest_info,
     importances_info,
     landscape_info,
     metric_parts_frame,
@@ -44,7 +45,7 @@ from study.report.figure_data import (
     slice_info,
     weights_info,
 )
-from study.report.figures import fig_comparison, fig_confusion, fig_metric_parts, fig_per_class_f1
+from study.report.figures import fig_comparison, fig_confusion, fig_forest, fig_metric_parts, fig_per_class_f1
 from study.report.html import GENERATOR, SECTION_TITLES, SECTIONS, render_html
 from study.report.search_figures import (
     fig_best_so_far,
@@ -79,6 +80,7 @@ __all__ = [
     "fig_comparison",
     "fig_confusion",
     "fig_fixed_landscape",
+    "fig_forest",
     "fig_importances",
     "fig_metric_parts",
     "fig_per_class_f1",
@@ -86,6 +88,7 @@ __all__ = [
     "fig_trial_scores",
     "fig_weights",
     "fixed_reference_weights",
+    "forest_info",
     "importances_info",
     "landscape_info",
     "metric_parts_frame",

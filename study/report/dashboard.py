@@ -38,9 +38,10 @@ def dashboard_note(data: ReportData, report_path: str | None = None) -> str:
 
 
 def _graph_keys(keys: Sequence[str], part: str) -> list[str]:
-    """The figures saved on study ``NAME-part``: comparisons and search plots on all, weights on learned arms."""
-    shown = [k for k in keys if k.startswith("compare-") or k in ("best-so-far", "trial-scores")]
-    return shown + [k for k in keys if k == "weights" and part not in ("fixed", CONFIRM)]
+    """The figures saved on study ``NAME-part``: the forest plot, comparisons and search plots on all,
+    weights on the arms that have a panel."""
+    shown = [k for k in keys if k.startswith("compare-") or k in ("forest", "best-so-far", "trial-scores")]
+    return shown + [k for k in keys if k == "weights" and part not in ("fixed", "equal", CONFIRM)]
 
 
 def save_to_dashboard(

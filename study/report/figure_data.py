@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from study import space
+from study.report.compare import ArmComparison
 from study.report.data import ArmData, ReportData, arm_order
 from study.report.verdict import Movement
 
@@ -52,7 +53,13 @@ def fixed_reference_weights(arms: dict[str, ArmData]) -> dict[str, float]:
     return out
 
 
-KENDALL_ARMS: tuple[str, ...] = ("uncertainty",)  # Σ exp(−s)·L + s: stationary at exp(−s*) = 1/L
+# Arms whose weight has a stationary point at 1/L_i: uncertainty (Σ exp(−s)·L + s, exp(−s*) = 1/L)
+# and IMTL-L (Σ exp(s)·L − s, exp(s*) = 1/L). DWA, FAMO (weights normalised to sum to 1), random
+# and direct weights have no such point, so no reference is drawn for them.
+KENDALL_ARMS: tuple[str, ...] = ("uncertainty", "imtl_l")
+# Arms without a weights panel: fixed (its best trial's weights are the stars) and equal (every
+# weight 1: the reference line on every panel).
+NO_PANEL: tuple[str, ...] = ("fixed", "equal")
 
 
 @dataclass(frozen=True)
@@ -73,6 +80,7 @@ class WeightsInfo:
 
     panels: list[WeightsPanel]
     fixed: dict[str, float]  # term → the best fixed trial's weight
+    equal: bool = False  # the study has an equal arm: a reference line at weight 1 ("no tuning")
 
     @property
     def terms(self) -> list[str]:
@@ -105,13 +113,104 @@ def weights_info(
     movement: dict[str, Movement] | None = None,
     fixed: dict[str, float] | None = None,
 ) -> WeightsInfo | None:
-    """One panel per learned arm (all but fixed) whose best trial recorded a weight trajectory."""
+    """One panel per arm but fixed and equal whose best trial recorded a weight trajectory."""
     panels = [
         p
         for name, d in sorted(arms.items(), key=lambda kv: arm_order(kv[0]))
-        if name != "fixed" and (p := _panel(d, (movement or {}).get(name))) is not None
+        if name not in NO_PANEL and (p := _panel(d, (movement or {}).get(name))) is not None
     ]
-    return WeightsInfo(panels, dict(fixed or {})) if panels else None
+    return WeightsInfo(panels, dict(fixed or {}), equal="equal" in arms) if panels else None
+
+
+# ----------------------------------------------------------------------------- every arm against fixed
+
+
+@dataclass(frozen=True)
+class ForestRow:
+    """One comparison with numbers: arm b against the baseline a (difference b − a)."""
+
+    arm: str
+    baseline: str
+    mean: float
+    low: float
+    high: float
+    level: int  # of the interval, in percent
+    verdict: str  # in words ("fixed better", "practically equivalent", ...)
+    p_value: float  # corrected resampled t-test
+    p_adjusted: float | None  # Holm-adjusted over the comparisons with the baseline
+    p_equivalent: float  # posterior probability of |difference| <= rope
+    n: int  # paired scores
+    selection_biased: bool  # from the best search trials, not the confirmation
+
+
+@dataclass(frozen=True)
+class ForestInfo:
+    """Every comparison with an interval, best difference first, and the rope they share."""
+
+    rows: list[ForestRow]
+    rope: float
+    reference: ForestRow | None  # the equal arm's row: what no tuning gives
+
+    @property
+    def baseline(self) -> str:
+        return self.rows[0].baseline
+
+
+def forest_row(cmp: ArmComparison) -> ForestRow | None:
+    c = cmp.comparison
+    if c is None:
+        return None
+    return ForestRow(
+        arm=cmp.b,
+        baseline=cmp.a,
+        mean=float(c.mean_diff),
+        low=float(c.ci_low),
+        high=float(c.ci_high),
+        level=cmp.level,
+        verdict=cmp.verdict_words(),
+        p_value=float(c.p_value),
+        p_adjusted=cmp.p_adjusted,
+        p_equivalent=float(c.p_equivalent),
+        n=int(c.n),
+        selection_biased=cmp.selection_biased,
+    )
+
+
+def sorted_comparisons(comparisons: list[ArmComparison]) -> list[ArmComparison]:
+    """Largest mean difference first; comparisons without numbers last, in arm order."""
+
+    def key(cmp: ArmComparison) -> tuple[int, float, tuple[int, str]]:
+        c = cmp.comparison
+        return (c is None, -float(c.mean_diff) if c is not None else 0.0, arm_order(cmp.b))
+
+    return sorted(comparisons, key=key)
+
+
+def forest_info(comparisons: list[ArmComparison]) -> ForestInfo | None:
+    """The forest plot's rows: every comparison with an interval, sorted (None: none has one)."""
+    rows = [r for cmp in sorted_comparisons(comparisons) if (r := forest_row(cmp)) is not None]
+    if not rows:
+        return None
+    rope = next(cmp.comparison.rope for cmp in comparisons if cmp.comparison is not None)
+    reference = next((r for r in rows if r.arm == "equal"), None)
+    return ForestInfo(rows, float(rope), reference)
+
+
+def reference_score(data: ReportData, cmp: ArmComparison, arm: str = "equal") -> float | None:
+    """Mean score of ``arm`` over the (seed, fold) pairs of ``cmp`` (confirmation), or of its best
+    search trial's folds: the line "what no tuning gives" beside another comparison's scores."""
+    if arm in (cmp.a, cmp.b) or not len(cmp.pairs):
+        return None
+    if cmp.source == "confirmation" and data.confirm is not None:
+        s = data.confirm.scores
+        s = s[s["arm"] == arm].merge(cmp.pairs[["seed", "fold"]], on=["seed", "fold"])
+        vals = s["score"].astype(float)
+    elif cmp.source == "search" and arm in data.arms and data.arms[arm].best is not None:
+        vals = pd.Series(data.arms[arm].best.fold_scores, dtype=float)
+    else:
+        return None
+    vals = vals[np.isfinite(vals)]
+    return float(vals.mean()) if len(vals) else None
 
 
 @dataclass(frozen=True)

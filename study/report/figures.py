@@ -18,10 +18,22 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from cmi_model.labels import NINE_CLASSES
+from study.report import fmt
 from study.report.compare import ArmComparison
 from study.report.data import ClassReport
+from study.report.figure_data import ForestInfo
 
-ARM_COLORS = {"fixed": "#4C78A8", "uncertainty": "#F58518", "direct": "#54A24B"}
+ARM_COLORS = {
+    "fixed": "#4C78A8",
+    "equal": "#7F7F7F",  # grey: no tuning, the reference
+    "uncertainty": "#F58518",
+    "direct": "#54A24B",
+    "dwa": "#B279A2",
+    "famo": "#E45756",
+    "imtl_l": "#72B7B2",
+    "rlw": "#9D755D",
+}
+NO_TUNING = "equal: what no tuning gives"  # the label of the equal arm's reference lines
 LAYOUT = dict(template="plotly_white", margin=dict(l=60, r=30, t=60, b=50), font=dict(size=12))
 
 
@@ -37,7 +49,7 @@ def hover_extra(name: str) -> str:
 # ----------------------------------------------------------------------------- comparison
 
 
-def _paired_scores(fig: go.Figure, cmp: ArmComparison, hover: list[str]) -> None:
+def _paired_scores(fig: go.Figure, cmp: ArmComparison, hover: list[str], reference: float | None) -> None:
     p = cmp.pairs
     xs, ys = [], []
     for ya, yb in zip(p["a"], p["b"], strict=True):
@@ -58,6 +70,15 @@ def _paired_scores(fig: go.Figure, cmp: ArmComparison, hover: list[str]) -> None
                 marker=dict(color=arm_color(arm), size=8),
                 hovertemplate="%{text}<br>score %{y:.4f}" + hover_extra(arm),
             ),
+            row=1,
+            col=1,
+        )
+    if reference is not None:
+        fig.add_hline(
+            y=reference,
+            line=dict(color=arm_color("equal"), dash="dash", width=1.5),
+            annotation_text=f"{NO_TUNING} ({reference:.4f})",
+            annotation_position="bottom right",
             row=1,
             col=1,
         )
@@ -107,8 +128,9 @@ def _differences(fig: go.Figure, cmp: ArmComparison, hover: list[str]) -> None:
     fig.update_yaxes(title_text=f"{cmp.b} − {cmp.a}  (green band: ±rope {c.rope})", row=1, col=2)
 
 
-def fig_comparison(cmp: ArmComparison) -> go.Figure | None:
-    """Left: paired scores of a and b, one line per (seed, fold). Right: the differences with CI and rope."""
+def fig_comparison(cmp: ArmComparison, reference: float | None = None) -> go.Figure | None:
+    """Left: paired scores of a and b, one line per (seed, fold), and ``reference`` (the equal arm's
+    mean score on the same pairs) as a dashed line. Right: the differences with CI and rope."""
     if cmp.comparison is None or not len(cmp.pairs):
         return None
     fig = make_subplots(
@@ -118,12 +140,79 @@ def fig_comparison(cmp: ArmComparison) -> go.Figure | None:
         subplot_titles=("Paired fold scores (one line per seed × fold)", f"Difference {cmp.b} − {cmp.a}"),
     )
     hover = [f"seed {s}, fold {f}" for s, f in zip(cmp.pairs["seed"], cmp.pairs["fold"], strict=True)]
-    _paired_scores(fig, cmp, hover)
+    _paired_scores(fig, cmp, hover, reference)
     _differences(fig, cmp, hover)
     title = f"{cmp.b} vs {cmp.a}: {cmp.verdict_words()}"
     if cmp.selection_biased:
         title += " (selection-biased: best search trials)"
     fig.update_layout(title=title, height=430, legend=dict(orientation="h", y=-0.15), **LAYOUT)
+    return fig
+
+
+def fig_forest(info: ForestInfo | None) -> go.Figure | None:
+    """Every arm's mean difference from the baseline with its interval, best first, on the rope band;
+    the equal arm's difference as a dashed line: what no tuning gives."""
+    if info is None:
+        return None
+    rows = info.rows
+    labels = [html.escape(r.arm) + (" (search, biased)" if r.selection_biased else "") for r in rows]
+    text = [
+        f"{html.escape(r.arm)} − {html.escape(r.baseline)} = {r.mean:+.4f}<br>{r.level}% interval "
+        f"[{r.low:+.4f}, {r.high:+.4f}]<br>{html.escape(r.verdict)}; corrected p {fmt.p_value(r.p_value)}"
+        + ("" if r.p_adjusted is None else f", Holm-adjusted {fmt.p_value(r.p_adjusted)}")
+        + f"<br>{r.n} paired scores"
+        for r in rows
+    ]
+    fig = go.Figure()
+    fig.add_trace(
+        go.Scatter(
+            x=[r.mean for r in rows],
+            y=labels,
+            mode="markers",
+            name="mean difference and interval",
+            text=text,
+            hovertemplate="%{text}<extra></extra>",
+            error_x=dict(
+                type="data",
+                symmetric=False,
+                array=[r.high - r.mean for r in rows],
+                arrayminus=[r.mean - r.low for r in rows],
+                thickness=2,
+                width=6,
+                color="#333333",
+            ),
+            marker=dict(
+                size=12,
+                color=[arm_color(r.arm) for r in rows],
+                symbol=["circle-open" if r.selection_biased else "circle" for r in rows],
+                line=dict(width=2, color=[arm_color(r.arm) for r in rows]),
+            ),
+            showlegend=False,
+        )
+    )
+    fig.add_vrect(x0=-info.rope, x1=info.rope, fillcolor="rgba(84,162,75,0.15)", line_width=0, layer="below")
+    fig.add_vline(x=0, line=dict(color="black", width=1))
+    if info.reference is not None:
+        fig.add_vline(
+            x=info.reference.mean,
+            line=dict(color=arm_color("equal"), dash="dash", width=1.5),
+            annotation_text=NO_TUNING,
+            annotation_position="top",
+        )
+    span = [*(r.low for r in rows), *(r.high for r in rows), -info.rope, info.rope]
+    pad = 0.08 * (max(span) - min(span) or 0.01)
+    base = html.escape(info.baseline)
+    fig.update_xaxes(
+        range=[min(span) - pad, max(span) + pad],
+        zeroline=False,
+        title_text=f"arm − {base} (competition score; green band: ±rope {info.rope:g})",
+    )
+    fig.update_yaxes(autorange="reversed", title_text="")
+    fig.update_layout(
+        title=f"Every arm against {base}: mean difference and {rows[0].level}% interval, best first",
+        height=150 + 42 * len(rows),
+        **{**LAYOUT, "margin": dict(l=170, r=30, t=70, b=60)},
+    )
     return fig
 
 

@@ -27,7 +27,7 @@ from study.report import search_figures as search_figs
 from study.report import weight_figures as weight_figs
 from study.report.data import ArmData, ReportData, StudyRecord, arm_order
 from study.report.templating import ENV
-from study.report.verdict import ARM_LABELS
+from study.report.verdict import ARM_LABELS, ARM_PAPERS
 from study.storage import redact
 
 GENERATOR = "cmi-study"  # in the page's head: how `report --out` recognises a report it may replace
@@ -88,7 +88,7 @@ def _arm_row(data: ReportData, arm: str) -> dict[str, Any]:
         "arm": arm,
         "color": figures.arm_color(arm),
         "cells": [
-            ARM_LABELS.get(arm, ""),
+            f"{ARM_LABELS[arm]} ({ARM_PAPERS[arm]})" if arm in ARM_PAPERS else ARM_LABELS.get(arm, ""),
             d.budget if d and d.budget is not None else "—",
             _state_cell(d) if d else "no search study",
             fmt.num(d.best.value) if d and d.best else "—",
@@ -101,8 +101,42 @@ def _arm_row(data: ReportData, arm: str) -> dict[str, Any]:
     }
 
 
+def _summary_row(cmp) -> dict[str, Any]:
+    """One line of the every-arm table: the comparison's numbers, or why it has none."""
+    c = cmp.comparison
+    label = ARM_LABELS.get(cmp.b, "")
+    if c is None:
+        cells = [
+            "—",
+            "—",
+            "too few paired scores" if cmp.too_few else "no verdict",
+            "—",
+            "—",
+            "—",
+            len(cmp.pairs),
+        ]
+    else:
+        cells = [
+            fmt.num(c.mean_diff, signed=True),
+            f"[{fmt.num(c.ci_low, signed=True)}, {fmt.num(c.ci_high, signed=True)}]",
+            cmp.verdict_words(),
+            fmt.p_value(c.p_value),
+            fmt.p_value(cmp.p_adjusted) if cmp.p_adjusted is not None else "—",
+            fmt.num(c.p_equivalent, 3),
+            c.n,
+        ]
+    source = {"confirmation": "confirmation", "search": "best search trials (selection-biased)"}
+    return {
+        "arm": cmp.b,
+        "color": figures.arm_color(cmp.b),
+        "cells": [label, *cells, source.get(cmp.source, "none")],
+        "equal": cmp.b == "equal",
+    }
+
+
 def _headline(page: _Page) -> dict[str, Any]:
     data = page.data
+    several = len(data.comparisons) >= 2  # two arms: the one verdict says it all
     return {
         "warnings": data.warnings,
         "info": data.data_info,
@@ -111,6 +145,9 @@ def _headline(page: _Page) -> dict[str, Any]:
         "verdicts": [{"v": v, "say": templating.verdict_text(v)} for v in verdict.verdicts(data)],
         "holm": templating.holm_text(verdict.holm_family(data.comparisons)),
         "arm_rows": [_arm_row(data, arm) for arm in data.arm_names()],
+        "summary": [_summary_row(c) for c in fd.sorted_comparisons(data.comparisons)] if several else [],
+        "baseline": data.comparisons[0].a if data.comparisons else "fixed",
+        "level": next((c.level for c in data.comparisons if c.comparison is not None), 95),
     }
 
 
@@ -130,14 +167,24 @@ def _confirmation(page: _Page) -> dict[str, Any]:
             )
         seeds = ", ".join(map(str, c.seeds)) or "?"
         confirm = {"study_name": c.study_name, "seeds": seeds, "n_folds": c.n_folds or "?", "rows": rows}
+    forest = None
+    if len(data.comparisons) >= 2:  # several arms against one baseline: all of them in one figure
+        forest = page.figure(
+            "forest",
+            figures.fig_forest(fd.forest_info(data.comparisons)),
+            "No comparison has an interval yet: no forest plot.",
+        )
     return {
         "confirm_name": records.study_name(data.name, CONFIRM),
         "confirm": confirm,
+        "forest": forest,
         "figures": [
             page.figure(
-                f"compare-{cmp.a}-{cmp.b}", figures.fig_comparison(cmp), f"{cmp.b} vs {cmp.a}: {cmp.note}"
+                f"compare-{cmp.a}-{cmp.b}",
+                figures.fig_comparison(cmp, fd.reference_score(data, cmp)),
+                f"{cmp.b} vs {cmp.a}: {cmp.note}",
             )
-            for cmp in data.comparisons
+            for cmp in fd.sorted_comparisons(data.comparisons)
         ],
     }
 
@@ -170,7 +217,7 @@ def _search(page: _Page) -> dict[str, Any]:
 
 def _weights(page: _Page) -> dict[str, Any]:
     data = page.data
-    learned = [a for a in data.arm_names() if a != "fixed"]
+    learned = [a for a in data.arm_names() if a not in fd.NO_PANEL]
     moved = verdict.weight_movement(data)
     info = fd.weights_info(data.arms, moved, fd.fixed_reference_weights(data.arms))
     drawn = [p.arm for p in info.panels] if info is not None else []
@@ -190,6 +237,7 @@ def _weights(page: _Page) -> dict[str, Any]:
         "movements": [templating.movement_text(moved[a]) for a in learned if a in moved],
         "absent": absent,
         "no_reference": info is not None and not info.fixed,
+        "equal": "equal" in data.arm_names(),
         "no_optimum": [p.arm for p in info.panels if p.arm in fd.KENDALL_ARMS and not p.optimum]
         if info
         else [],

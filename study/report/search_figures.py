@@ -19,7 +19,7 @@ from plotly.subplots import make_subplots
 
 from study.report import fmt
 from study.report.figure_data import LandscapeInfo, SliceInfo
-from study.report.figures import LAYOUT, arm_color, hover_extra
+from study.report.figures import LAYOUT, NO_TUNING, arm_color, hover_extra
 
 # ----------------------------------------------------------------------------- search
 
@@ -32,14 +32,15 @@ def fig_best_so_far(trials: pd.DataFrame) -> go.Figure | None:
     for arm in done["arm"].unique():
         t = done[done["arm"] == arm].sort_values("number")
         style = dict(color=arm_color(arm))
+        reference = arm == "equal"  # drawn as the reference: what no tuning gives
         fig.add_trace(
             go.Scatter(
                 x=t["number"],
                 y=t["value"].cummax(),
                 mode="lines",
                 line_shape="hv",
-                name=f"{arm} best so far",
-                line=dict(width=2.5, **style),
+                name=f"{NO_TUNING}, best so far" if reference else f"{arm} best so far",
+                line=dict(width=2.5, dash="dash" if reference else "solid", **style),
                 legendgroup=arm,
             )
         )
@@ -244,9 +245,14 @@ def fig_importances(importances: dict[str, dict[str, float]]) -> go.Figure | Non
     if not importances:
         return None
     names = list(importances)
-    fig = make_subplots(rows=1, cols=len(names), subplot_titles=names, horizontal_spacing=0.15)
+    cols = min(len(names), 4)  # at most four panels a row: any number of arms fits the page
+    rows = math.ceil(len(names) / cols)
+    fig = make_subplots(
+        rows=rows, cols=cols, subplot_titles=names, horizontal_spacing=0.15, vertical_spacing=0.35 / rows
+    )
     for j, arm in enumerate(names):
         imp = sorted(importances[arm].items(), key=lambda kv: kv[1])
+        row, col = j // cols + 1, j % cols + 1
         fig.add_trace(
             go.Bar(
                 x=[v for _, v in imp],
@@ -256,9 +262,11 @@ def fig_importances(importances: dict[str, dict[str, float]]) -> go.Figure | Non
                 showlegend=False,
                 hovertemplate="%{y}: %{x:.2f}" + hover_extra(arm),
             ),
-            row=1,
-            col=j + 1,
+            row=row,
+            col=col,
         )
-        fig.update_xaxes(title_text="importance (sums to 1)", range=[0, 1], row=1, col=j + 1)
-    fig.update_layout(title="Parameter importances (fANOVA on complete trials)", height=360, **LAYOUT)
+        fig.update_xaxes(title_text="importance (sums to 1)", range=[0, 1], row=row, col=col)
+    fig.update_layout(
+        title="Parameter importances (fANOVA on complete trials)", height=80 + 280 * rows, **LAYOUT
+    )
     return fig

@@ -17,9 +17,27 @@ from study.report.data import FoldFacts, ReportData
 MOVED = 0.1  # learned log-weights that moved less than this (max |Δs| over folds) are effectively fixed
 ARM_LABELS = {
     "fixed": "tuned fixed weights",
+    "equal": "equal weights, no tuning",
     "uncertainty": "learned uncertainty weights",
     "direct": "learned direct weights",
+    "dwa": "Dynamic Weight Average (DWA)",
+    "famo": "FAMO weights",
+    "imtl_l": "learned IMTL-L scales",
+    "rlw": "random loss weights (RLW)",
 }
+# Where each scheme comes from, for the arms table.
+ARM_PAPERS = {
+    "fixed": "hand-tuned by the search",
+    "equal": "every weight 1",
+    "uncertainty": "Kendall, Gal & Cipolla 2018",
+    "direct": "naive baseline",
+    "dwa": "Liu, Johns & Davison 2019",
+    "famo": "Liu et al. 2023",
+    "imtl_l": "Liu et al. 2021",
+    "rlw": "Lin et al. 2022",
+}
+# Arms whose weights are set by a rule and learn nothing: no movement to judge.
+NOT_LEARNED = frozenset({"fixed", "equal", "rlw"})
 
 
 @dataclass(frozen=True)
@@ -49,13 +67,13 @@ def _max_delta(folds: list[FoldFacts]) -> tuple[float | None, int]:
 
 
 def weight_movement(data: ReportData) -> dict[str, Movement]:
-    """Every learned arm (any but fixed) with a best search trial or confirmation runs."""
+    """Every learned arm (any but :data:`NOT_LEARNED`) with a best search trial or confirmation runs."""
     out = {}
     for arm in data.arm_names():
         d = data.arms.get(arm)
         best = d.best if d is not None else None
         confirm = data.confirm.fold_facts.get(arm, []) if data.confirm is not None else []
-        if arm == "fixed" or (best is None and not confirm):
+        if arm in NOT_LEARNED or (best is None and not confirm):
             continue
         search, n_search = _max_delta(best.folds if best else [])
         moved, n_confirm = _max_delta(confirm)
