@@ -28,6 +28,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 from pydantic import ValidationError
 
 from cmi_model.errors import InputError, Interrupted
+from cmi_model.weighting import ARMS
 
 
 class _Parser(argparse.ArgumentParser):
@@ -132,7 +133,7 @@ OPTIONS: tuple[Option, ...] = (
         ("run",),
         {
             "type": _arm_list,
-            "help": "comma-separated arms among fixed,uncertainty,direct (default: fixed,uncertainty)",
+            "help": f"comma-separated arms among {','.join(ARMS)} (default: fixed,uncertainty)",
         },
         setting="study.arms",
     ),

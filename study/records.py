@@ -28,7 +28,7 @@ __all__ = ["ARMS", "CONFIRM", "BUDGET_TAKEN"]
 CONFIRM = "confirm"  # suffix of the confirmation study: NAME-confirm
 BUDGET_TAKEN = "BudgetTaken"  # fail_reason prefix of a trial that stepped aside (see objective)
 PACKAGES = ("torch", "pytorch-lightning", "optuna", "optuna-dashboard", "numpy", "pandas")
-PACKAGES += ("scipy", "scikit-learn", "plotly")
+PACKAGES += ("scipy", "scikit-learn", "plotly", "torchjd")
 
 
 class RecordError(ValueError):
