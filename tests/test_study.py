@@ -396,6 +396,28 @@ def test_killed_worker_trial_is_failed_and_retried(tmp_path):
     assert states(study)["COMPLETE"] == 2
 
 
+@pytest.mark.slow
+def test_killed_confirm_worker_pair_is_retried_and_every_pair_done_once(tmp_path):
+    url = sqlite_url(tmp_path / "kc.db")
+    proc, _victim, extra = start_long_worker(tmp_path, url, "kc")
+    assert finish(proc)[0] == 0  # the search, with fast heartbeats and trials of a few seconds
+    confirm_argv = [sys.executable, "-m", "study", "confirm", "--storage", url, "--study-name", "kc"]
+    worker = start_worker(confirm_argv, tmp_path, "--seeds", "2")
+    victim = wait_for_running(url, "kc-confirm", worker)
+    time.sleep(0.5)
+    worker.send_signal(signal.SIGKILL)
+    worker.communicate(timeout=60)
+    assert main(["confirm", "--storage", url, "--study-name", "kc", "--seeds", "2"]) == 0
+    trials = load(url, "kc-confirm").trials
+    killed = trials[victim.number]
+    assert killed.state == TrialState.FAIL
+    assert records.read_trial(killed).fail_reason == "worker lost: no heartbeat for 3 s"
+    done = [(t.params["arm"], t.params["seed"]) for t in trials if t.state == TrialState.COMPLETE]
+    assert sorted(done) == [("fixed", 1), ("fixed", 2)]  # each pair exactly once, the killed one retried
+    pair = killed.system_attrs["fixed_params"]  # queued with its pair, whether or not it got to suggest it
+    assert (pair["arm"], pair["seed"]) in done
+
+
 # ----------------------------------------------------------------------------- Ctrl-C
 
 
