@@ -1,11 +1,24 @@
-"""Study benchmark: wall time of `cmi-study demo`, and what each pruner saves.
+"""Study benchmark: where a fold's and the demo's seconds go.
 
-Pruners: the same budget (trials, folds, sampler seed) is run with --pruner none, wilcoxon
-and median on one arm; we count fold-trainings actually run and compare the best trial's
-score. Ends with one JSON line of figures.
+- fold profile: one search fold of the demo preset (tiny model, 12 synthetic subjects), trained
+  like a study worker trains it (1 torch thread, a FoldCache shared by the trials): the first
+  trial prepares the fold's tensors, later trials reuse them. A callback times each training
+  step (on_train_batch_start → on_train_batch_end: training_step, backward, optimizer step);
+  `fold_overhead_share` is the share of the fold's wall time outside those steps.
+- the demo: `cmi-study demo` from a fresh folder and a fresh data cache, split into search /
+  confirm / report by the storage's trial timestamps; `pruner_saving` is the share of the
+  search's fold-trainings (trials × folds) the default pruner saved.
+- `--quick` (< 3 min): the fold profile and the demo's search phase only (`cmi-study run
+  --preset demo --workers 2`), the "demo-like" study.
 
-    python benchmarks/bench_study.py [--skip-demo] [--trials 10] [--folds 5] [--epochs 2]
+Timings move with whatever else runs on the machine: every figure is printed beside the fp32
+2048×2048 matmul GFLOP/s measured in the same run (1 torch thread, a worker's; and 2 threads),
+so that runs on different or busier machines can be scaled. Ends with one JSON line.
+
+    python benchmarks/bench_study.py [--quick]
 """
+
+from __future__ import annotations
 
 import argparse
 import json
@@ -14,9 +27,123 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 
-import optuna
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the CLI sets it, before torch loads
+
+import optuna  # noqa: E402
+import pytorch_lightning as pl  # noqa: E402
+import torch  # noqa: E402
+from optuna.trial import TrialState  # noqa: E402
+
+WORKER_THREADS = 1  # the CLI's default --threads
+
+
+def matmul_gflops(threads: int, size: int = 2048, reps: int = 5) -> float:
+    """Best of `reps` fp32 size×size matmuls at this many torch threads."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        a, b = torch.randn(size, size), torch.randn(size, size)
+        a @ b
+        best = float("inf")
+        for _ in range(reps):
+            t = time.perf_counter()
+            a @ b
+            best = min(best, time.perf_counter() - t)
+        return 2 * size**3 / best / 1e9
+    finally:
+        torch.set_num_threads(before)
+
+
+def machine() -> dict:
+    return {
+        "matmul_gflops": round(matmul_gflops(WORKER_THREADS), 1),
+        "matmul_gflops_2t": round(matmul_gflops(2), 1),
+    }
+
+
+class StepTimer(pl.Callback):
+    """Wall seconds inside the training steps: training_step + backward + optimizer step."""
+
+    def __init__(self):
+        self.seconds, self.steps, self._t = 0.0, 0, 0.0
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx):
+        self._t = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+        self.seconds += time.perf_counter() - self._t
+        self.steps += 1
+
+
+def fold_profile(n_trials: int = 3) -> dict:
+    """One demo search fold trained n_trials times (the baseline configuration of the fixed arm)
+    through one FoldCache, as a worker trains it trial after trial."""
+    from cmi_model.dataset import FoldCache
+    from cmi_model.folds import split_subjects, subject_folds
+    from cmi_model.train import fit_fold
+    from study import space
+    from study.runner import load_study_data
+    from study.settings import build_settings
+
+    torch.set_num_threads(WORKER_THREADS)
+    s = build_settings("demo")
+    data, _ = load_study_data(s, None)
+    st = s.study
+    split = split_subjects(data, st.holdout, st.folds, st.seed)
+    train_idx, val_idx = subject_folds(data, st.folds, st.seed, split.search)[0]
+    model, loss, train = space.apply(
+        "fixed", space.baseline("fixed", s.train, s.model), s.model, s.loss, s.train
+    )
+    cache = FoldCache()
+    runs = []
+    for trial in range(n_trials):
+        timer = StepTimer()
+        start = time.perf_counter()
+        r = fit_fold(
+            data,
+            train_idx,
+            val_idx,
+            model_cfg=model,
+            loss_cfg=loss,
+            data_cfg=s.data,
+            train_cfg=train.model_copy(update={"seed": st.seed * 1000}),
+            callbacks=[timer],
+            fold_cache=cache,
+        )
+        wall = time.perf_counter() - start
+        p = r.phase_seconds
+        runs.append(
+            {
+                "trial": trial,
+                "cache": "prepared" if trial == 0 else "reused",
+                "wall_s": round(wall, 3),
+                "prepare_s": round(p["prepare"], 3),
+                "setup_s": round(p["setup"], 3),
+                "train_s": round(p["train"], 3),
+                "steps_s": round(timer.seconds, 3),
+                "lightning_loop_s": round(p["train"] - timer.seconds, 3),  # fit() outside the steps
+                "predict_s": round(p["predict"], 3),
+                "other_s": round(wall - sum(p.values()), 3),  # result assembly
+                "steps": timer.steps,
+                "ms_per_step": round(1000 * timer.seconds / max(1, timer.steps), 1),
+                "overhead_share": round(1 - timer.seconds / wall, 3),
+                "score": round(r.score, 4),
+            }
+        )
+    reused = [x for x in runs if x["cache"] == "reused"] or runs
+    # A worker trains each fold once per trial and prepares it on the first: the demo's 6 trials.
+    per_trial = [runs[0]] + reused * (st.n_trials - 1)
+    share = 1 - sum(x["steps_s"] for x in per_trial) / sum(x["wall_s"] for x in per_trial)
+    return {
+        "runs": runs,
+        "train_sequences": len(train_idx),
+        "fold_overhead_share": round(share, 3),
+        "fold_overhead_share_first": runs[0]["overhead_share"],
+        "fold_overhead_share_reused": round(sum(x["overhead_share"] for x in reused) / len(reused), 3),
+    }
 
 
 def cli(args: list[str], cwd: Path, env: dict) -> float:
@@ -27,59 +154,115 @@ def cli(args: list[str], cwd: Path, env: dict) -> float:
     return time.perf_counter() - t
 
 
+def search_figures(url: str, name: str) -> dict:
+    """Per arm and together: fold-trainings run vs trials × folds, pruned trials, best value."""
+    out, run, full = {}, 0, 0
+    for study_name in optuna.get_all_study_names(url):
+        arm = study_name.removeprefix(f"{name}-")
+        if arm == "confirm":
+            continue
+        study = optuna.load_study(study_name=study_name, storage=url)
+        trials = [
+            t for t in study.get_trials(deepcopy=False) if t.state in (TrialState.COMPLETE, TrialState.PRUNED)
+        ]
+        folds = int(study.user_attrs.get("n_folds") or 0)
+        n = sum(len(t.intermediate_values) for t in trials)
+        run, full = run + n, full + folds * len(trials)
+        out[arm] = {
+            "trials": len(trials),
+            "pruned": sum(t.state == TrialState.PRUNED for t in trials),
+            "fold_trainings": n,
+            "of": folds * len(trials),
+            "best": round(study.best_value, 4),
+        }
+    out["pruner_saving"] = round(1 - run / full, 3) if full else None
+    return out
+
+
+def phases(url: str, name: str, started: datetime, ended: datetime) -> dict:
+    """Search: start → last search trial done (startup, data, both arms); confirm: → last
+    confirmation trial done; report: → exit."""
+    done = {}
+    for study_name in optuna.get_all_study_names(url):
+        trials = optuna.load_study(study_name=study_name, storage=url).get_trials(deepcopy=False)
+        key = "confirm" if study_name == f"{name}-confirm" else "search"
+        last = max(t.datetime_complete for t in trials if t.datetime_complete)
+        done[key] = max(done.get(key, last), last)
+    return {
+        "search_s": round((done["search"] - started).total_seconds(), 1),
+        "confirm_s": round((done["confirm"] - done["search"]).total_seconds(), 1),
+        "report_s": round((ended - done["confirm"]).total_seconds(), 1),
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--skip-demo", action="store_true")
-    ap.add_argument("--trials", type=int, default=10)
-    ap.add_argument("--folds", type=int, default=5)
-    ap.add_argument("--epochs", type=int, default=2)
+    ap.add_argument(
+        "--quick", action="store_true", help="fold profile + the demo's search phase only (< 3 min)"
+    )
     args = ap.parse_args()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     work = Path(tempfile.mkdtemp(prefix="cmi-bench-study-"))
     env = os.environ | {"CMI_CACHE_DIR": str(work / "cache"), "TQDM_DISABLE": "1"}
-    figures: dict = {"cpus": os.cpu_count()}
-    if not args.skip_demo:
-        figures["demo_wall_s"] = round(cli(["demo"], work, env), 1)
-        print(f"cmi-study demo: {figures['demo_wall_s']:.0f}s wall (goal <= 300 s)")
+    os.environ["CMI_CACHE_DIR"] = env["CMI_CACHE_DIR"]  # the fold profile's data: the same fresh cache
+    before = machine()
+    figures: dict = {"cpus": os.cpu_count(), "date": datetime.now().strftime("%Y-%m-%d")}
+    print(
+        f"matmul fp32 2048²: {before['matmul_gflops']} GFLOP/s (1 thread), {before['matmul_gflops_2t']} (2 threads)"
+    )
 
-    common = [
-        "run",
-        "--preset",
-        "tiny",
-        "--arms",
-        "fixed",
-        "--subjects",
-        "10",
-        "--n-trials",
-        str(args.trials),
-    ]
-    common += ["--folds", str(args.folds), "--epochs", str(args.epochs)]
-    pruning = {}
-    for pruner in ("none", "wilcoxon", "median"):
-        url = f"sqlite:///{work}/prune-{pruner}.db"
-        seconds = cli([*common, "--pruner", pruner, "--storage", url, "--study-name", "p"], work, env)
-        study = optuna.load_study(study_name="p-fixed", storage=url)
-        trials = study.get_trials(deepcopy=False)
-        folds_run = sum(len(t.user_attrs.get("fold_scores", [])) for t in trials)
-        best = study.best_trial
-        pruning[pruner] = {
-            "seconds": round(seconds, 1),
-            "fold_trainings": folds_run,
-            "pruned_trials": sum(t.state == optuna.trial.TrialState.PRUNED for t in trials),
-            "best_value": round(best.value, 4),
-            "best_trial": best.number,
-        }
+    # The CLI's default storage, relative to the fresh folder: sqlite:///reports/NAME.db.
+    url = f"sqlite:///{work}/reports/{'q' if args.quick else 'cmi'}.db"
+    started = datetime.now()
+    if args.quick:
+        wall = cli(["run", "--preset", "demo", "--workers", "2", "--study-name", "q"], work, env)
+        figures["demo_like_wall_s"] = round(wall, 1)
+        print(f"demo-like study (cmi-study run --preset demo --workers 2): {wall:.1f}s wall")
+    else:
+        wall = cli(["demo"], work, env)  # as the README runs it: no options
+        figures["demo_wall_s"] = round(wall, 1)
+        figures |= phases(url, "cmi", started, datetime.now())
         print(
-            f"pruner {pruner:8s} {folds_run:3d} fold-trainings, {pruning[pruner]['pruned_trials']} pruned, "
-            f"best trial #{best.number} = {best.value:.4f}, {seconds:.0f}s"
+            f"cmi-study demo: {wall:.1f}s wall (goal <= 180 s): search {figures['search_s']}s, "
+            f"confirm {figures['confirm_s']}s, report {figures['report_s']}s"
         )
-    base = pruning["none"]
-    for pruner in ("wilcoxon", "median"):
-        p = pruning[pruner]
-        p["saved_fold_trainings_pct"] = round(100 * (1 - p["fold_trainings"] / base["fold_trainings"]), 1)
-        p["best_unchanged"] = p["best_trial"] == base["best_trial"] and p["best_value"] == base["best_value"]
-    figures["pruning"] = pruning
-    figures["setup"] = {"trials": args.trials, "folds": args.folds, "epochs": args.epochs, "subjects": 10}
-    print(json.dumps(figures))
+    search = search_figures(url, "q" if args.quick else "cmi")
+    figures["pruner_saving"] = search.pop("pruner_saving")
+    figures["search"] = search
+    for arm, f in search.items():
+        print(
+            f"  {arm:12s} {f['fold_trainings']}/{f['of']} fold-trainings, {f['pruned']} pruned, best {f['best']}"
+        )
+    print(f"  default pruner saved {figures['pruner_saving']:.0%} of the search's fold-trainings")
+
+    profile = fold_profile()
+    figures["fold_profile"] = profile["runs"]
+    for key in ("fold_overhead_share", "fold_overhead_share_first", "fold_overhead_share_reused"):
+        figures[key] = profile[key]
+    print(f"fold profile (demo fold 0, {profile['train_sequences']} training sequences, 1 thread):")
+    for r in profile["runs"]:
+        print(
+            f"  trial {r['trial']} ({r['cache']}): wall {r['wall_s']:.2f}s = prepare {r['prepare_s']:.2f} + "
+            f"setup {r['setup_s']:.2f} + steps {r['steps_s']:.2f} ({r['steps']} × {r['ms_per_step']} ms) + "
+            f"Lightning loop {r['lightning_loop_s']:.2f} + predict {r['predict_s']:.2f} + other {r['other_s']:.2f}; "
+            f"outside the steps {r['overhead_share']:.1%}"
+        )
+    print(
+        f"  fold overhead share over a worker's 6 trials: {profile['fold_overhead_share']:.1%} (goal < 30%)"
+    )
+
+    after = machine()
+    # The figure a reader scales by: the mean of the measurements before and after.
+    figures["matmul_gflops"] = round((before["matmul_gflops"] + after["matmul_gflops"]) / 2, 1)
+    figures["matmul_gflops_2t"] = round((before["matmul_gflops_2t"] + after["matmul_gflops_2t"]) / 2, 1)
+    figures["matmul_threads"] = WORKER_THREADS
+    print(
+        f"matmul fp32 2048²: {after['matmul_gflops']} GFLOP/s (1 thread), {after['matmul_gflops_2t']} (2 threads) "
+        f"after; mean {figures['matmul_gflops']} / {figures['matmul_gflops_2t']}"
+    )
+    head = ["demo_like_wall_s"] if args.quick else ["demo_wall_s", "search_s", "confirm_s", "report_s"]
+    head += ["fold_overhead_share", "pruner_saving", "matmul_gflops"]
+    print(json.dumps({k: figures[k] for k in head} | {k: v for k, v in figures.items() if k not in head}))
 
 
 if __name__ == "__main__":

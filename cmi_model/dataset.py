@@ -3,16 +3,25 @@ padding into batches.
 
 A batch is a dict of tensors: "imu", "thm", "tof", "present" (B, T, C) float32, "valid"
 (B, T) bool, the labels "y18", "y9", "ybin" (B,) int64 (-1 where unlabeled) and "index"
-(B,), each sequence's index into the `SequenceData`.
+(B,), each sequence's index into the `SequenceData`; T is the longest sequence of the batch.
+
+Two ways to the same batches: `SequenceDataset` + `collate` in a `DataLoader` (`make_loader`,
+item by item: the reference), and `prepare_tensors` + `TensorBatches` (what training uses): a
+fold's sequences normalised and padded once into tensors, batches gathered from them by index,
+bit for bit what the DataLoader yields with the same seed. `FoldCache` keeps the prepared
+tensors, so every trial of a study (same folds) prepares each fold once.
 """
 
 from __future__ import annotations
 
+import math
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+import xxhash
 from torch.utils.data import DataLoader, Dataset
 
 from cmi_model.config import DataConfig
@@ -129,6 +138,171 @@ def make_loader(
         generator=gen,
         num_workers=0,  # arrays are in memory (or mmapped); worker processes cost more than they save here
     )
+
+
+@dataclass(frozen=True)
+class FoldTensors:
+    """Sequences normalised and padded once: sequence k's kept steps (the last max_len) are
+    [k, :lengths[k]] of each (N, L, C) float32 array, zeros after; L the longest kept length."""
+
+    imu: torch.Tensor
+    thm: torch.Tensor
+    tof: torch.Tensor
+    present: torch.Tensor
+    lengths: torch.Tensor  # (N,) int64
+    labels: dict[str, torch.Tensor]  # y18, y9, ybin (N,) int64
+    index: torch.Tensor  # (N,) int64: each sequence's index into the SequenceData
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    @property
+    def nbytes(self) -> int:
+        tensors = (
+            self.imu,
+            self.thm,
+            self.tof,
+            self.present,
+            self.lengths,
+            self.index,
+            *self.labels.values(),
+        )
+        return sum(t.element_size() * t.nelement() for t in tensors)
+
+    def batch(self, rows: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The batch of these rows, padded to its own longest sequence (what `collate` makes)."""
+        lengths = self.lengths[rows]
+        t = int(lengths.max())
+        out = {key: getattr(self, key)[rows, :t] for key in ("imu", "thm", "tof", "present")}
+        out["valid"] = torch.arange(t)[None, :] < lengths[:, None]
+        out |= {key: v[rows] for key, v in self.labels.items()}
+        out["index"] = self.index[rows]
+        return out
+
+
+def prepare_tensors(
+    data: SequenceData, indices: np.ndarray, norm: Normalizer, cfg: DataConfig
+) -> FoldTensors:
+    """`SequenceDataset`'s items for every index at once, padded into FoldTensors (the same
+    float32 operations per value, so the same numbers)."""
+    indices = np.asarray(indices, dtype=np.int64)
+    ends = data.offsets[indices + 1]
+    lengths = np.minimum(ends - data.offsets[indices], cfg.max_len)  # keep the end of long sequences
+    width = int(lengths.max(initial=0))
+    steps = np.arange(width)
+    kept = steps[None, :] < lengths[:, None]  # (N, L)
+    rows = (ends - lengths)[:, None] + steps[None, :]
+    rows = rows[kept]  # the source row of every kept step, sequence by sequence
+
+    def padded(a: np.ndarray, stats: tuple[np.ndarray, np.ndarray] | None) -> np.ndarray:
+        x = np.asarray(a)[rows]
+        if stats is None:
+            x = x.astype(np.float32)
+        else:
+            x = np.nan_to_num((x - stats[0]) / stats[1], nan=0.0).astype(np.float32, copy=False)
+        out = np.zeros((len(indices), width, a.shape[1]), dtype=np.float32)
+        out[kept] = x
+        return out
+
+    thm, tof, present = padded(data.thm, norm.thm), padded(data.tof, norm.tof), padded(data.present, None)
+    if cfg.modalities == "imu":
+        thm[:], tof[:], present[..., 1:] = 0.0, 0.0, 0.0
+    return FoldTensors(
+        imu=torch.from_numpy(padded(data.imu, norm.imu)),
+        thm=torch.from_numpy(thm),
+        tof=torch.from_numpy(tof),
+        present=torch.from_numpy(present),
+        lengths=torch.from_numpy(lengths.astype(np.int64)),
+        labels=label_tensors(data.gesture[indices].astype(np.int64)),
+        index=torch.from_numpy(indices.copy()),
+    )
+
+
+class TensorBatches:
+    """Batches of FoldTensors in a seeded order: the batches `make_loader` yields for the same
+    indices, seed and shuffle, without the DataLoader.
+
+    Shuffled, each epoch (each `iter`) takes from its generator exactly what
+    `DataLoader(shuffle=True, generator=g)` takes (a base seed for worker processes, the epoch's
+    permutation, and `RandomSampler`'s trailing empty-slice permutation), so the epochs see the
+    same batches in the same order: each sequence once per epoch. Nothing is drawn before the first batch is asked for (Lightning
+    calls `iter` once just to check that the object is iterable).
+    """
+
+    def __init__(self, tensors: FoldTensors, batch_size: int, *, shuffle: bool, seed: int = 0):
+        self.tensors, self.batch_size, self.shuffle = tensors, batch_size, shuffle
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.tensors) / self.batch_size)
+
+    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+        n, g = len(self.tensors), self.generator
+        if self.shuffle:
+            torch.empty((), dtype=torch.int64).random_(generator=g)  # DataLoader's worker base seed
+            order = torch.randperm(n, generator=g)
+            # RandomSampler's `randperm(n)[: num_samples % n]`, drawn with the last batch there;
+            # drawn now, since Lightning stops after len(self) batches without asking for more.
+            torch.randperm(n, generator=g)
+        else:
+            order = torch.arange(n)
+        for start in range(0, n, self.batch_size):
+            yield self.tensors.batch(order[start : start + self.batch_size])
+
+
+def _array_key(a: np.ndarray) -> tuple[int, str]:
+    a = np.ascontiguousarray(a)
+    return len(a), xxhash.xxh3_128_hexdigest(a.view(np.uint8).reshape(-1)) + str(a.dtype)
+
+
+class FoldCache:
+    """Prepared fold tensors for reuse by every trial that trains the same folds.
+
+    Keyed by (data, indices normalised, indices fitted for the normaliser, DataConfig): the data
+    by its content fingerprint and labels, or by identity where it has no fingerprint. Holds at
+    most `max_bytes` of tensors (per process); a set that does not fit is prepared, used and not
+    kept. Owned by one study's objective, so it holds that study's folds only. `builds` and
+    `hits` count preparations and reuses.
+    """
+
+    def __init__(self, max_bytes: int = 2 << 30):
+        self.max_bytes = max_bytes
+        self.builds = self.hits = self.nbytes = 0
+        self._tensors: dict[tuple, FoldTensors] = {}
+        self._norms: dict[tuple, Normalizer] = {}
+        self._data: dict[int, SequenceData] = {}  # keeps identity-keyed data alive: ids stay unique
+
+    def _data_key(self, data: SequenceData) -> tuple:
+        fp = data.meta.get("fingerprint")
+        if fp is None:
+            self._data[id(data)] = data
+            return ("id", id(data))
+        return (fp, _array_key(data.gesture), _array_key(data.offsets))
+
+    def normalizer(self, data: SequenceData, fit_idx: np.ndarray) -> Normalizer:
+        key = (self._data_key(data), _array_key(np.asarray(fit_idx, dtype=np.int64)))
+        if key not in self._norms:
+            if len(self._norms) >= 1024:  # a few floats each; bounded all the same
+                self._norms.clear()
+            self._norms[key] = Normalizer.fit(data, fit_idx)
+        return self._norms[key]
+
+    def tensors(
+        self, data: SequenceData, indices: np.ndarray, fit_idx: np.ndarray, cfg: DataConfig
+    ) -> FoldTensors:
+        """`indices` normalised with the Normalizer fitted on `fit_idx`, padded (see prepare_tensors)."""
+        indices = np.asarray(indices, dtype=np.int64)
+        fit_idx = np.asarray(fit_idx, dtype=np.int64)
+        key = (self._data_key(data), _array_key(indices), _array_key(fit_idx), cfg)
+        if (hit := self._tensors.get(key)) is not None:
+            self.hits += 1
+            return hit
+        prepared = prepare_tensors(data, indices, self.normalizer(data, fit_idx), cfg)
+        self.builds += 1
+        if self.nbytes + prepared.nbytes <= self.max_bytes:
+            self._tensors[key] = prepared
+            self.nbytes += prepared.nbytes
+        return prepared
 
 
 def example_batch(

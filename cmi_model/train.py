@@ -13,7 +13,7 @@ import torch
 
 from cmi_model.config import DataConfig, LossConfig, ModelConfig, TrainConfig
 from cmi_model.data import SequenceData
-from cmi_model.dataset import Normalizer, make_loader
+from cmi_model.dataset import FoldCache, TensorBatches
 from cmi_model.folds import inner_split, subjects_of
 from cmi_model.labels import EIGHTEEN_TO_NINE, GESTURES, NINE_CLASSES
 from cmi_model.losses import inverse_frequency_weights
@@ -42,6 +42,9 @@ class FoldResult:
     stop_subjects: list[str]  # training subjects set aside to choose the epoch (empty for "last_epoch")
     val_indices: np.ndarray = field(repr=False)  # sequence indices of the validation fold, sorted
     val_probs: np.ndarray = field(repr=False)  # (n_val, 18) class probabilities of the chosen model
+    # Wall seconds of the fold's phases: "prepare" (normalised, padded tensors; ~0 from a FoldCache
+    # hit), "setup" (seeding, network, module, Trainer), "train" (trainer.fit), "predict".
+    phase_seconds: dict[str, float] = field(default_factory=dict, repr=False)
 
 
 def resolve_accelerator(requested: str) -> tuple[str, str]:
@@ -68,9 +71,9 @@ def _class_weights(y18: np.ndarray) -> dict[str, torch.Tensor]:
     }
 
 
-def _predict(trainer: pl.Trainer, module: CMILitModule, loader) -> tuple[np.ndarray, np.ndarray]:
-    """(probabilities, sequence indices) of one pass over loader, in index order."""
-    parts = trainer.predict(module, loader)
+def _predict(trainer: pl.Trainer, module: CMILitModule, batches) -> tuple[np.ndarray, np.ndarray]:
+    """(probabilities, sequence indices) of one pass over the batches, in index order."""
+    parts = trainer.predict(module, batches)
     probs, idx = (torch.cat(t).numpy() for t in zip(*parts, strict=True))
     order = np.argsort(idx)
     return probs[order].astype(np.float32), idx[order]
@@ -86,19 +89,28 @@ def fit_fold(
     data_cfg: DataConfig,
     train_cfg: TrainConfig,
     callbacks: list[pl.Callback] | None = None,
+    fold_cache: FoldCache | None = None,
 ) -> FoldResult:
     """Train on train_idx, choose the model without the validation fold (`TrainConfig.early_stopping`),
-    then score it once on val_idx. Raises TrainingDiverged on a NaN/inf loss."""
+    then score it once on val_idx. Raises TrainingDiverged on a NaN/inf loss.
+
+    fold_cache: where the fold's normalised, padded tensors are looked up and kept (every trial
+    of a study trains the same folds); without one they are prepared for this call alone. The
+    result is the same either way."""
     quiet_lightning()
     start = time.perf_counter()
-    pl.seed_everything(train_cfg.seed, workers=True, verbose=False)
     inner = train_cfg.early_stopping == "inner"
     if inner:
         fit_idx, stop_idx = inner_split(data, train_idx, train_cfg.inner_fraction, train_cfg.seed)
     else:
         fit_idx, stop_idx = train_idx, train_idx[:0]
-    norm = Normalizer.fit(data, fit_idx)
-    fit_loader = make_loader(data, fit_idx, norm, data_cfg, shuffle=True, seed=train_cfg.seed)
+    cache = fold_cache if fold_cache is not None else FoldCache(max_bytes=0)
+    # Normalised with the statistics of the rows the model is fitted on (fit_idx) only.
+    fit_tensors = cache.tensors(data, fit_idx, fit_idx, data_cfg)
+    val_tensors = cache.tensors(data, val_idx, fit_idx, data_cfg)
+    fit_batches = TensorBatches(fit_tensors, data_cfg.batch_size, shuffle=True, seed=train_cfg.seed)
+    prepared = time.perf_counter()
+    pl.seed_everything(train_cfg.seed, workers=True, verbose=False)
     class_weights = _class_weights(data.gesture[fit_idx]) if loss_cfg.class_weighting else None
     network = CMINetwork(model_cfg, nine_class_head=loss_cfg.nine_class_head_enabled)
     module = CMILitModule(network, loss_cfg, train_cfg, class_weights)
@@ -119,11 +131,18 @@ def fit_fold(
         num_sanity_val_steps=0,
         deterministic=accelerator == "cpu",
     )
+    if accelerator == "cpu":
+        # Deterministic mode also fills every new uninitialised tensor with NaN (a debugging aid:
+        # ~4% of the tiny model's CPU step, in torch.profiler). No result reads uninitialised
+        # memory, so the results are the same without it.
+        torch.utils.deterministic.fill_uninitialized_memory = False
+    set_up = time.perf_counter()
     if inner:
-        stop_loader = make_loader(data, stop_idx, norm, data_cfg, shuffle=False)
-        trainer.fit(module, fit_loader, stop_loader)
+        stop_tensors = cache.tensors(data, stop_idx, fit_idx, data_cfg)
+        trainer.fit(module, fit_batches, TensorBatches(stop_tensors, data_cfg.batch_size, shuffle=False))
     else:
-        trainer.fit(module, fit_loader)  # no validation loop at all: nothing to choose
+        trainer.fit(module, fit_batches)  # no validation loop at all: nothing to choose
+    trained = time.perf_counter()
     learned_end = module.weighting.logged_params()
     epochs = len(module.weight_history)
     if inner:
@@ -133,8 +152,10 @@ def fit_fold(
         best_epoch = module.best["epoch"]
     else:
         best_epoch = epochs - 1
-    val_loader = make_loader(data, val_idx, norm, data_cfg, shuffle=False)
-    val_probs, val_indices = _predict(trainer, module, val_loader)
+    val_probs, val_indices = _predict(
+        trainer, module, TensorBatches(val_tensors, data_cfg.batch_size, shuffle=False)
+    )
+    predicted = time.perf_counter()
     s = score_indices(data.gesture[val_indices], val_probs.argmax(1))
     terms = loss_cfg.active_terms()
     return FoldResult(
@@ -156,4 +177,10 @@ def fit_fold(
         stop_subjects=subjects_of(data, stop_idx),
         val_indices=val_indices,
         val_probs=val_probs,
+        phase_seconds={
+            "prepare": prepared - start,
+            "setup": set_up - prepared,
+            "train": trained - set_up,
+            "predict": predicted - trained,
+        },
     )

@@ -11,6 +11,7 @@ from tqdm.auto import tqdm
 
 from cmi_model.config import DataConfig, LossConfig, ModelConfig, TrainConfig
 from cmi_model.data import SequenceData
+from cmi_model.dataset import FoldCache
 from cmi_model.errors import Interrupted
 from cmi_model.train import FoldResult, fit_fold
 from study import records, space
@@ -52,8 +53,10 @@ def run_folds(
     seed: int,
     prune: bool,
     label: str = "",
+    fold_cache: FoldCache | None = None,
 ) -> float:
-    """Train every fold, report each fold's score as step k, return the mean CV score."""
+    """Train every fold, report each fold's score as step k, return the mean CV score.
+    fold_cache: prepared fold tensors shared by the trials that train these folds."""
     results: list[FoldResult] = []
     try:
         for k, (train_idx, val_idx) in enumerate(
@@ -68,6 +71,7 @@ def run_folds(
                 loss_cfg=cfg.loss,
                 data_cfg=cfg.data,
                 train_cfg=train_cfg,
+                fold_cache=fold_cache,
             )
             results.append(res)
             _record(trial, results, data)
@@ -98,10 +102,20 @@ def budget_counts(study: optuna.Study) -> tuple[int, int]:
 
 
 class CVObjective:
-    """One arm's objective: suggest → configs → K folds. Same folds for every trial."""
+    """One arm's objective: suggest → configs → K folds. Same folds for every trial, so each
+    fold's tensors are prepared once (`fold_cache`; arms of one worker may share one cache)."""
 
-    def __init__(self, arm: str, settings: Settings, data: SequenceData, folds, n_total: int):
+    def __init__(
+        self,
+        arm: str,
+        settings: Settings,
+        data: SequenceData,
+        folds,
+        n_total: int,
+        fold_cache: FoldCache | None = None,
+    ):
         self.arm, self.settings, self.data, self.folds, self.n_total = arm, settings, data, folds, n_total
+        self.fold_cache = fold_cache if fold_cache is not None else FoldCache()
 
     def __call__(self, trial: optuna.Trial) -> float:
         # Trials started before this one have the budget first; if they fill it, step aside.
@@ -124,4 +138,5 @@ class CVObjective:
             seed=s.study.seed,
             prune=s.study.pruner != "none",
             label=f"{self.arm} #{trial.number}",
+            fold_cache=self.fold_cache,
         )

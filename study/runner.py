@@ -16,6 +16,7 @@ from optuna.trial import TrialState
 from tqdm.auto import tqdm
 
 from cmi_model.data import SequenceData, default_cache_dir, describe, load_dir
+from cmi_model.dataset import FoldCache
 from cmi_model.errors import InputError
 from cmi_model.folds import SubjectSplit, split_subjects, subject_folds
 from study import records, space
@@ -78,7 +79,11 @@ def _sampler(settings: Settings, shared: bool) -> optuna.samplers.BaseSampler:
 
 
 def _pruner(settings: Settings) -> optuna.pruners.BasePruner:
-    kind = settings.study.pruner
+    return make_pruner(settings.study.pruner)
+
+
+def make_pruner(kind: str) -> optuna.pruners.BasePruner:
+    """The search's pruner by its settings name (benchmarks/bench_pruners.py compares them)."""
     if kind == "wilcoxon":
         return optuna.pruners.WilcoxonPruner(p_threshold=0.1)
     if kind == "median":
@@ -243,7 +248,8 @@ def run_arms(
             "use a new --study-name (or a larger --n-trials) to go on"
         )
         return {arm: summarize(s) for arm, s in studies.items()}
-    jobs = {arm: (studies[arm], CVObjective(arm, settings, data, folds, st.n_trials)) for arm in mine}
+    cache = FoldCache()  # every arm and trial of this worker trains the same folds: each prepared once
+    jobs = {arm: (studies[arm], CVObjective(arm, settings, data, folds, st.n_trials, cache)) for arm in mine}
     work(jobs, st, desc="trials")
     return {arm: summarize(s) for arm, s in studies.items()}
 

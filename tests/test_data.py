@@ -1,8 +1,10 @@
+import dataclasses
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from cmi_model import data as D
 from cmi_model import dataset as DS
@@ -417,3 +419,75 @@ def test_tof_no_response_becomes_far():
     D._check_tof(Path("train.csv"), tof, D._Where(np.array(["S"] * 4, dtype=object), None))
     assert not (tof == -1).any() and (tof == D.TOF_FAR).sum() == 320 and np.isnan(tof).sum() == 320
     assert (tof == 0).sum() == 320 and (tof == 254).sum() == 320
+
+
+def _batches_equal(a: dict, b: dict) -> None:
+    assert list(a) == list(b)
+    for key in a:
+        assert a[key].dtype == b[key].dtype and a[key].shape == b[key].shape, key
+        assert torch.equal(a[key], b[key]), key
+
+
+@pytest.mark.parametrize("shuffle", [True, False])
+@pytest.mark.parametrize("modalities", ["all", "imu"])
+def test_tensor_batches_are_the_dataloaders_batches(synth, shuffle, modalities):
+    """Prepared once and gathered by index: bit for bit what DataLoader + collate yields for the
+    same seed, epoch after epoch (long sequences cut to their end, short ones padded)."""
+    d = D.load_dir(synth, cache_dir=None)
+    train_idx, _ = subject_folds(d, 2, seed=0)[0]
+    norm = DS.Normalizer.fit(d, train_idx)
+    cfg = DataConfig(max_len=40, batch_size=16, modalities=modalities)
+    assert (d.lengths[train_idx] > 40).any() and (d.lengths[train_idx] < 40).any()
+    loader = DS.make_loader(d, train_idx, norm, cfg, shuffle=shuffle, seed=11)
+    batches = DS.TensorBatches(DS.prepare_tensors(d, train_idx, norm, cfg), 16, shuffle=shuffle, seed=11)
+    iter(batches)  # Lightning's "is it iterable?" check must not use up a permutation
+    assert len(batches) == len(loader)
+    for _ in range(3):
+        for a, b in zip(loader, batches, strict=True):
+            _batches_equal(a, b)
+
+
+def test_tensor_batches_cover_every_sequence_once_per_epoch_deterministic_per_seed(synth):
+    d = D.load_dir(synth, cache_dir=None)
+    idx = np.arange(0, d.n_sequences, 2)
+    tensors = DS.prepare_tensors(d, idx, DS.Normalizer.fit(d, idx), DataConfig(max_len=32))
+
+    def epochs(seed: int, n: int = 3) -> list[list[int]]:
+        it = DS.TensorBatches(tensors, 7, shuffle=True, seed=seed)
+        return [[i for b in it for i in b["index"].tolist()] for _ in range(n)]
+
+    first = epochs(5)
+    for order in first:
+        assert sorted(order) == idx.tolist()  # every training sequence exactly once
+    assert first == epochs(5)  # same seed, same batches
+    assert first != epochs(6) and first[0] != first[1]  # another seed, another epoch: another order
+    plain = DS.TensorBatches(tensors, 7, shuffle=False)
+    assert [i for b in plain for i in b["index"].tolist()] == idx.tolist()
+
+
+def test_fold_cache_equals_a_fresh_preparation_and_prepares_once(synth):
+    d = D.load_dir(synth, cache_dir=None)
+    fit_idx, val_idx = subject_folds(d, 2, seed=0)[0]
+    cfg = DataConfig(max_len=32)
+    cache = DS.FoldCache()
+    got = cache.tensors(d, val_idx, fit_idx, cfg)
+    fresh = DS.prepare_tensors(d, val_idx, DS.Normalizer.fit(d, fit_idx), cfg)
+    for key in ("imu", "thm", "tof", "present", "lengths", "index"):
+        assert torch.equal(getattr(got, key), getattr(fresh, key)), key
+    assert all(torch.equal(got.labels[k], fresh.labels[k]) for k in fresh.labels)
+    # Normalised with the fit indices' statistics, not the validation fold's own.
+    assert not torch.equal(got.imu, DS.prepare_tensors(d, val_idx, DS.Normalizer.fit(d, val_idx), cfg).imu)
+    assert cache.tensors(d, val_idx.copy(), fit_idx.copy(), cfg) is got  # equal indices: a hit
+    assert (cache.builds, cache.hits) == (1, 1) and cache.nbytes == got.nbytes > 0
+    cache.tensors(d, val_idx, fit_idx, DataConfig(max_len=24))  # another DataConfig
+    cache.tensors(d, val_idx, val_idx, cfg)  # another normaliser
+    relabeled = dataclasses.replace(d, gesture=np.roll(d.gesture, 1))  # same files' fingerprint
+    assert torch.equal(
+        cache.tensors(relabeled, val_idx, fit_idx, cfg).labels["y18"],
+        torch.from_numpy(relabeled.gesture[val_idx]),
+    )
+    assert (cache.builds, cache.hits) == (4, 1)
+    small = DS.FoldCache(max_bytes=got.nbytes - 1)  # too big to keep: prepared, used, not kept
+    small.tensors(d, val_idx, fit_idx, cfg)
+    small.tensors(d, val_idx, fit_idx, cfg)
+    assert (small.builds, small.hits, small.nbytes) == (2, 0, 0)

@@ -1,6 +1,7 @@
 import dataclasses
 
 import numpy as np
+import optuna
 import pytest
 import pytorch_lightning as pl
 import torch
@@ -8,11 +9,14 @@ import torch
 import cmi_model.module as module_mod
 from cmi_model.config import MODEL_PRESETS, DataConfig, LossConfig, TrainConfig
 from cmi_model.data import load_dir
+from cmi_model.dataset import FoldCache
 from cmi_model.errors import TrainingDiverged
 from cmi_model.folds import split_subjects, subject_folds, subjects_of
 from cmi_model.metric import Score
 from cmi_model.synthetic import generate
 from cmi_model.train import fit_fold
+from study.objective import CVObjective
+from study.settings import build_settings
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +38,7 @@ class KeepMetrics(pl.Callback):
         self.keys |= set(trainer.callback_metrics)
 
 
-def fit(dataset, loss: LossConfig | None = None, epochs=6, callbacks=None, seed=0, **train):
+def fit(dataset, loss: LossConfig | None = None, epochs=6, callbacks=None, seed=0, fold_cache=None, **train):
     data, (tr, va) = dataset
     return fit_fold(
         data,
@@ -48,6 +52,7 @@ def fit(dataset, loss: LossConfig | None = None, epochs=6, callbacks=None, seed=
             | train
         ),
         callbacks=callbacks,
+        fold_cache=fold_cache,
     )
 
 
@@ -200,3 +205,29 @@ def test_nan_loss_raises_training_diverged(dataset, monkeypatch):
     monkeypatch.setattr(module_mod, "loss_terms", poisoned)
     with pytest.raises(TrainingDiverged, match="loss became nan"):
         fit(dataset, epochs=1)
+
+
+def test_fold_cache_leaves_the_result_unchanged(dataset):
+    data, (tr, va) = dataset
+    cache = FoldCache()
+    kw = {"epochs": 1, "loss": LossConfig(auto_weighting="uncertainty")}
+    plain = fit(dataset, **kw)
+    first, again = fit(dataset, fold_cache=cache, **kw), fit(dataset, fold_cache=cache, **kw)
+    assert (cache.builds, cache.hits) == (2, 2)  # training and validation set, then both reused
+    for r in (first, again):
+        assert r.score == plain.score and r.learned_end == plain.learned_end
+        np.testing.assert_array_equal(r.val_probs, plain.val_probs)
+        assert r.loss_trajectory == plain.loss_trajectory
+    assert set(first.phase_seconds) == {"prepare", "setup", "train", "predict"}
+
+
+def test_every_trial_of_a_study_reuses_the_prepared_folds(dataset):
+    """CVObjective: K folds prepared (training + validation set each) by the first trial only."""
+    data, _ = dataset
+    settings = build_settings("tiny", overrides={"study": {"pruner": "none"}})
+    folds = subject_folds(data, 2, seed=0)
+    objective = CVObjective("fixed", settings, data, folds, n_total=3)
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=0))
+    study.optimize(objective, n_trials=3)
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 3
+    assert (objective.fold_cache.builds, objective.fold_cache.hits) == (2 * len(folds), 2 * 2 * len(folds))
