@@ -10,6 +10,7 @@ from pathlib import Path
 import optuna
 import sqlalchemy
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.storages._rdb import models
 from optuna.trial import FrozenTrial, TrialState
 
 from cmi_model.errors import InputError
@@ -82,6 +83,9 @@ def requeue(study: optuna.Study, trial: FrozenTrial) -> None:
         callback(study, trial)
 
 
+_OPTUNA_TABLES = {*models.BaseModel.metadata.tables, "alembic_version"}
+
+
 def _check_sqlite_file(path: Path, must_exist: bool) -> None:
     """Refuse, before SQLAlchemy creates Optuna's tables in it, a file that is not an Optuna
     database: a command that reads a run must never turn a wrong file into one."""
@@ -100,14 +104,16 @@ def _check_sqlite_file(path: Path, must_exist: bool) -> None:
             magic = f.read(16)
         if magic != b"SQLite format 3\x00":
             raise InputError(f"--storage: {path} is not a SQLite database")
-        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=120)) as db:
             tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
             problems = [r[0] for r in db.execute("PRAGMA quick_check")]
     except (OSError, sqlite3.DatabaseError) as e:
         raise InputError(f"--storage: cannot read {path}: {e}") from None
     if problems != ["ok"]:
         raise InputError(f"--storage: {path} is damaged: {' '.join(problems[0].split())[:200]}")
-    if tables and not {"studies", "trials", "alembic_version"} <= tables:
+    # A worker started beside another may look while that one is still creating the tables: a
+    # database holding only Optuna's own tables is a storage being made, not a foreign file.
+    if not {"studies", "trials", "alembic_version"} <= tables and not tables <= _OPTUNA_TABLES:
         raise InputError(f"--storage: {path} is a SQLite database but not an Optuna storage")
     if not must_exist and not os.access(path, os.W_OK):
         raise InputError(f"--storage: {path} is read-only")

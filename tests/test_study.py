@@ -565,6 +565,20 @@ def test_workers_creating_a_new_database_together_all_open_it(tmp_path):
         assert optuna.get_all_study_names(url) == []
 
 
+def test_database_a_worker_is_still_creating_is_not_refused_as_foreign(tmp_path):
+    """A worker that looks while another is halfway through creating the tables sees only some
+    of Optuna's tables: that is a storage being made (CI once refused it as foreign)."""
+    from optuna.storages._rdb import models
+
+    db = tmp_path / "half.db"
+    engine = sqlalchemy.create_engine(f"sqlite:///{db}")
+    models.BaseModel.metadata.tables["studies"].create(engine)
+    models.BaseModel.metadata.tables["version_info"].create(engine)
+    engine.dispose()
+    open_storage(sqlite_url(db))
+    assert optuna.get_all_study_names(sqlite_url(db)) == []
+
+
 def test_workers_joining_a_new_study_together_queue_one_baseline(tmp_path):
     """Only the worker that creates an arm's study writes its attrs and queues the baseline;
     the others wait for the attrs before checking them."""
