@@ -3,13 +3,16 @@
 - fold profile: one search fold of the demo preset (tiny model, 12 synthetic subjects), trained
   like a study worker trains it (1 torch thread, a FoldCache shared by the trials): the first
   trial prepares the fold's tensors, later trials reuse them. A callback times each training
-  step (on_train_batch_start → on_train_batch_end: training_step, backward, optimizer step);
-  `fold_overhead_share` is the share of the fold's wall time outside those steps.
+  step (on_train_batch_start → on_train_batch_end: training_step, backward, optimizer step) and
+  each prediction batch (the validation fold's forward); `fold_overhead_share` is the share of
+  the fold's wall time outside those, over a worker's trials (the first prepares the tensors).
 - the demo: `cmi-study demo` from a fresh folder and a fresh data cache, split into search /
   confirm / report by the storage's trial timestamps; `pruner_saving` is the share of the
   search's fold-trainings (trials × folds) the default pruner saved.
 - `--quick` (< 3 min): the fold profile and the demo's search phase only (`cmi-study run
   --preset demo --workers 2`), the "demo-like" study.
+- also: the same fold profile on the tiny (test) preset's fold (1 epoch of 4 steps: fixed costs
+  weigh most there), and one tiny-model step at 1 and 2 torch threads.
 
 Timings move with whatever else runs on the machine: every figure is printed beside the fp32
 2048×2048 matmul GFLOP/s measured in the same run (1 torch thread, a worker's; and 2 threads),
@@ -65,10 +68,11 @@ def machine() -> dict:
 
 
 class StepTimer(pl.Callback):
-    """Wall seconds inside the training steps: training_step + backward + optimizer step."""
+    """Wall seconds inside the training steps (training_step + backward + optimizer step) and
+    inside the prediction batches (the validation fold's forward passes)."""
 
     def __init__(self):
-        self.seconds, self.steps, self._t = 0.0, 0, 0.0
+        self.seconds, self.steps, self.predict_seconds, self._t = 0.0, 0, 0.0, 0.0
 
     def on_train_batch_start(self, trainer, module, batch, batch_idx):
         self._t = time.perf_counter()
@@ -77,10 +81,16 @@ class StepTimer(pl.Callback):
         self.seconds += time.perf_counter() - self._t
         self.steps += 1
 
+    def on_predict_batch_start(self, trainer, module, batch, batch_idx, dataloader_idx=0):
+        self._t = time.perf_counter()
 
-def fold_profile(n_trials: int = 3) -> dict:
-    """One demo search fold trained n_trials times (the baseline configuration of the fixed arm)
-    through one FoldCache, as a worker trains it trial after trial."""
+    def on_predict_batch_end(self, trainer, module, outputs, batch, batch_idx, dataloader_idx=0):
+        self.predict_seconds += time.perf_counter() - self._t
+
+
+def fold_profile(preset: str = "demo", n_trials: int = 3) -> dict:
+    """One search fold of the preset trained n_trials times (the baseline configuration of the
+    fixed arm) through one FoldCache, as a worker trains it trial after trial."""
     from cmi_model.dataset import FoldCache
     from cmi_model.folds import split_subjects, subject_folds
     from cmi_model.train import fit_fold
@@ -89,7 +99,7 @@ def fold_profile(n_trials: int = 3) -> dict:
     from study.settings import build_settings
 
     torch.set_num_threads(WORKER_THREADS)
-    s = build_settings("demo")
+    s = build_settings(preset)
     data, _ = load_study_data(s, None)
     st = s.study
     split = split_subjects(data, st.holdout, st.folds, st.seed)
@@ -126,17 +136,20 @@ def fold_profile(n_trials: int = 3) -> dict:
                 "steps_s": round(timer.seconds, 3),
                 "lightning_loop_s": round(p["train"] - timer.seconds, 3),  # fit() outside the steps
                 "predict_s": round(p["predict"], 3),
+                "predict_forward_s": round(timer.predict_seconds, 3),
                 "other_s": round(wall - sum(p.values()), 3),  # result assembly
                 "steps": timer.steps,
                 "ms_per_step": round(1000 * timer.seconds / max(1, timer.steps), 1),
-                "overhead_share": round(1 - timer.seconds / wall, 3),
+                # Outside forward/backward/optimizer step: the training steps and the prediction's forwards.
+                "overhead_share": round(1 - (timer.seconds + timer.predict_seconds) / wall, 3),
                 "score": round(r.score, 4),
             }
         )
     reused = [x for x in runs if x["cache"] == "reused"] or runs
-    # A worker trains each fold once per trial and prepares it on the first: the demo's 6 trials.
+    # A worker trains each fold once per trial and prepares it on the first: n_trials of the preset.
     per_trial = [runs[0]] + reused * (st.n_trials - 1)
-    share = 1 - sum(x["steps_s"] for x in per_trial) / sum(x["wall_s"] for x in per_trial)
+    inside = sum(x["steps_s"] + x["predict_forward_s"] for x in per_trial)
+    share = 1 - inside / sum(x["wall_s"] for x in per_trial)
     return {
         "runs": runs,
         "train_sequences": len(train_idx),
@@ -144,6 +157,38 @@ def fold_profile(n_trials: int = 3) -> dict:
         "fold_overhead_share_first": runs[0]["overhead_share"],
         "fold_overhead_share_reused": round(sum(x["overhead_share"] for x in reused) / len(reused), 3),
     }
+
+
+def step_ms(threads: int, steps: int = 20) -> float:
+    """Tiny model, one demo-sized batch (64 × 64): ms per forward + backward + AdamW step."""
+    from cmi_model.config import MODEL_PRESETS
+    from cmi_model.dataset import example_batch
+    from cmi_model.network import CMINetwork
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        batch, net = example_batch(64, 64), CMINetwork(MODEL_PRESETS["tiny"])
+        opt = torch.optim.AdamW(net.parameters())
+
+        def run(n: int) -> float:
+            t = time.perf_counter()
+            for _ in range(n):
+                net(batch)["multiclass"].sum().backward()
+                opt.step()
+                opt.zero_grad()
+            return (time.perf_counter() - t) / n
+
+        run(3)
+        return round(1000 * min(run(steps // 2), run(steps // 2)), 1)
+    finally:
+        torch.set_num_threads(before)
+
+
+def st_trials(preset: str) -> int:
+    from study.settings import build_settings
+
+    return build_settings(preset).study.n_trials
 
 
 def cli(args: list[str], cwd: Path, env: dict) -> float:
@@ -235,20 +280,31 @@ def main() -> None:
         )
     print(f"  default pruner saved {figures['pruner_saving']:.0%} of the search's fold-trainings")
 
-    profile = fold_profile()
-    figures["fold_profile"] = profile["runs"]
-    for key in ("fold_overhead_share", "fold_overhead_share_first", "fold_overhead_share_reused"):
-        figures[key] = profile[key]
-    print(f"fold profile (demo fold 0, {profile['train_sequences']} training sequences, 1 thread):")
-    for r in profile["runs"]:
+    for preset in ("demo", "tiny"):
+        profile = fold_profile(preset, n_trials=2 if args.quick else 3)
+        suffix = "" if preset == "demo" else "_tiny_preset"
+        figures[f"fold_profile{suffix}"] = profile["runs"]
+        for key in ("fold_overhead_share", "fold_overhead_share_first", "fold_overhead_share_reused"):
+            figures[key + suffix] = profile[key]
         print(
-            f"  trial {r['trial']} ({r['cache']}): wall {r['wall_s']:.2f}s = prepare {r['prepare_s']:.2f} + "
-            f"setup {r['setup_s']:.2f} + steps {r['steps_s']:.2f} ({r['steps']} × {r['ms_per_step']} ms) + "
-            f"Lightning loop {r['lightning_loop_s']:.2f} + predict {r['predict_s']:.2f} + other {r['other_s']:.2f}; "
-            f"outside the steps {r['overhead_share']:.1%}"
+            f"fold profile ({preset} preset, fold 0, {profile['train_sequences']} training sequences, 1 thread):"
         )
+        for r in profile["runs"]:
+            print(
+                f"  trial {r['trial']} ({r['cache']}): wall {r['wall_s']:.2f}s = prepare {r['prepare_s']:.2f} + "
+                f"setup {r['setup_s']:.2f} + steps {r['steps_s']:.2f} ({r['steps']} × {r['ms_per_step']} ms) + "
+                f"Lightning loop {r['lightning_loop_s']:.2f} + predict {r['predict_s']:.2f} "
+                f"(forward {r['predict_forward_s']:.2f}) + other {r['other_s']:.2f}; "
+                f"outside forward/backward/step {r['overhead_share']:.1%}"
+            )
+        print(
+            f"  outside forward/backward/step over a worker's {st_trials(preset)} trials: "
+            f"{profile['fold_overhead_share']:.1%} (goal < 30%)"
+        )
+    figures["step_ms_1_thread"], figures["step_ms_2_threads"] = step_ms(1), step_ms(2)
     print(
-        f"  fold overhead share over a worker's 6 trials: {profile['fold_overhead_share']:.1%} (goal < 30%)"
+        f"tiny model step (64 × 64 batch): {figures['step_ms_1_thread']} ms on 1 thread, "
+        f"{figures['step_ms_2_threads']} ms on 2 threads (a worker per core needs 1 thread each)"
     )
 
     after = machine()

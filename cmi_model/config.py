@@ -68,6 +68,8 @@ class ModelConfig(_Strict):
     d_ff: int = Field(128, ge=8, le=16384)
     kernel_size: int = Field(15, ge=3, le=255)  # depthwise conv kernel of the convolution module
     dropout: float = Field(0.1, ge=0.0, lt=1.0)
+    # Dropout on the attention weights; None: the same as `dropout` (the search then moves both).
+    attn_dropout: float | None = Field(None, ge=0.0, lt=1.0)
 
     @model_validator(mode="after")
     def _check(self) -> "ModelConfig":
@@ -79,8 +81,10 @@ class ModelConfig(_Strict):
 
 
 MODEL_PRESETS: dict[str, ModelConfig] = {
-    # Seconds on a CPU: for tests and the demo.
-    "tiny": ModelConfig(d_model=32, n_layers=1, n_heads=4, d_ff=64, kernel_size=7),
+    # Seconds on a CPU: for tests and the demo. 2 heads, no attention dropout: on a CPU the
+    # attention's per-head kernels and its (batch × heads × T × T) dropout mask were half of
+    # each step's time at 4 heads with dropout (benchmarks/bench_study.py, "tiny model step").
+    "tiny": ModelConfig(d_model=32, n_layers=1, n_heads=2, d_ff=64, kernel_size=7, attn_dropout=0.0),
     "small": ModelConfig(),
     # The public Squeezeformer experiment this study reproduces.
     "public": ModelConfig(d_model=256, n_layers=8, n_heads=8, d_ff=1024, kernel_size=31),

@@ -60,7 +60,8 @@ class EncoderBlock(nn.Module):
         super().__init__()
         self.ff1 = FeedForward(cfg.d_model, cfg.d_ff, cfg.dropout)
         self.norm_attn = nn.LayerNorm(cfg.d_model)
-        self.attn = nn.MultiheadAttention(cfg.d_model, cfg.n_heads, dropout=cfg.dropout, batch_first=True)
+        attn_dropout = cfg.dropout if cfg.attn_dropout is None else cfg.attn_dropout
+        self.attn = nn.MultiheadAttention(cfg.d_model, cfg.n_heads, dropout=attn_dropout, batch_first=True)
         self.drop_attn = nn.Dropout(cfg.dropout)
         self.conv = ConvModule(cfg.d_model, cfg.kernel_size, cfg.dropout)
         self.ff2 = FeedForward(cfg.d_model, cfg.d_ff, cfg.dropout)

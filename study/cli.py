@@ -7,6 +7,7 @@ error, 130 interrupted.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import json
 import os
@@ -303,23 +304,65 @@ def cmd_inspect(args) -> None:
     print(f"  fingerprint {desc['fingerprint']}")
 
 
-def _helpers(args, command: str, extra: list[list[str]]) -> list[subprocess.Popen]:
-    """One more process of this command per entry of `extra` (its own arguments), on the same
-    storage; this process is a worker too. They get the options marked `forward`."""
-    argv = [sys.executable, "-m", "study", command]
-    for opt in OPTIONS:
-        value = getattr(args, opt.dest, None)
-        if opt.forward and command in opt.commands and value is not None:
-            argv += [opt.flag, _storage_url(args) if opt.dest == "storage" else str(value)]
-    # One progress bar: this process's, which counts every worker's trials.
-    env = os.environ | {"TQDM_DISABLE": "1"}
-    return [subprocess.Popen(argv + more, env=env, stdout=subprocess.DEVNULL) for more in extra]
+class Helpers:
+    """The extra worker processes of a command (study/helper.py). They start before they have
+    work, so their imports overlap this process's start-up, and take one command line after
+    another: the demo's helpers run `run`, then `confirm`."""
+
+    def __init__(self, n: int):
+        # One progress bar: this process's, which counts every worker's trials.
+        env = os.environ | {"TQDM_DISABLE": "1"}
+        cmd = [sys.executable, "-m", "study.helper"]
+        pipes = {"stdin": subprocess.PIPE, "stdout": subprocess.PIPE, "text": True}
+        self.procs = [subprocess.Popen(cmd, env=env, **pipes) for _ in range(n)]
+        self.busy: list[subprocess.Popen] = []
+        self.used: set[int] = set()  # pids of the helpers that were sent a command
+
+    def send(self, args, command: str, extra: list[list[str]]) -> None:
+        """Command `command` to the first len(extra) helpers, each with its own arguments on top
+        of the options marked `forward`, on the same storage (this process is a worker too)."""
+        argv = [command]
+        for opt in OPTIONS:
+            value = getattr(args, opt.dest, None)
+            if opt.forward and command in opt.commands and value is not None:
+                argv += [opt.flag, _storage_url(args) if opt.dest == "storage" else str(value)]
+        for proc, more in zip(self.procs, extra, strict=False):
+            proc.stdin.write(json.dumps(argv + more) + "\n")
+            proc.stdin.flush()
+            self.busy.append(proc)
+            self.used.add(proc.pid)
+
+    def wait(self) -> None:
+        """Until every helper that was sent a command has finished it."""
+        codes = []
+        for proc in self.busy:
+            line = proc.stdout.readline()  # empty: the helper died
+            codes.append(int(line) if line.strip() else proc.wait())
+        self.busy = []
+        if any(codes):
+            raise RuntimeError(f"{sum(c != 0 for c in codes)} helper worker(s) failed (exit codes {codes})")
+
+    def close(self) -> None:
+        for proc in self.procs:
+            if proc.pid not in self.used:
+                proc.kill()  # never had work (this command failed first): nothing to finish
+            elif proc.poll() is None:
+                proc.stdin.close()  # done with its commands: it ends
+        for proc in self.procs:
+            proc.wait()
 
 
-def _wait(helpers: list[subprocess.Popen]) -> None:
-    codes = [p.wait() for p in helpers]
-    if any(codes):
-        raise RuntimeError(f"{sum(c != 0 for c in codes)} helper worker(s) failed (exit codes {codes})")
+@contextlib.contextmanager
+def _helpers(args, n: int):
+    """The demo's helpers (started once for both of its stages), or this command's own."""
+    if getattr(args, "helpers", None) is not None:
+        yield args.helpers
+        return
+    helpers = Helpers(n)
+    try:
+        yield helpers
+    finally:
+        helpers.close()
 
 
 def owned_arms(arms: tuple[str, ...], workers: int) -> list[tuple[str, ...]] | None:
@@ -334,7 +377,7 @@ def owned_arms(arms: tuple[str, ...], workers: int) -> list[tuple[str, ...]] | N
 def cmd_run(args) -> None:
     import torch
 
-    from study.runner import run_arms
+    from study.runner import run_arms, summarize
     from study.storage import safe_url
 
     settings = _settings_from(args)
@@ -346,8 +389,7 @@ def cmd_run(args) -> None:
         f"{args.workers} worker(s), storage {safe_url(url)}"
     )
     owned = owned_arms(st.arms, args.workers) if args.only_arms is None else [args.only_arms]
-    helpers: list[subprocess.Popen] = []
-    with tempfile.TemporaryDirectory(prefix="cmi-study-") as tmp:
+    with _helpers(args, args.workers - 1) as helpers, tempfile.TemporaryDirectory(prefix="cmi-study-") as tmp:
         path = Path(tmp) / "settings.json"
 
         def spawn() -> None:  # once this process has created the studies and queued the baselines
@@ -358,14 +400,15 @@ def cmd_run(args) -> None:
                     extra = [
                         e + ["--only-arms", ",".join(arms)] for e, arms in zip(extra, owned[1:], strict=True)
                     ]
-                helpers.extend(_helpers(args, "run", extra))
+                helpers.send(args, "run", extra)
 
         try:
             only = owned[0] if owned is not None else None
-            summary = run_arms(settings, url, args.study_name, args.data, _command_line(args), spawn, only)
+            studies = run_arms(settings, url, args.study_name, args.data, _command_line(args), spawn, only)
         finally:
-            _wait(helpers)
-    for arm, s in summary.items():
+            helpers.wait()
+    for arm, study in studies.items():  # after the helpers: every worker's trials
+        s = summarize(study)
         best = f"{s['best_value']:.4f}" if s["best_value"] is not None else "none"
         print(
             f"  {arm:12s} best CV score {best}  ({s['complete']} complete, {s['pruned']} pruned, {s['fail']} failed)"
@@ -374,18 +417,21 @@ def cmd_run(args) -> None:
 
 def cmd_confirm(args) -> None:
     import torch
+    from optuna.trial import TrialState
 
     from study.confirm import prepare_confirm, work_confirm
 
     torch.set_num_threads(args.threads)
-    confirm, objective, settings = prepare_confirm(
-        _storage_url(args), args.study_name, args.seeds, args.data, _command_line(args)
-    )
-    helpers = _helpers(args, "confirm", [[] for _ in range(args.workers - 1)])
-    try:
-        result = work_confirm(confirm, objective, settings.study)
-    finally:
-        _wait(helpers)
+    with _helpers(args, args.workers - 1) as helpers:
+        confirm, objective, settings = prepare_confirm(
+            _storage_url(args), args.study_name, args.seeds, args.data, _command_line(args)
+        )
+        if confirm.get_trials(deepcopy=False, states=(TrialState.WAITING,)):  # else: nothing to do
+            helpers.send(args, "confirm", [[] for _ in range(args.workers - 1)])
+        try:
+            result = work_confirm(confirm, objective, settings.study)
+        finally:
+            helpers.wait()
     for arm, r in result.items():
         print(f"  {arm:12s} confirmation mean {r['mean']:.4f} over {r['n']} (seed, fold) pairs")
 
@@ -419,10 +465,12 @@ def cmd_demo(args) -> None:
 
     start = time.perf_counter()
     args.threads = 1  # the demo's options are its own; run and confirm take their defaults
-    print("== 1/3 search: every arm, same budget, same folds")
-    cmd_run(args)
-    print("== 2/3 confirm: best configuration of each arm, validated on held-out subjects")
-    cmd_confirm(args)
+    with _helpers(args, args.workers - 1) as args.helpers:  # one start-up for both stages
+        print("== 1/3 search: every arm, same budget, same folds")
+        cmd_run(args)
+        print("== 2/3 confirm: best configuration of each arm, validated on held-out subjects")
+        cmd_confirm(args)
+    args.helpers = None
     print("== 3/3 report")
     report = cmd_report(args)
     url = _storage_url(args)

@@ -83,10 +83,14 @@ def _pruner(settings: Settings) -> optuna.pruners.BasePruner:
 
 
 def make_pruner(kind: str) -> optuna.pruners.BasePruner:
-    """The search's pruner by its settings name (benchmarks/bench_pruners.py compares them)."""
+    """The search's pruner by its settings name; fold k's score is reported as step k
+    (benchmarks/bench_pruners.py compares them on the same budget and sampler seeds)."""
     if kind == "wilcoxon":
+        # Exact one-sided test against the best trial's folds: its smallest p with n folds is
+        # 1/2^n, so at p 0.1 it cannot prune before the 4th fold (never with 3 folds).
         return optuna.pruners.WilcoxonPruner(p_threshold=0.1)
     if kind == "median":
+        # The default: after 2 complete trials, prune below the median at the same fold.
         return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0)
     return optuna.pruners.NopPruner()
 
@@ -216,7 +220,8 @@ def run_arms(
     on_ready=None,
     only: tuple[str, ...] | None = None,
 ) -> dict:
-    """Work on the arms until each has n_trials complete + pruned trials (across all workers).
+    """Work on the arms until each has n_trials complete + pruned trials (across all workers);
+    return their studies.
 
     only: the arms this worker owns and runs alone, trial after trial with the arm's seeded
     sampler, so the same command gives the same trials. Without it the worker shares every
@@ -239,19 +244,19 @@ def run_arms(
         arm: open_arm_study(storage, name, arm, settings, info, split, command, owner=only is not None)
         for arm in st.arms
     }
-    if on_ready is not None:
-        on_ready()
-    mine = [arm for arm in st.arms if only is None or arm in only]
-    if all(budget_counts(studies[arm])[0] >= st.n_trials for arm in mine):
+    if all(budget_counts(study)[0] >= st.n_trials for study in studies.values()):
         print(
             f"nothing to do: {st.n_trials} of {st.n_trials} trials finished in every arm; "
             "use a new --study-name (or a larger --n-trials) to go on"
         )
-        return {arm: summarize(s) for arm, s in studies.items()}
+        return studies
+    if on_ready is not None:
+        on_ready()
+    mine = [arm for arm in st.arms if only is None or arm in only]
     cache = FoldCache()  # every arm and trial of this worker trains the same folds: each prepared once
     jobs = {arm: (studies[arm], CVObjective(arm, settings, data, folds, st.n_trials, cache)) for arm in mine}
     work(jobs, st, desc="trials")
-    return {arm: summarize(s) for arm, s in studies.items()}
+    return studies
 
 
 def work(jobs: dict, st: StudySection, desc: str) -> None:

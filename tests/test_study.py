@@ -529,6 +529,40 @@ def test_demo_prints_report_database_and_dashboard_command(tmp_path, monkeypatch
     assert {"cmi-fixed", "cmi-uncertainty", "cmi-confirm"} <= names
 
 
+@pytest.mark.slow
+def test_one_helper_takes_the_search_then_the_confirmation(tmp_path):
+    """A helper worker starts once (the demo's start-up overlaps its own) and runs each command
+    it is sent in turn; a failed command is reported, and a helper never used is stopped."""
+    from study.cli import Helpers, build_parser
+
+    url = sqlite_url(tmp_path / "h.db")
+    common = ["--storage", url, "--study-name", "h"]
+    helpers = Helpers(1)
+    try:
+        helper = helpers.procs[0]
+        helpers.send(
+            build_parser().parse_args(["run", *common]), "run", [["--preset", "tiny", "--n-trials", "2"]]
+        )
+        helpers.wait()
+        for arm in ("fixed", "uncertainty"):
+            assert states(load(url, f"h-{arm}"))["COMPLETE"] == 2
+        helpers.send(build_parser().parse_args(["confirm", *common]), "confirm", [["--seeds", "1"]])
+        helpers.wait()
+        assert states(load(url, "h-confirm"))["COMPLETE"] == 2  # (fixed, uncertainty) × 1 seed
+        helpers.send(
+            build_parser().parse_args(["run", *common, "--data", str(tmp_path / "none")]), "run", [[]]
+        )
+        with pytest.raises(RuntimeError, match=r"1 helper worker\(s\) failed \(exit codes \[2\]\)"):
+            helpers.wait()
+        assert helpers.procs == [helper] and helper.poll() is None  # the same process throughout
+    finally:
+        helpers.close()
+    assert helper.returncode == 0
+    unused = Helpers(1)
+    unused.close()
+    assert unused.procs[0].returncode == -signal.SIGKILL
+
+
 def _trials_of(url: str, name: str) -> dict:
     out = {}
     for part in ("fixed", "uncertainty", "confirm"):

@@ -231,3 +231,30 @@ def test_every_trial_of_a_study_reuses_the_prepared_folds(dataset):
     study.optimize(objective, n_trials=3)
     assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 3
     assert (objective.fold_cache.builds, objective.fold_cache.hits) == (2 * len(folds), 2 * 2 * len(folds))
+
+
+def test_default_pruner_prunes_a_weak_first_fold_from_the_third_trial():
+    """The search's default (benchmarks/bench_pruners.py): the median of the complete trials at
+    the same fold, from the 3rd trial and the 1st fold on (Wilcoxon could not prune 3 folds)."""
+    from study.runner import make_pruner
+
+    assert build_settings("demo").study.pruner == "median"
+
+    def run(kind: str, folds: list[list[float]]) -> list[optuna.trial.TrialState]:
+        study = optuna.create_study(direction="maximize", pruner=make_pruner(kind))
+        for scores in folds:
+            trial = study.ask()
+            for k, s in enumerate(scores):
+                trial.report(s, k)
+                if trial.should_prune():
+                    study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+                    break
+            else:
+                study.tell(trial, float(np.mean(scores)))
+        return [t.state for t in study.trials]
+
+    C, P = optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED
+    weak_second = [[0.5, 0.5, 0.5], [0.3, 0.3, 0.3], [0.2, 0.6, 0.6], [0.6, 0.6, 0.6]]
+    assert run("median", weak_second) == [C, C, P, C]  # the 2nd is below nothing yet: startup
+    assert run("wilcoxon", weak_second) == [C, C, C, C]
+    assert run("none", weak_second) == [C, C, C, C]
