@@ -85,6 +85,10 @@ def candidates() -> dict:
         "foldmean50": ("fold-mean median, 2 startup", lambda: FoldMeanPruner(50.0)),
         "foldmean40": ("fold-mean percentile 40, 2 startup", lambda: FoldMeanPruner(40.0)),
         "foldmean33": ("fold-mean percentile 33, 2 startup", lambda: FoldMeanPruner(100 / 3)),
+        # Folds as the resource: rungs after fold 1 (and 3), the top 1/reduction_factor go on.
+        "halving3": ("SuccessiveHalving, folds, factor 3", lambda: p.SuccessiveHalvingPruner(1, 3)),
+        "halving2": ("SuccessiveHalving, folds, factor 2", lambda: p.SuccessiveHalvingPruner(1, 2)),
+        "hyperband": ("Hyperband, folds 1..5, factor 3", lambda: p.HyperbandPruner(1, 5, 3)),
     }
     return out
 

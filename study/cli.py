@@ -19,6 +19,7 @@ import sys
 import tempfile
 import threading
 import time
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,6 +31,7 @@ from pydantic import ValidationError
 
 from cmi_model.errors import InputError, Interrupted
 from cmi_model.weighting import ARMS
+from study.settings import StudySection
 
 
 class _Parser(argparse.ArgumentParser):
@@ -165,7 +167,10 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "--pruner",
         ("run",),
-        {"choices": ["wilcoxon", "median", "none"], "help": "per-fold pruning (default: wilcoxon)"},
+        {
+            "choices": typing.get_args(StudySection.model_fields["pruner"].annotation),
+            "help": f"per-fold pruning of the search (default: {StudySection.model_fields['pruner'].default})",
+        },
         setting="study.pruner",
     ),
     Option(

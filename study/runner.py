@@ -85,13 +85,17 @@ def _pruner(settings: Settings) -> optuna.pruners.BasePruner:
 def make_pruner(kind: str) -> optuna.pruners.BasePruner:
     """The search's pruner by its settings name; fold k's score is reported as step k
     (benchmarks/bench_pruners.py compares them on the same budget and sampler seeds)."""
+    if kind == "percentile":
+        # The default: from the 3rd trial on, a trial whose score at fold k is not in the top
+        # quarter of the complete trials' scores at fold k stops there.
+        return optuna.pruners.PercentilePruner(25.0, n_startup_trials=2, n_warmup_steps=0)
+    if kind == "median":
+        # The same with the top half kept.
+        return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0)
     if kind == "wilcoxon":
         # Exact one-sided test against the best trial's folds: its smallest p with n folds is
         # 1/2^n, so at p 0.1 it cannot prune before the 4th fold (never with 3 folds).
         return optuna.pruners.WilcoxonPruner(p_threshold=0.1)
-    if kind == "median":
-        # The default: after 2 complete trials, prune below the median at the same fold.
-        return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0)
     return optuna.pruners.NopPruner()
 
 

@@ -233,12 +233,13 @@ def test_every_trial_of_a_study_reuses_the_prepared_folds(dataset):
     assert (objective.fold_cache.builds, objective.fold_cache.hits) == (2 * len(folds), 2 * 2 * len(folds))
 
 
-def test_default_pruner_prunes_a_weak_first_fold_from_the_third_trial():
-    """The search's default (benchmarks/bench_pruners.py): the median of the complete trials at
-    the same fold, from the 3rd trial and the 1st fold on (Wilcoxon could not prune 3 folds)."""
+def test_default_pruner_keeps_the_top_quarter_at_each_fold_from_the_third_trial():
+    """The search's default (benchmarks/bench_pruners.py): a trial whose fold-k score is not in
+    the top quarter of the complete trials' fold-k scores stops, from the 3rd trial and the 1st
+    fold on; median keeps the top half; Wilcoxon cannot prune 3 folds."""
     from study.runner import make_pruner
 
-    assert build_settings("demo").study.pruner == "median"
+    assert build_settings("demo").study.pruner == "percentile"
 
     def run(kind: str, folds: list[list[float]]) -> list[optuna.trial.TrialState]:
         study = optuna.create_study(direction="maximize", pruner=make_pruner(kind))
@@ -254,7 +255,10 @@ def test_default_pruner_prunes_a_weak_first_fold_from_the_third_trial():
         return [t.state for t in study.trials]
 
     C, P = optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED
-    weak_second = [[0.5, 0.5, 0.5], [0.3, 0.3, 0.3], [0.2, 0.6, 0.6], [0.6, 0.6, 0.6]]
-    assert run("median", weak_second) == [C, C, P, C]  # the 2nd is below nothing yet: startup
-    assert run("wilcoxon", weak_second) == [C, C, C, C]
-    assert run("none", weak_second) == [C, C, C, C]
+    # Fold-0 scores of the complete trials before the last one: 0.5, 0.3, 0.6 (median 0.5, top
+    # quarter from 0.55): 0.52 is above the median but not in the top quarter.
+    trials = [[0.5] * 3, [0.3] * 3, [0.2, 0.6, 0.6], [0.6] * 3, [0.52] * 3]
+    assert run("percentile", trials) == [C, C, P, C, P]  # the 2nd is below nothing yet: startup
+    assert run("median", trials) == [C, C, P, C, C]
+    assert run("wilcoxon", trials) == [C] * 5
+    assert run("none", trials) == [C] * 5
