@@ -56,7 +56,8 @@ def plain_loop(module: CMILitModule, batches, epochs: int, device: str, train: T
                 "lr": train.lr * LOSS.weight_lr_multiplier,
                 "weight_decay": 0.0,
             },
-        ]
+        ],
+        fused=True,  # as CMILitModule.configure_optimizers
     )
     total = epochs * len(batches)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + np.cos(np.pi * min(1.0, s / total))))

@@ -82,8 +82,8 @@ class ModelConfig(_Strict):
 
 MODEL_PRESETS: dict[str, ModelConfig] = {
     # Seconds on a CPU: for tests and the demo. 2 heads, no attention dropout: on a CPU the
-    # attention's per-head kernels and its (batch × heads × T × T) dropout mask were half of
-    # each step's time at 4 heads with dropout (benchmarks/bench_study.py, "tiny model step").
+    # attention's per-head kernels and its (batch × heads × T × T) dropout mask cost 40% of each
+    # step at 4 heads with dropout (benchmarks/bench_study.py, "tiny model step").
     "tiny": ModelConfig(d_model=32, n_layers=1, n_heads=2, d_ff=64, kernel_size=7, attn_dropout=0.0),
     "small": ModelConfig(),
     # The public Squeezeformer experiment this study reproduces.
