@@ -31,7 +31,7 @@ from pydantic import ValidationError
 
 from cmi_model.errors import InputError, Interrupted
 from cmi_model.weighting import ARMS
-from study.settings import StudySection
+from study.settings import MAX_CONFIRM_SEEDS, StudySection
 
 
 class _Parser(argparse.ArgumentParser):
@@ -40,7 +40,7 @@ class _Parser(argparse.ArgumentParser):
         sys.exit(2)
 
 
-def _positive(kind):
+def _positive(kind, most: int | None = None):
     def parse(text: str):
         try:
             value = kind(text)
@@ -48,6 +48,8 @@ def _positive(kind):
             raise argparse.ArgumentTypeError(f"{text!r} is not a valid {kind.__name__}") from None
         if value < 1:
             raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+        if most is not None and value > most:
+            raise argparse.ArgumentTypeError(f"must be at most {most:,}, got {value:,}")
         return value
 
     return parse
@@ -198,7 +200,7 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "--seeds",
         ("confirm",),
-        {"type": _positive(int), "help": "fresh split seeds (default: the preset's)"},
+        {"type": _positive(int, MAX_CONFIRM_SEEDS), "help": "fresh split seeds (default: the preset's)"},
         forward=True,
     ),
     Option("--out", ("report", "demo"), {"type": Path, "help": "HTML file (default: reports/NAME.html)"}),
@@ -251,12 +253,14 @@ def _settings_from(args):
     if args.resolved_settings is not None:
         return Settings.model_validate_json(args.resolved_settings.read_text())
     over: dict = {}
+    flags: dict[str, str] = {}
     for opt in OPTIONS:
         value = getattr(args, opt.dest, None)
         if opt.setting and args.command in opt.commands and value is not None:
             section, key = opt.setting.split(".")
             over.setdefault(section, {})[key] = value
-    return build_settings(args.preset, args.config, over)
+            flags[opt.setting] = opt.flag
+    return build_settings(args.preset, args.config, over, flags)
 
 
 def _storage_url(args) -> str:

@@ -19,6 +19,7 @@ class _Strict(BaseModel):
 # split seeds are seed+1 .. seed+confirm_seeds: with at most 100 folds and 1,000 confirmation
 # seeds, every derived seed stays within numpy's and Lightning's 0..2**32-1.
 MAX_STUDY_SEED = 4_000_000
+MAX_CONFIRM_SEEDS = 1000  # the preset's/TOML's confirm_seeds and `confirm --seeds` alike
 assert (MAX_STUDY_SEED + 1000) * 1000 + 99 <= MAX_SEED
 
 
@@ -42,7 +43,7 @@ class StudySection(_Strict):
     # at 3 / 5 folds, best score within 0.01 of the unpruned run's in 5 of 5 seeds; "median" 39% /
     # 47%; "wilcoxon" 0% / 12% (benchmarks/bench_pruners.py, BENCHMARKS.md).
     pruner: Literal["percentile", "median", "wilcoxon", "none"] = "percentile"
-    confirm_seeds: int = Field(2, ge=1, le=1000)  # at most 1,000
+    confirm_seeds: int = Field(2, ge=1, le=MAX_CONFIRM_SEEDS)
     heartbeat_interval: int = Field(
         10, ge=1, le=10
     )  # seconds; a dead worker's trial is found within a minute
@@ -121,18 +122,25 @@ def _merge(base: dict, over: dict) -> dict:
     return out
 
 
-def _one_line(e: ValidationError, where: str) -> str:
+def _one_line(e: ValidationError, where: str, flags: dict[str, str]) -> str:
     err = e.errors()[0]
     loc = ".".join(str(p) for p in err["loc"]) or "settings"
     msg = err["msg"].removeprefix("Value error, ")
     more = f" (and {e.error_count() - 1} more)" if e.error_count() > 1 else ""
+    if loc in flags:  # the value came from a command-line flag: name it as the user typed it
+        where = flags[loc]
     return f"{where}: {loc}: {msg}{more}"
 
 
 def build_settings(
-    preset: str = "demo", config_file: Path | None = None, overrides: dict | None = None
+    preset: str = "demo",
+    config_file: Path | None = None,
+    overrides: dict | None = None,
+    flags: dict[str, str] | None = None,
 ) -> Settings:
-    """preset < TOML file < command-line overrides; any impossible value is an InputError."""
+    """preset < TOML file < command-line overrides; any impossible value is an InputError.
+
+    flags: "section.field" → the command-line flag that set it, for the error line."""
     if preset not in PRESETS:
         raise InputError(f"--preset: unknown preset {preset!r}; choose from {', '.join(PRESETS)}")
     raw = _merge({"preset": preset}, PRESETS[preset])
@@ -160,4 +168,4 @@ def build_settings(
     try:
         return Settings(**raw)
     except ValidationError as e:
-        raise InputError(_one_line(e, str(config_file) if config_file else "options")) from None
+        raise InputError(_one_line(e, str(config_file) if config_file else "options", flags or {})) from None
