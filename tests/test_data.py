@@ -9,6 +9,8 @@ import torch
 from cmi_model import data as D
 from cmi_model import dataset as DS
 from cmi_model import features as F
+from cmi_model import reading as R
+from cmi_model import validation as V
 from cmi_model.config import DataConfig
 from cmi_model.errors import InputError
 from cmi_model.folds import subject_folds
@@ -198,7 +200,7 @@ def test_load_synthetic_train_and_test(synth):
     assert d.present.shape == (len(d.imu), len(D.PRESENCE)) and d.present.dtype == bool
     assert (d.gesture >= 0).all() and (d.gesture < 18).all()
     # ToF "no response" (-1) is replaced by the far value; nothing negative remains.
-    assert np.nanmin(d.tof) >= 0 and (d.tof == D.TOF_FAR).any()
+    assert np.nanmin(d.tof) >= 0 and (d.tof == V.TOF_FAR).any()
     raw = pd.read_csv(synth / "train.csv", usecols=["sequence_id", "gesture"]).drop_duplicates("sequence_id")
     by_seq = dict(zip(raw["sequence_id"], raw["gesture"], strict=True))
     assert [GESTURES[g] for g in d.gesture] == [by_seq[s] for s in d.sequence_id]
@@ -314,16 +316,16 @@ def test_values_at_the_bounds_are_accepted(small_frames, tmp_path):
     """The edges of every bound, ToF "no response", NaN rotation/thermopiles/ToF: data, not errors."""
     train, demo = small_frames
     t = train.copy()
-    t.loc[t.index[1], ["acc_x", "acc_y", "acc_z"]] = [D.ACC_LIMIT, -D.ACC_LIMIT, 0.0]
-    t.loc[t.index[2], ["thm_1", "thm_2"]] = list(D.THM_RANGE)
-    t.loc[t.index[3], ["tof_1_v0", "tof_1_v1", "tof_1_v2"]] = [-1.0, 0.0, D.TOF_MAX]
+    t.loc[t.index[1], ["acc_x", "acc_y", "acc_z"]] = [V.ACC_LIMIT, -V.ACC_LIMIT, 0.0]
+    t.loc[t.index[2], ["thm_1", "thm_2"]] = list(V.THM_RANGE)
+    t.loc[t.index[3], ["tof_1_v0", "tof_1_v1", "tof_1_v2"]] = [-1.0, 0.0, V.TOF_MAX]
     t.loc[t.index[4], ["rot_w", "rot_x", "rot_y", "rot_z"]] = [1.09, 0.0, 0.0, 0.0]
     t.loc[t.index[5], ["rot_w", "rot_x", "rot_y", "rot_z"]] = np.nan
     t.loc[t.index[6], ["rot_x"]] = np.nan  # a partly empty quaternion is a missing one
     t.loc[t.index[7], ["thm_3", "tof_2_v3"]] = np.nan
     d = D.load_dir(write(tmp_path / "d", t, demo), cache_dir=None)
-    assert d.imu[1, 0] == D.ACC_LIMIT and d.thm[2, 0] == D.THM_RANGE[0]
-    assert list(d.tof[3, :3]) == [D.TOF_FAR, 0.0, D.TOF_MAX]
+    assert d.imu[1, 0] == V.ACC_LIMIT and d.thm[2, 0] == V.THM_RANGE[0]
+    assert list(d.tof[3, :3]) == [V.TOF_FAR, 0.0, V.TOF_MAX]
     assert not d.present[5, 0] and not d.present[6, 0] and d.present[4, 0]
     assert np.isfinite(d.imu[4]).all()
 
@@ -394,10 +396,10 @@ def test_header_read_is_bounded(tmp_path, monkeypatch):
             reads.append(len(line))
             return line
 
-    monkeypatch.setattr(D, "open", Counting, raising=False)
+    monkeypatch.setattr(R, "open", Counting, raising=False)
     with pytest.raises(InputError, match="line 1 is not a CSV header: no line end within the first 1 MB"):
-        D._header(path)
-    assert 0 < sum(reads) <= D.HEADER_LIMIT + 1
+        R.read_header(path)
+    assert 0 < sum(reads) <= R.HEADER_LIMIT + 1
 
 
 @pytest.mark.parametrize("value", [255.0, -0.5, -2.0, np.inf, -np.inf])
@@ -407,17 +409,17 @@ def test_tof_outside_the_sensor_range_first_in_file_order(value):
     tof = np.asfortranarray(np.full((4, 320), -1.0, dtype=np.float32))  # the layout _to_matrix gives
     tof[1, 10] = 7.0
     tof[2, 5] = tof[3, 2] = value
-    where = D._Where(np.array(["S0", "S0", "S1", "S1"], dtype=object), np.array([0, 1, 3, 2]))
+    where = V.Where(np.array(["S0", "S0", "S1", "S1"], dtype=object), np.array([0, 1, 3, 2]))
     with pytest.raises(
         InputError, match=r"'tof_1_v2', line 4, sequence S1: value -?(inf|[0-9.]+) is neither"
     ):
-        D._check_tof(Path("train.csv"), tof, where)
+        V.check_tof(Path("train.csv"), tof, where)
 
 
 def test_tof_no_response_becomes_far():
     tof = np.asfortranarray(np.tile(np.array([-1.0, 0.0, 254.0, np.nan], dtype=np.float32), (4, 80)))
-    D._check_tof(Path("train.csv"), tof, D._Where(np.array(["S"] * 4, dtype=object), None))
-    assert not (tof == -1).any() and (tof == D.TOF_FAR).sum() == 320 and np.isnan(tof).sum() == 320
+    V.check_tof(Path("train.csv"), tof, V.Where(np.array(["S"] * 4, dtype=object), None))
+    assert not (tof == -1).any() and (tof == V.TOF_FAR).sum() == 320 and np.isnan(tof).sum() == 320
     assert (tof == 0).sum() == 320 and (tof == 254).sum() == 320
 
 
