@@ -336,18 +336,31 @@ class Helpers:
             if opt.forward and command in opt.commands and value is not None:
                 argv += [opt.flag, _storage_url(args) if opt.dest == "storage" else str(value)]
         for proc, more in zip(self.procs, extra, strict=False):
-            proc.stdin.write(json.dumps(argv + more) + "\n")
-            proc.stdin.flush()
             self.busy.append(proc)
             self.used.add(proc.pid)
+            with contextlib.suppress(BrokenPipeError):  # it died starting: wait() reports its code
+                proc.stdin.write(json.dumps(argv + more) + "\n")
+                proc.stdin.flush()
 
-    def wait(self) -> None:
-        """Until every helper that was sent a command has finished it."""
+    def wait(self) -> list[int]:
+        """Until every helper that was sent a command has finished it; their exit codes."""
         codes = []
         for proc in self.busy:
             line = proc.stdout.readline()  # empty: the helper died
             codes.append(int(line) if line.strip() else proc.wait())
         self.busy = []
+        return codes
+
+    @contextlib.contextmanager
+    def waited(self):
+        """This process's share of the work, then the helpers'. A helper that failed is an error
+        unless this process failed first (Ctrl-C reaches every worker: its error is the one)."""
+        try:
+            yield
+        except BaseException:
+            self.wait()
+            raise
+        codes = self.wait()
         if any(codes):
             raise RuntimeError(f"{sum(c != 0 for c in codes)} helper worker(s) failed (exit codes {codes})")
 
@@ -411,11 +424,9 @@ def cmd_run(args) -> None:
                     ]
                 helpers.send(args, "run", extra)
 
-        try:
-            only = owned[0] if owned is not None else None
+        only = owned[0] if owned is not None else None
+        with helpers.waited():
             studies = run_arms(settings, url, args.study_name, args.data, _command_line(args), spawn, only)
-        finally:
-            helpers.wait()
     for arm, study in studies.items():  # after the helpers: every worker's trials
         s = summarize(study)
         best = f"{s['best_value']:.4f}" if s["best_value"] is not None else "none"
@@ -437,10 +448,8 @@ def cmd_confirm(args) -> None:
         )
         if confirm.get_trials(deepcopy=False, states=(TrialState.WAITING,)):  # else: nothing to do
             helpers.send(args, "confirm", [[] for _ in range(args.workers - 1)])
-        try:
+        with helpers.waited():
             result = work_confirm(confirm, objective, settings.study)
-        finally:
-            helpers.wait()
     for arm, r in result.items():
         print(f"  {arm:12s} confirmation mean {r['mean']:.4f} over {r['n']} (seed, fold) pairs")
 
@@ -503,7 +512,9 @@ def _raise_interrupted(signum, frame):
     raise Interrupted()
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, helper: bool = False) -> int:
+    """The command line's exit code. helper: run by a helper worker (study/helper.py), which
+    leaves the "interrupted" line to the driver: Ctrl-C reaches every worker, one line says it."""
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as e:  # bad options (exit 2, one line) or --help (0): a return for in-process callers
@@ -539,10 +550,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"cmi-study {args.command}: error: {e.filename or ''}: {e.strerror or e}", file=sys.stderr)
         return 1 if e.errno == errno.ENOSPC else 2
     except (KeyboardInterrupt, Interrupted):
-        print(
-            f"\ncmi-study {args.command}: interrupted; finished trials are kept in the storage",
-            file=sys.stderr,
-        )
+        if not helper:
+            print(
+                f"\ncmi-study {args.command}: interrupted; finished trials are kept in the storage",
+                file=sys.stderr,
+            )
         return 130
     finally:
         if previous is not None:  # an in-process caller (tests, notebooks) gets its handler back

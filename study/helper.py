@@ -22,7 +22,7 @@ def serve() -> int:
         from study.cli import main
 
         for line in sys.stdin:
-            print(main(json.loads(line)), file=reply, flush=True)
+            print(main(json.loads(line), helper=True), file=reply, flush=True)
     except KeyboardInterrupt:  # Ctrl-C reaches the whole process group, idle helpers included
         return 130
     return 0

@@ -449,6 +449,61 @@ def test_ctrl_c_exits_130_with_one_line_and_storage_stays_usable(tmp_path):
     assert study.trials[queued[0].number].state == TrialState.COMPLETE  # the rerun did it
 
 
+@pytest.mark.slow
+def test_ctrl_c_on_two_workers_exits_130_with_one_line(tmp_path):
+    """Ctrl-C reaches the driver and its helper (one process group): one line, exit 130, and a
+    rerun finishes both arms."""
+    url = sqlite_url(tmp_path / "int2.db")
+    (tmp_path / "hb.toml").write_text(LONG_TRIALS)
+    extra = [
+        "--n-trials",
+        "2",
+        "--epochs",
+        LONG_EPOCHS,
+        "--config",
+        str(tmp_path / "hb.toml"),
+        "--workers",
+        "2",
+    ]
+    env = os.environ | {"TQDM_DISABLE": "1", "PYTHONWARNINGS": "ignore"}
+    proc = subprocess.Popen(
+        [*worker_argv(url, "c2"), *extra],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group, as a terminal gives it
+    )
+    storage = open_storage(url)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:  # both workers inside a trial
+        assert proc.poll() is None, proc.communicate()
+        names = set(optuna.get_all_study_names(storage))
+        running = [
+            load(storage, f"c2-{arm}").get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+            for arm in ("fixed", "uncertainty")
+            if f"c2-{arm}" in names
+        ]
+        if len(running) == 2 and all(running):
+            break
+        time.sleep(0.2)
+    else:
+        proc.kill()
+        pytest.fail(f"the two workers never ran a trial at once: {proc.communicate()}")
+    time.sleep(1.0)
+    os.killpg(proc.pid, signal.SIGINT)
+    code, _out, err = finish(proc, timeout=120)
+    assert code == 130, err
+    assert err.strip().splitlines() == [
+        "cmi-study run: interrupted; finished trials are kept in the storage"
+    ], err
+    assert main(["run", "--preset", "tiny", "--storage", url, "--study-name", "c2", *extra]) == 0
+    for arm in ("fixed", "uncertainty"):
+        study = load(url, f"c2-{arm}")
+        assert states(study)["COMPLETE"] == 2 and states(study)["RUNNING"] == 0
+
+
 # ----------------------------------------------------------------------------- PostgreSQL
 
 
@@ -543,17 +598,27 @@ def test_one_helper_takes_the_search_then_the_confirmation(tmp_path):
         helpers.send(
             build_parser().parse_args(["run", *common]), "run", [["--preset", "tiny", "--n-trials", "2"]]
         )
-        helpers.wait()
+        assert helpers.wait() == [0]
         for arm in ("fixed", "uncertainty"):
             assert states(load(url, f"h-{arm}"))["COMPLETE"] == 2
         helpers.send(build_parser().parse_args(["confirm", *common]), "confirm", [["--seeds", "1"]])
-        helpers.wait()
+        assert helpers.wait() == [0]
         assert states(load(url, "h-confirm"))["COMPLETE"] == 2  # (fixed, uncertainty) × 1 seed
         helpers.send(
             build_parser().parse_args(["run", *common, "--data", str(tmp_path / "none")]), "run", [[]]
         )
-        with pytest.raises(RuntimeError, match=r"1 helper worker\(s\) failed \(exit codes \[2\]\)"):
-            helpers.wait()
+        # This process's share succeeded: the helper's failure is the error.
+        with (
+            pytest.raises(RuntimeError, match=r"1 helper worker\(s\) failed \(exit codes \[2\]\)"),
+            helpers.waited(),
+        ):
+            pass
+        helpers.send(
+            build_parser().parse_args(["run", *common, "--data", str(tmp_path / "none")]), "run", [[]]
+        )
+        # This process failed first (as on Ctrl-C, which reaches every worker): its error stands.
+        with pytest.raises(KeyError, match="own"), helpers.waited():
+            raise KeyError("own")
         assert helpers.procs == [helper] and helper.poll() is None  # the same process throughout
     finally:
         helpers.close()
