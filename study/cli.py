@@ -14,7 +14,6 @@ import os
 import re
 import shlex
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -31,6 +30,7 @@ from pydantic import ValidationError
 
 from cmi_model.errors import InputError, Interrupted
 from cmi_model.weighting import ARMS
+from study.helper import Helpers
 from study.settings import MAX_CONFIRM_SEEDS, StudySection
 
 
@@ -313,65 +313,14 @@ def cmd_inspect(args) -> None:
     print(f"  fingerprint {desc['fingerprint']}")
 
 
-class Helpers:
-    """The extra worker processes of a command (study/helper.py). They start before they have
-    work, so their imports overlap this process's start-up, and take one command line after
-    another: the demo's helpers run `run`, then `confirm`."""
-
-    def __init__(self, n: int):
-        # One progress bar: this process's, which counts every worker's trials.
-        env = os.environ | {"TQDM_DISABLE": "1"}
-        cmd = [sys.executable, "-m", "study.helper"]
-        pipes = {"stdin": subprocess.PIPE, "stdout": subprocess.PIPE, "text": True}
-        self.procs = [subprocess.Popen(cmd, env=env, **pipes) for _ in range(n)]
-        self.busy: list[subprocess.Popen] = []
-        self.used: set[int] = set()  # pids of the helpers that were sent a command
-
-    def send(self, args, command: str, extra: list[list[str]]) -> None:
-        """Command `command` to the first len(extra) helpers, each with its own arguments on top
-        of the options marked `forward`, on the same storage (this process is a worker too)."""
-        argv = [command]
-        for opt in OPTIONS:
-            value = getattr(args, opt.dest, None)
-            if opt.forward and command in opt.commands and value is not None:
-                argv += [opt.flag, _storage_url(args) if opt.dest == "storage" else str(value)]
-        for proc, more in zip(self.procs, extra, strict=False):
-            self.busy.append(proc)
-            self.used.add(proc.pid)
-            with contextlib.suppress(BrokenPipeError):  # it died starting: wait() reports its code
-                proc.stdin.write(json.dumps(argv + more) + "\n")
-                proc.stdin.flush()
-
-    def wait(self) -> list[int]:
-        """Until every helper that was sent a command has finished it; their exit codes."""
-        codes = []
-        for proc in self.busy:
-            line = proc.stdout.readline()  # empty: the helper died
-            codes.append(int(line) if line.strip() else proc.wait())
-        self.busy = []
-        return codes
-
-    @contextlib.contextmanager
-    def waited(self):
-        """This process's share of the work, then the helpers'. A helper that failed is an error
-        unless this process failed first (Ctrl-C reaches every worker: its error is the one)."""
-        try:
-            yield
-        except BaseException:
-            self.wait()
-            raise
-        codes = self.wait()
-        if any(codes):
-            raise RuntimeError(f"{sum(c != 0 for c in codes)} helper worker(s) failed (exit codes {codes})")
-
-    def close(self) -> None:
-        for proc in self.procs:
-            if proc.pid not in self.used:
-                proc.kill()  # never had work (this command failed first): nothing to finish
-            elif proc.poll() is None:
-                proc.stdin.close()  # done with its commands: it ends
-        for proc in self.procs:
-            proc.wait()
+def _forwarded(args, command: str) -> list[str]:
+    """`command` with the options marked `forward`, for a helper worker on the same storage."""
+    argv = [command]
+    for opt in OPTIONS:
+        value = getattr(args, opt.dest, None)
+        if opt.forward and command in opt.commands and value is not None:
+            argv += [opt.flag, _storage_url(args) if opt.dest == "storage" else str(value)]
+    return argv
 
 
 @contextlib.contextmanager
@@ -422,7 +371,7 @@ def cmd_run(args) -> None:
                     extra = [
                         e + ["--only-arms", ",".join(arms)] for e, arms in zip(extra, owned[1:], strict=True)
                     ]
-                helpers.send(args, "run", extra)
+                helpers.send(_forwarded(args, "run"), extra)
 
         only = owned[0] if owned is not None else None
         with helpers.waited():
@@ -447,7 +396,7 @@ def cmd_confirm(args) -> None:
             _storage_url(args), args.study_name, args.seeds, args.data, _command_line(args)
         )
         if confirm.get_trials(deepcopy=False, states=(TrialState.WAITING,)):  # else: nothing to do
-            helpers.send(args, "confirm", [[] for _ in range(args.workers - 1)])
+            helpers.send(_forwarded(args, "confirm"), [[] for _ in range(args.workers - 1)])
         with helpers.waited():
             result = work_confirm(confirm, objective, settings.study)
     for arm, r in result.items():

@@ -78,10 +78,6 @@ def _sampler(settings: Settings, shared: bool) -> optuna.samplers.BaseSampler:
     return optuna.samplers.TPESampler(seed=seed)
 
 
-def _pruner(settings: Settings) -> optuna.pruners.BasePruner:
-    return make_pruner(settings.study.pruner)
-
-
 def make_pruner(kind: str) -> optuna.pruners.BasePruner:
     """The search's pruner by its settings name; fold k's score is reported as step k
     (benchmarks/bench_pruners.py compares them on the same budget and sampler seeds)."""
@@ -180,7 +176,7 @@ def open_arm_study(
             study_name=study_name,
             direction="maximize",
             sampler=_sampler(settings, shared=False),
-            pruner=_pruner(settings),
+            pruner=make_pruner(settings.study.pruner),
         )
         have = None
     except optuna.exceptions.DuplicatedStudyError:
@@ -188,7 +184,7 @@ def open_arm_study(
             study_name=study_name,
             storage=storage,
             sampler=_sampler(settings, shared=not owner),
-            pruner=_pruner(settings),
+            pruner=make_pruner(settings.study.pruner),
         )
         have = _creators_record(study)
     if have is None:

@@ -70,12 +70,12 @@ def worker_argv(url: str, name: str) -> list[str]:
     return [sys.executable, "-m", "study", "run", "--preset", "tiny", "--storage", url, "--study-name", name]
 
 
-def start_worker(argv: list[str], cwd: Path, *extra: str) -> subprocess.Popen:
+def start_worker(argv: list[str], cwd: Path, *extra: str, new_session: bool = False) -> subprocess.Popen:
+    """new_session: in a process group of its own (as a terminal starts it), for Ctrl-C to it all."""
     # Quiet workers: no progress bars and no library warnings, so stderr holds only our own lines.
     env = os.environ | {"TQDM_DISABLE": "1", "PYTHONWARNINGS": "ignore"}
-    return subprocess.Popen(
-        [*argv, *extra], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
+    pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
+    return subprocess.Popen([*argv, *extra], cwd=cwd, env=env, start_new_session=new_session, **pipes)
 
 
 def finish(proc: subprocess.Popen, timeout: float = 300) -> tuple[int, str, str]:
@@ -100,21 +100,17 @@ def wait_for_running(url: str, study_name: str, proc: subprocess.Popen, timeout:
     raise AssertionError(f"no trial of {study_name} started running within {timeout}s")
 
 
+def long_trial_options(tmp_path: Path) -> list[str]:
+    """Run options for 2 trials of a few seconds each, with fast heartbeats."""
+    (tmp_path / "hb.toml").write_text(LONG_TRIALS)
+    return ["--n-trials", "2", "--epochs", LONG_EPOCHS, "--config", str(tmp_path / "hb.toml")]
+
+
 def start_long_worker(tmp_path: Path, url: str, name: str):
     """A worker on arm fixed with trials of a few seconds and fast heartbeats, once a trial runs.
 
     Returns (process, its RUNNING trial, the extra run options to rerun the same study)."""
-    (tmp_path / "hb.toml").write_text(LONG_TRIALS)
-    extra = [
-        "--arms",
-        "fixed",
-        "--n-trials",
-        "2",
-        "--epochs",
-        LONG_EPOCHS,
-        "--config",
-        str(tmp_path / "hb.toml"),
-    ]
+    extra = ["--arms", "fixed", *long_trial_options(tmp_path)]
     proc = start_worker(worker_argv(url, name), tmp_path, *extra)
     return proc, wait_for_running(url, f"{name}-fixed", proc), extra
 
@@ -454,43 +450,10 @@ def test_ctrl_c_on_two_workers_exits_130_with_one_line(tmp_path):
     """Ctrl-C reaches the driver and its helper (one process group): one line, exit 130, and a
     rerun finishes both arms."""
     url = sqlite_url(tmp_path / "int2.db")
-    (tmp_path / "hb.toml").write_text(LONG_TRIALS)
-    extra = [
-        "--n-trials",
-        "2",
-        "--epochs",
-        LONG_EPOCHS,
-        "--config",
-        str(tmp_path / "hb.toml"),
-        "--workers",
-        "2",
-    ]
-    env = os.environ | {"TQDM_DISABLE": "1", "PYTHONWARNINGS": "ignore"}
-    proc = subprocess.Popen(
-        [*worker_argv(url, "c2"), *extra],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,  # its own process group, as a terminal gives it
-    )
-    storage = open_storage(url)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:  # both workers inside a trial
-        assert proc.poll() is None, proc.communicate()
-        names = set(optuna.get_all_study_names(storage))
-        running = [
-            load(storage, f"c2-{arm}").get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-            for arm in ("fixed", "uncertainty")
-            if f"c2-{arm}" in names
-        ]
-        if len(running) == 2 and all(running):
-            break
-        time.sleep(0.2)
-    else:
-        proc.kill()
-        pytest.fail(f"the two workers never ran a trial at once: {proc.communicate()}")
+    extra = [*long_trial_options(tmp_path), "--workers", "2"]
+    proc = start_worker(worker_argv(url, "c2"), tmp_path, *extra, new_session=True)
+    for arm in ("fixed", "uncertainty"):  # the driver's arm and the helper's: both workers at work
+        wait_for_running(url, f"c2-{arm}", proc)
     time.sleep(1.0)
     os.killpg(proc.pid, signal.SIGINT)
     code, _out, err = finish(proc, timeout=120)
@@ -588,34 +551,28 @@ def test_demo_prints_report_database_and_dashboard_command(tmp_path, monkeypatch
 def test_one_helper_takes_the_search_then_the_confirmation(tmp_path):
     """A helper worker starts once (the demo's start-up overlaps its own) and runs each command
     it is sent in turn; a failed command is reported, and a helper never used is stopped."""
-    from study.cli import Helpers, build_parser
+    from study.helper import Helpers
 
     url = sqlite_url(tmp_path / "h.db")
     common = ["--storage", url, "--study-name", "h"]
     helpers = Helpers(1)
     try:
         helper = helpers.procs[0]
-        helpers.send(
-            build_parser().parse_args(["run", *common]), "run", [["--preset", "tiny", "--n-trials", "2"]]
-        )
+        helpers.send(["run", *common], [["--preset", "tiny", "--n-trials", "2"]])
         assert helpers.wait() == [0]
         for arm in ("fixed", "uncertainty"):
             assert states(load(url, f"h-{arm}"))["COMPLETE"] == 2
-        helpers.send(build_parser().parse_args(["confirm", *common]), "confirm", [["--seeds", "1"]])
+        helpers.send(["confirm", *common], [["--seeds", "1"]])
         assert helpers.wait() == [0]
         assert states(load(url, "h-confirm"))["COMPLETE"] == 2  # (fixed, uncertainty) × 1 seed
-        helpers.send(
-            build_parser().parse_args(["run", *common, "--data", str(tmp_path / "none")]), "run", [[]]
-        )
+        helpers.send(["run", *common], [["--data", str(tmp_path / "none")]])
         # This process's share succeeded: the helper's failure is the error.
         with (
             pytest.raises(RuntimeError, match=r"1 helper worker\(s\) failed \(exit codes \[2\]\)"),
             helpers.waited(),
         ):
             pass
-        helpers.send(
-            build_parser().parse_args(["run", *common, "--data", str(tmp_path / "none")]), "run", [[]]
-        )
+        helpers.send(["run", *common], [["--data", str(tmp_path / "none")]])
         # This process failed first (as on Ctrl-C, which reaches every worker): its error stands.
         with pytest.raises(KeyError, match="own"), helpers.waited():
             raise KeyError("own")

@@ -73,12 +73,16 @@ def _set(row: int, column: str, value) -> pd.DataFrame:
 # ----------------------------------------------------------------------------- data: files
 
 
-def train_is_directory(folder: Path) -> dict:
+def _file_is_directory(folder: Path, name: str) -> dict:
     places = _data(folder)
-    path = Path(places["data"]) / "train.csv"
+    path = Path(places["data"]) / name
     path.unlink()
     path.mkdir()
     return places
+
+
+def train_is_directory(folder: Path) -> dict:
+    return _file_is_directory(folder, "train.csv")
 
 
 def train_unreadable(folder: Path) -> dict:
@@ -215,11 +219,7 @@ def demographics_leading_space(folder: Path) -> dict:
 
 
 def demographics_is_directory(folder: Path) -> dict:
-    places = _data(folder)
-    path = Path(places["data"]) / "train_demographics.csv"
-    path.unlink()
-    path.mkdir()
-    return places
+    return _file_is_directory(folder, "train_demographics.csv")
 
 
 # ----------------------------------------------------------------------------- configs
