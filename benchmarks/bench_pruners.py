@@ -32,6 +32,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import numpy as np  # noqa: E402
 import optuna  # noqa: E402
 import torch  # noqa: E402
+from bench_study import matmul_gflops  # noqa: E402  (this folder is on sys.path when run as a script)
 from optuna.trial import TrialState  # noqa: E402
 
 ARM = "fixed"
@@ -306,12 +307,7 @@ def main() -> None:
     from study.runner import load_study_data
 
     load_study_data(_settings(args), None)  # the synthetic set, generated once before the workers start
-    torch.set_num_threads(1)
-    a_ = torch.randn(2048, 2048)
-    a_ @ a_
-    t = time.perf_counter()
-    a_ @ a_
-    gflops = 2 * 2048**3 / (time.perf_counter() - t) / 1e9
+    gflops = matmul_gflops(threads=1)  # a worker's: each process trains on 1 thread
     start = time.perf_counter()
     jobs = [(args, k, seed) for k in sorted(fold_counts, reverse=True) for seed in range(a.seeds)]
     with ProcessPoolExecutor(a.workers) as pool:
