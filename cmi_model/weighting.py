@@ -43,7 +43,15 @@ FAMO_WEIGHT_DECAY = 1e-3  # weight decay of FAMO's logits: the paper's Algorithm
 class Weighting(nn.Module, abc.ABC):
     """One way of combining the per-term losses into the loss that is minimised."""
 
+    # What the scheme says of itself: the study, the report, the dashboard note and the CLI help
+    # read these, so a new scheme is described here and nowhere else.
     arm: ClassVar[str]  # the study arm that trains with this strategy
+    label: ClassVar[str]  # in words, for headlines and tables
+    paper: ClassVar[str]  # where the scheme comes from: its paper, or how its weights are set
+    learned: ClassVar[bool] = True  # learns its weights while training: the report judges how far they moved
+    weights_vary: ClassVar[bool] = True  # its weights change during training: a panel in the weights figure
+    inverse_loss_optimum: ClassVar[bool] = False  # stationary at weight 1/L_i: drawn as its reference
+    color: ClassVar[str]  # its colour in every figure
 
     @abc.abstractmethod
     def forward(self, losses: dict[str, Tensor]) -> tuple[Tensor, Weights]:
@@ -105,6 +113,11 @@ class FixedWeighting(_Parametric):
     """alpha·L18 + (1−alpha)·Lbin + w9·L9 + wkl·KL: the hand-tuned baseline, no parameters."""
 
     arm = "fixed"
+    label = "tuned fixed weights"
+    paper = "hand-tuned by the search"
+    learned = False
+    weights_vary = False
+    color = "#4C78A8"
 
     def __init__(self, cfg: LossConfig):
         super().__init__()
@@ -129,6 +142,10 @@ class UncertaintyWeighting(_Parametric):
     """
 
     arm = "uncertainty"
+    label = "learned uncertainty weights"
+    paper = "Kendall, Gal & Cipolla 2018"
+    inverse_loss_optimum = True
+    color = "#F58518"
 
     def __init__(self, cfg: LossConfig):
         super().__init__()
@@ -160,6 +177,9 @@ class DirectWeighting(_Parametric):
     """
 
     arm = "direct"
+    label = "learned direct weights"
+    paper = "naive baseline"
+    color = "#54A24B"
 
     def __init__(self, cfg: LossConfig):
         super().__init__()
@@ -245,6 +265,11 @@ class EqualWeighting(_Parametric):
     """Every active term weight 1, Σ L_i (TorchJD `Sum`): what no tuning at all gives."""
 
     arm = "equal"
+    label = "equal weights, no tuning"
+    paper = "every weight 1"
+    learned = False
+    weights_vary = False
+    color = "#7F7F7F"  # grey: no tuning, the reference
 
     def __init__(self, cfg: LossConfig):
         super().__init__()
@@ -266,6 +291,9 @@ class DWAWeighting(_Scalarized):
     """
 
     arm = "dwa"
+    label = "Dynamic Weight Average (DWA)"
+    paper = "Liu, Johns & Davison 2019"
+    color = "#B279A2"
 
     def __init__(self, cfg: LossConfig):
         super().__init__(cfg, tjd.DWA(temperature=cfg.dwa_temperature))
@@ -288,6 +316,9 @@ class FAMOWeighting(_Scalarized):
     """
 
     arm = "famo"
+    label = "FAMO weights"
+    paper = "Liu et al. 2023"
+    color = "#E45756"
 
     def __init__(self, cfg: LossConfig):
         k = len(cfg.active_terms())
@@ -315,6 +346,10 @@ class IMTLLWeighting(_Parametric):
     """
 
     arm = "imtl_l"
+    label = "learned IMTL-L scales"
+    paper = "Liu et al. 2021"
+    inverse_loss_optimum = True
+    color = "#72B7B2"
 
     def __init__(self, cfg: LossConfig):
         super().__init__()
@@ -346,6 +381,10 @@ class RandomWeighting(_Scalarized):
     """
 
     arm = "rlw"
+    label = "random loss weights (RLW)"
+    paper = "Lin et al. 2022"
+    learned = False
+    color = "#9D755D"
 
     def __init__(self, cfg: LossConfig):
         super().__init__(cfg, tjd.Random())
@@ -368,6 +407,11 @@ STRATEGIES: dict[str, type[Weighting]] = {
 }
 ARMS: tuple[str, ...] = tuple(cls.arm for cls in STRATEGIES.values())
 _STRATEGY_OF_ARM = {cls.arm: name for name, cls in STRATEGIES.items()}
+SCHEMES: dict[str, type[Weighting]] = {cls.arm: cls for cls in STRATEGIES.values()}  # arm → its class
+# Two arms have a part in every comparison: the baseline that every other arm is compared with,
+# and the reference line of what no tuning at all gives.
+BASELINE_ARM = FixedWeighting.arm
+NO_TUNING_ARM = EqualWeighting.arm
 
 
 def build_weighting(cfg: LossConfig) -> Weighting:

@@ -12,17 +12,21 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
+
+SERVE = (
+    "--serve-helper"  # `python -m study --serve-helper`: how a helper process is started (study/__main__.py)
+)
 
 
-def serve() -> int:
+def serve(main: Callable[..., int]) -> int:
+    """The helper's loop: each command line read from stdin run by `main` (the CLI's, handed in by
+    the entry point so that this module imports nothing back from it), its exit code answered."""
     # Replies go on the original stdout; anything a command prints goes nowhere (the driver
     # prints for every worker). Error lines still reach stderr, which is the driver's.
     reply = os.fdopen(os.dup(1), "w")
     os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
     try:
-        import study.confirm  # noqa: F401  the start-up this process exists to get out of the way
-        from study.cli import main
-
         for line in sys.stdin:
             print(main(json.loads(line), helper=True), file=reply, flush=True)
     except KeyboardInterrupt:  # Ctrl-C reaches the whole process group, idle helpers included
@@ -38,7 +42,7 @@ class Helpers:
     def __init__(self, n: int):
         # One progress bar: this process's, which counts every worker's trials.
         env = os.environ | {"TQDM_DISABLE": "1"}
-        cmd = [sys.executable, "-m", "study.helper"]
+        cmd = [sys.executable, "-m", "study", SERVE]
         pipes = {"stdin": subprocess.PIPE, "stdout": subprocess.PIPE, "text": True}
         self.procs = [subprocess.Popen(cmd, env=env, **pipes) for _ in range(n)]
         self.busy: list[subprocess.Popen] = []
@@ -84,7 +88,3 @@ class Helpers:
                 proc.stdin.close()  # done with its commands: it ends
         for proc in self.procs:
             proc.wait()
-
-
-if __name__ == "__main__":
-    sys.exit(serve())

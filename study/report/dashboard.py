@@ -1,4 +1,8 @@
-"""The verdict as an optuna-dashboard note, and the key figures as dashboard graphs, on every study."""
+"""The verdict as an optuna-dashboard note, and the key figures as dashboard graphs, on every study.
+
+Both come from the report's one :class:`~study.report.analyse.Report` and the figures the page
+drew: nothing is computed again, and the storage is the one the report was read from.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +11,11 @@ from collections.abc import Sequence
 import optuna
 import plotly.graph_objects as go
 
+from cmi_model.weighting import SCHEMES
 from study import records
 from study.records import CONFIRM
-from study.report.data import ReportData
-from study.report.extract import resolve_storage
-from study.report.templating import ENV, holm_text, verdict_text
-from study.report.verdict import Verdict, holm_family, verdicts
+from study.report.analyse import Report, Verdict
+from study.report.sentences import ENV, holm_text, verdict_text
 
 DASHBOARD_GRAPH_PREFIX = "cmi-report-"
 
@@ -22,15 +25,15 @@ def verdict_sentence(v: Verdict) -> str:
     return str(ENV.get_template("note.md.j2").module.line(v, verdict_text(v))).strip()
 
 
-def dashboard_note(data: ReportData, report_path: str | None = None) -> str:
+def dashboard_note(report: Report, report_path: str | None = None) -> str:
     """Markdown note with the verdict(s) for optuna-dashboard."""
     text = ENV.get_template("note.md.j2").render(
-        generated_at=data.generated_at,
-        arm_names=data.arm_names(),
-        holm=holm_text(holm_family(data.comparisons)),
+        generated_at=report.studies.generated_at,
+        arm_names=report.studies.arm_names(),
+        holm=holm_text(report.holm),
         verdict_text=verdict_text,
-        verdicts=verdicts(data),
-        no_confirm=data.confirm is None,
+        verdicts=report.verdicts,
+        no_confirm=report.studies.confirm is None,
         report_path=report_path,
     )
     # The dashboard renders Markdown; keep angle brackets from user strings inert.
@@ -39,14 +42,15 @@ def dashboard_note(data: ReportData, report_path: str | None = None) -> str:
 
 def _graph_keys(keys: Sequence[str], part: str) -> list[str]:
     """The figures saved on study ``NAME-part``: the forest plot, comparisons and search plots on all,
-    weights on the arms that have a panel."""
+    weights on the arms whose weights vary (those that have a panel)."""
     shown = [k for k in keys if k.startswith("compare-") or k in ("forest", "best-so-far", "trial-scores")]
-    return shown + [k for k in keys if k == "weights" and part not in ("fixed", "equal", CONFIRM)]
+    varies = part in SCHEMES and SCHEMES[part].weights_vary
+    return shown + [k for k in keys if k == "weights" and varies]
 
 
 def save_to_dashboard(
-    storage: str | optuna.storages.BaseStorage,
-    data: ReportData,
+    storage: optuna.storages.BaseStorage,
+    report: Report,
     figures: Sequence[tuple[str, go.Figure]],
     report_path: str | None = None,
 ) -> bool:
@@ -55,12 +59,12 @@ def save_to_dashboard(
         import optuna_dashboard
     except ImportError:
         return False
-    backend = resolve_storage(storage)
-    note = dashboard_note(data, report_path)
+    note = dashboard_note(report, report_path)
     by_key = dict(figures)
+    data = report.studies
     parts = [*data.arms, *([CONFIRM] if data.confirm is not None else [])]
     for part in parts:
-        study = optuna.load_study(study_name=records.study_name(data.name, part), storage=backend)
+        study = optuna.load_study(study_name=records.study_name(data.name, part), storage=storage)
         optuna_dashboard.save_note(study, note)
         for key in _graph_keys(list(by_key), part):
             optuna_dashboard.save_plotly_graph_object(

@@ -1,41 +1,120 @@
 """The learned-weights figure: every weighting arm's best trial on one log-scaled weight axis.
 
-One panel per arm but fixed and equal (at most three panels a row, every panel on the same
-axis). Colour is the loss term (never an arm's colour), line style and marker are the fold.
-Uncertainty and IMTL-L weights are drawn against their stationary point for the training
-loss of that epoch, 1/L_i (dotted, the term's colour); DWA, FAMO, random and direct weights
-have no such point. The best fixed trial's weights are stars at the right edge, and the equal
-arm (every weight 1) is a dashed line on every panel. Strings from the storage are
-HTML-escaped for plotly's hover texts, as in :mod:`~study.report.figures`.
+One panel per arm whose weights vary in training (at most three panels a row, every panel on
+the same axis). Colour is the loss term (never an arm's colour), line style and marker are the
+fold. Arms whose weight is stationary at 1/L_i for the training loss of that epoch (the
+scheme's ``inverse_loss_optimum``) are drawn against it (dotted, the term's colour). The
+baseline's best trial's weights are stars at the right edge, and the no-tuning arm (every
+weight 1) is a dashed line on every panel.
 """
 
 from __future__ import annotations
 
-import html
 import math
+from dataclasses import dataclass
 
+import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from study.report import fmt
-from study.report.figure_data import WeightsInfo, WeightsPanel
-from study.report.figures import LAYOUT
-from study.report.verdict import NOT_LEARNED
+from cmi_model.weighting import BASELINE_ARM, NO_TUNING_ARM, SCHEMES
+from study.report.analyse import Movement, learns
+from study.report.studies import ArmData, arm_order
+from study.report.style import GREY, LAYOUT, TERMS, esc, num, term_color
 
-TERM_COLORS = {"multiclass": "#1B9E77", "binary": "#D95F02", "nine_class": "#7570B3", "kl": "#E7298A"}
-_OTHER_TERMS = ("#66A61E", "#E6AB02", "#A6761D", "#666666")
 FOLD_DASHES = ("solid", "dash", "longdash", "dashdot", "longdashdot")  # never "dot": the reference's
 FOLD_SYMBOLS = ("circle", "square", "diamond", "triangle-up", "triangle-down", "pentagon", "hexagon")
-_GREY = "#555555"
-_EQUAL_LINE = "#222222"  # the equal arm's weight 1: not an arm colour (colour is the term's here)
+_EQUAL_LINE = "#222222"  # the no-tuning arm's weight 1: not an arm colour (colour is the term's here)
 PANELS_PER_ROW = 3
 
 
-def term_color(term: str, terms: list[str]) -> str:
-    if term in TERM_COLORS:
-        return TERM_COLORS[term]
-    others = [t for t in terms if t not in TERM_COLORS]
-    return _OTHER_TERMS[others.index(term) % len(_OTHER_TERMS)] if term in others else _GREY
+def fixed_reference_weights(arms: dict[str, ArmData]) -> dict[str, float]:
+    """Mean over folds of the baseline arm's best trial's effective weights (term → weight)."""
+    d = arms.get(BASELINE_ARM)
+    if d is None or d.best is None or not d.best.fold_weights:
+        return {}
+    out = {}
+    for term in {k for w in d.best.fold_weights for k in w}:
+        vals = [v for w in d.best.fold_weights if math.isfinite(v := w.get(term, math.nan))]
+        if vals:
+            out[term] = float(np.mean(vals))
+    return out
+
+
+@dataclass(frozen=True)
+class WeightsPanel:
+    """Per-epoch effective weights of one learned arm's best trial, one line per (term, fold)."""
+
+    arm: str
+    trial: int
+    terms: list[str]
+    trajectory: list[dict[str, list[float]]]  # per fold: term → weight after each epoch
+    optimum: list[dict[str, list[float]]]  # per fold: term → 1/L_i per epoch ([]: no such reference)
+    movement: Movement | None  # how far its log-weights moved (max |Δs|)
+
+
+@dataclass(frozen=True)
+class WeightsInfo:
+    """The learned arms side by side on one log-scaled weight axis."""
+
+    panels: list[WeightsPanel]
+    fixed: dict[str, float]  # term → the best fixed trial's weight
+    equal: bool = False  # the study has the no-tuning arm: a reference line at weight 1
+
+    @property
+    def terms(self) -> list[str]:
+        return list(dict.fromkeys(t for p in self.panels for t in p.terms))
+
+
+def has_panel(arm: str) -> bool:
+    """Constant weights get no panel: the baseline's best trial is the stars, the no-tuning arm's
+    weight 1 the dashed line on every panel."""
+    scheme = SCHEMES.get(arm)
+    return scheme is None or scheme.weights_vary
+
+
+def has_inverse_optimum(arm: str) -> bool:
+    """Whether the arm's weight is stationary at 1/L_i (drawn as its reference)."""
+    scheme = SCHEMES.get(arm)
+    return scheme is not None and scheme.inverse_loss_optimum
+
+
+def _terms(named: set[str]) -> list[str]:
+    return [t for t in TERMS if t in named] + sorted(named - set(TERMS))
+
+
+def _inverse(losses: list[float]) -> list[float]:
+    return [1.0 / v if math.isfinite(v) and v > 0 else math.nan for v in losses]
+
+
+def _panel_info(arm: ArmData, movement: Movement | None) -> WeightsPanel | None:
+    best = arm.best
+    if best is None or not best.weight_trajectory:
+        return None
+    terms = _terms({k for w in best.weight_trajectory for k in w})
+    if not terms:
+        return None
+    optimum = []
+    if has_inverse_optimum(arm.arm) and any(f.loss_trajectory for f in best.folds):
+        optimum = [{t: _inverse(f.loss_trajectory.get(t, [])) for t in terms} for f in best.folds]
+    return WeightsPanel(arm.arm, best.number, terms, best.weight_trajectory, optimum, movement)
+
+
+def weights_info(
+    arms: dict[str, ArmData],
+    movement: dict[str, Movement] | None = None,
+    fixed: dict[str, float] | None = None,
+) -> WeightsInfo | None:
+    """One panel per arm whose weights vary in training and whose best trial recorded them."""
+    panels = [
+        p
+        for name, d in sorted(arms.items(), key=lambda kv: arm_order(kv[0]))
+        if has_panel(name) and (p := _panel_info(d, (movement or {}).get(name))) is not None
+    ]
+    return WeightsInfo(panels, dict(fixed or {}), equal=NO_TUNING_ARM in arms) if panels else None
+
+
+# ----------------------------------------------------------------------------- the figure
 
 
 def fold_style(f: int) -> tuple[str, str]:
@@ -50,21 +129,21 @@ def _positive(values: list[float] | None) -> list[float | None]:
 
 def _panel_title(p: WeightsPanel) -> str:
     moved = p.movement.largest if p.movement is not None else None
-    if p.arm in NOT_LEARNED:
+    if not learns(p.arm):
         shift = "set by rule, nothing learned"
     elif moved is not None:
-        shift = f"max |Δs| {fmt.num(moved, 3)} (search + confirm)"
+        shift = f"max |Δs| {num(moved, 3)} (search + confirm)"
     else:
         shift = "|Δs| not recorded"
-    return f"{html.escape(p.arm)}: best trial #{p.trial}<br>{shift}"
+    return f"{esc(p.arm)}: best trial #{p.trial}<br>{shift}"
 
 
 def _panel(fig: go.Figure, p: WeightsPanel, row: int, col: int, terms: list[str]) -> None:
-    arm = html.escape(p.arm)
+    arm = esc(p.arm)
     for f, weights in enumerate(p.trajectory):
         dash, symbol = fold_style(f)
         for term in p.terms:
-            color, name = term_color(term, terms), html.escape(term)
+            color, name = term_color(term, terms), esc(term)
             y = _positive(weights.get(term))
             fig.add_trace(
                 go.Scatter(
@@ -110,11 +189,11 @@ def _fixed_stars(fig: go.Figure, info: WeightsInfo, row: int, col: int, x: float
                 x=[x],
                 y=[w],
                 mode="markers",
-                name=f"best fixed {term}",
+                name=f"best {BASELINE_ARM} {term}",
                 legendgroup=term,
                 showlegend=False,
                 marker=dict(symbol="star", size=13, color=term_color(term, info.terms), line=dict(width=1)),
-                hovertemplate=f"best fixed trial: {html.escape(term)} weight %{{y:.3g}}<extra></extra>",
+                hovertemplate=f"best {BASELINE_ARM} trial: {esc(term)} weight %{{y:.3g}}<extra></extra>",
             ),
             row=row,
             col=col,
@@ -122,17 +201,17 @@ def _fixed_stars(fig: go.Figure, info: WeightsInfo, row: int, col: int, x: float
 
 
 def _equal_line(fig: go.Figure, row: int, col: int, x_end: float) -> None:
-    """The equal arm's weights: 1 for every term, every epoch."""
+    """The no-tuning arm's weights: 1 for every term, every epoch."""
     fig.add_trace(
         go.Scatter(
             x=[0.5, x_end],
             y=[1.0, 1.0],
             mode="lines",
-            name="equal arm: every weight 1",
-            legendgroup="equal",
+            name=f"{NO_TUNING_ARM} arm: every weight 1",
+            legendgroup=NO_TUNING_ARM,
             showlegend=False,
             line=dict(color=_EQUAL_LINE, dash="dash", width=1.2),
-            hovertemplate="equal arm (no tuning): every weight 1<extra></extra>",
+            hovertemplate=f"{NO_TUNING_ARM} arm (no tuning): every weight 1<extra></extra>",
         ),
         row=row,
         col=col,
@@ -146,22 +225,25 @@ def _legend(fig: go.Figure, info: WeightsInfo, n_folds: int) -> None:
         fig.add_trace(go.Scatter(x=[None], y=[None], name=name, legendgroup=group, **style), row=1, col=1)
 
     for term in info.terms:
-        entry(html.escape(term), term, mode="lines", line=dict(color=term_color(term, info.terms), width=3))
+        entry(esc(term), term, mode="lines", line=dict(color=term_color(term, info.terms), width=3))
     for f in range(n_folds):
         dash, symbol = fold_style(f)
-        style = dict(line=dict(color=_GREY, dash=dash), marker=dict(symbol=symbol, color=_GREY))
+        style = dict(line=dict(color=GREY, dash=dash), marker=dict(symbol=symbol, color=GREY))
         entry(f"fold {f}", mode="lines+markers", **style)
     if any(p.optimum for p in info.panels):
         entry(
-            "1/L_i (dotted): stationary weight of uncertainty / IMTL-L",
+            "1/L_i (dotted): stationary weight of "
+            + " / ".join(esc(p.arm) for p in info.panels if p.optimum),
             mode="lines",
-            line=dict(color=_GREY, dash="dot"),
+            line=dict(color=GREY, dash="dot"),
         )
     if info.fixed:
-        entry("best fixed trial", mode="markers", marker=dict(symbol="star", size=11, color=_GREY))
+        entry(f"best {BASELINE_ARM} trial", mode="markers", marker=dict(symbol="star", size=11, color=GREY))
     if info.equal:
         entry(
-            "equal arm: every weight 1 (no tuning)", mode="lines", line=dict(color=_EQUAL_LINE, dash="dash")
+            f"{NO_TUNING_ARM} arm: every weight 1 (no tuning)",
+            mode="lines",
+            line=dict(color=_EQUAL_LINE, dash="dash"),
         )
 
 

@@ -13,9 +13,8 @@ from typing import Any
 
 import jinja2
 
-from study.report import fmt
-from study.report.compare import MIN_PAIRS
-from study.report.verdict import MOVED, Movement, Verdict
+from study.report.analyse import MIN_PAIRS, MOVED, Movement, Verdict
+from study.report.style import count, num, p_value
 from study.stats import MAX_SEEDS
 
 ENV = jinja2.Environment(
@@ -26,7 +25,7 @@ ENV = jinja2.Environment(
     lstrip_blocks=True,
     extensions=["jinja2.ext.do"],
 )
-ENV.filters.update(num=fmt.num, p_value=fmt.p_value, count=fmt.count)
+ENV.filters.update(num=num, p_value=p_value, count=count)
 ENV.globals.update(MOVED=MOVED, MAX_SEEDS=MAX_SEEDS, MIN_PAIRS=MIN_PAIRS)
 
 

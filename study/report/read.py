@@ -1,4 +1,5 @@
-"""Storage → :class:`~study.report.data.ReportData`.
+"""Storage → :class:`~study.report.studies.Studies`: the first of the report's three stages
+(read → analyse → draw).
 
 Every study and trial is read through :mod:`study.records`, the one definition of the
 storage format; a study or trial whose attributes do not follow it becomes a warning in
@@ -22,15 +23,13 @@ from optuna.trial import FrozenTrial, TrialState
 from cmi_model.errors import InputError
 from study import records
 from study.records import ARMS, CONFIRM, TrialRecord
-from study.report import checks
-from study.report.compare import compare_all
-from study.report.data import (
+from study.report.studies import (
     ArmData,
     BestTrial,
     ClassReport,
     ConfirmData,
     FoldFacts,
-    ReportData,
+    Studies,
     arm_order,
     class_report,
 )
@@ -330,14 +329,12 @@ def _extract_confirm(study: optuna.Study, warnings: list[str]) -> ConfirmData:
     )
 
 
-def extract(
-    storage: str | optuna.storages.BaseStorage, study_name: str, *, rope: float = 0.005
-) -> ReportData:
+def read(storage: str | optuna.storages.BaseStorage, study_name: str) -> Studies:
     """Read every study of ``study_name`` from ``storage`` into plain data.
 
-    Raises :class:`StudyNotFoundError` (a ValueError) naming the studies that exist
-    when none of ``NAME-fixed``, ``NAME-uncertainty``, ``NAME-direct``, ``NAME-confirm``
-    is there. Everything else that is missing is recorded, not raised.
+    Raises :class:`StudyNotFoundError` (an InputError) naming the studies that exist when
+    none of ``NAME-<arm>`` or ``NAME-confirm`` is there. Everything else that is missing is
+    recorded, not raised.
     """
     url = storage_description(storage)
     backend = resolve_storage(storage)
@@ -358,20 +355,12 @@ def extract(
 
     arms = {arm: _extract_arm(load(arm), arm, warnings) for arm in ARMS if arm in present}
     confirm = _extract_confirm(load(CONFIRM), warnings) if CONFIRM in present else None
-    data = ReportData(
+    return Studies(
         name=name,
         storage_url=url,
         existing_studies=existing,
         arms=arms,
         confirm=confirm,
-        comparisons=[],
-        data_info=None,
-        warnings=warnings,
+        read_warnings=tuple(warnings),
         generated_at=dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
     )
-    data.data_info = checks.data_info(data)
-    checks.check_consistency(data)
-    checks.add_warnings(data)
-    checks.subject_warnings(data)
-    data.comparisons = compare_all(data, rope)
-    return data

@@ -1,14 +1,16 @@
-"""The report's plain data: what :mod:`~study.report.extract` reads from the storage.
+"""The report's plain data as read from the storage, and the warnings it carries by itself.
 
-Dataclasses and pandas DataFrames only, no plotly: the figures and the page are drawn
-from these, and tests check them without drawing anything.
+Dataclasses and pandas DataFrames only, no plotly and no statistics: :mod:`.read` fills them,
+:mod:`.analyse` compares the arms on them, and tests check them without drawing anything.
+The warnings here are about the studies as a whole: what is missing, what differs between
+them, and whether the verdict's subjects were kept apart from the selection that they judge.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -16,10 +18,8 @@ from sklearn.metrics import confusion_matrix, f1_score
 
 from cmi_model.labels import EIGHTEEN_TO_NINE, GESTURES, NINE_CLASSES
 from cmi_model.metric import score_indices
-from study.records import ARMS, ArmStudyRecord, ConfirmStudyRecord, DataInfo
-
-if TYPE_CHECKING:
-    from study.report.compare import ArmComparison
+from study import records
+from study.records import ARMS, CONFIRM, ArmStudyRecord, ConfirmStudyRecord, DataInfo
 
 STATE_ORDER: tuple[str, ...] = ("COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING")
 StudyRecord = ArmStudyRecord | ConfirmStudyRecord
@@ -110,7 +110,7 @@ class BestTrial:
     folds: list[FoldFacts] = field(default_factory=list)
 
 
-@dataclass
+@dataclass(frozen=True)
 class ArmData:
     """One arm study: its record, one row per trial and per (trial, fold)."""
 
@@ -148,7 +148,7 @@ class ArmData:
         return self.record.n_trials
 
 
-@dataclass
+@dataclass(frozen=True)
 class ConfirmData:
     """The confirmation study: each arm's best configuration re-trained on fresh seeds."""
 
@@ -172,18 +172,17 @@ class ConfirmData:
         return int(t["fold_trainings"].sum()) if len(t) else 0
 
 
-@dataclass
-class ReportData:
-    """Everything the report shows, as plain data."""
+@dataclass(frozen=True)
+class Studies:
+    """Every study of one study name, as read: the arm studies, the confirmation, and the
+    warnings of reading them (malformed records)."""
 
     name: str
     storage_url: str  # password removed
     existing_studies: list[str]
     arms: dict[str, ArmData]
     confirm: ConfirmData | None
-    comparisons: list[ArmComparison]
-    data_info: DataInfo | None
-    warnings: list[str] = field(default_factory=list)
+    read_warnings: tuple[str, ...] = ()
     generated_at: str = ""
 
     @property
@@ -216,3 +215,107 @@ class ReportData:
         if self.confirm is not None:
             out["confirmation"] = self.confirm.record
         return out
+
+    def data_info(self) -> DataInfo | None:
+        """The first study's description of its data (arms first, then the confirmation)."""
+        return next((r.data for r in self.studies().values() if r.data != DataInfo()), None)
+
+    def warnings(self) -> list[str]:
+        """Reading's warnings, then those about the studies as a whole."""
+        return [*self.read_warnings, *_consistency(self), *_missing(self), *_subjects(self)]
+
+
+# ----------------------------------------------------------------------------- warnings
+
+
+def _consistency(data: Studies) -> list[str]:
+    out = []
+    for key in ("n_folds", "seed", "epochs", "preset", "n_trials"):
+        values = {a: getattr(d.record, key) for a, d in data.arms.items()}
+        values = {a: v for a, v in values.items() if v is not None}
+        if len({repr(v) for v in values.values()}) > 1:
+            listed = ", ".join(f"{a}: {v}" for a, v in values.items())
+            out.append(f"Arms differ in {key} ({listed}): the comparison may not be like for like.")
+    prints = {a: d.record.data.fingerprint for a, d in data.arms.items()}
+    if data.confirm is not None:
+        prints[CONFIRM] = data.confirm.record.data.fingerprint
+    known = {k: v for k, v in prints.items() if v}
+    if len(set(known.values())) > 1:
+        listed = ", ".join(f"{a}: {v}" for a, v in known.items())
+        out.append(f"Studies were run on different data (fingerprints {listed}).")
+    return out
+
+
+def _missing(data: Studies) -> list[str]:
+    name, confirm, out = data.name, data.confirm, []
+    if not data.arms:
+        out.append(f"No arm study ({', '.join(records.study_name(name, a) for a in ARMS)}) in this storage.")
+    if confirm is None:
+        out.append(
+            f"No confirmation study {records.study_name(name, CONFIRM)} yet: any verdict below rests on the "
+            f"best search trials, which are selection-biased. Run `cmi-study confirm` for an honest comparison."
+        )
+    elif not len(confirm.scores):
+        out.append(f"The confirmation study {records.study_name(name, CONFIRM)} has no finished trial yet.")
+    for arm, d in data.arms.items():
+        running = d.state_counts.get("RUNNING", 0)
+        if running:
+            out.append(f"{arm}: {running} trial(s) still running; numbers may change.")
+        if d.best is None and len(d.trials):
+            out.append(f"{arm}: no complete trial yet ({d.state_summary()}).")
+    return out
+
+
+def tuned_dimensions(d: ArmData) -> int:
+    """How many parameters the arm's search tuned (its recorded space, else its best trial's)."""
+    if d.record.search_space:
+        return len(d.record.search_space)
+    return len(d.best.params) if d.best is not None else 0
+
+
+def _listed(subjects: set[str], limit: int = 8) -> str:
+    shown = sorted(subjects)
+    more = f" and {len(shown) - limit} more" if len(shown) > limit else ""
+    return ", ".join(shown[:limit]) + more
+
+
+def _subjects(data: Studies) -> list[str]:
+    """The confirmation's subjects against the search's, and every recorded fold's stop subjects."""
+    confirm, out = data.confirm, []
+    confirm_folds = [(a, f) for a, fs in (confirm.fold_facts if confirm else {}).items() for f in fs]
+    if confirm is not None and len(confirm.scores):
+        held = set(confirm.record.holdout_subjects)
+        if not held:
+            tuned = ", ".join(
+                f"{a}: {tuned_dimensions(d)}"
+                for a, d in sorted(data.arms.items(), key=lambda kv: arm_order(kv[0]))
+            )
+            out.append(
+                "No held-out subjects (--holdout 0): selection and confirmation share subjects. Each arm's "
+                "configuration was picked on the subjects that now score it, so the verdict is optimistic for "
+                f"the arm with more tuned dimensions ({tuned or 'unknown'} tuned parameters)."
+            )
+        else:
+            for arm, d in data.arms.items():
+                seen = held & set(d.record.search_subjects)
+                seen |= {
+                    s for f in (d.best.folds if d.best else []) for s in (*f.val_subjects, *f.stop_subjects)
+                } & held
+                if seen:
+                    out.append(
+                        f"{arm}: the search used held-out subjects ({_listed(seen)}): the confirmation is not "
+                        f"independent of the selection."
+                    )
+            outside = {s for _, f in confirm_folds for s in f.val_subjects} - held
+            if outside:
+                out.append(
+                    f"Confirmation folds validated on subjects outside the hold-out ({_listed(outside)})."
+                )
+    search_folds = [(arm, f) for arm, d in data.arms.items() if d.best is not None for f in d.best.folds]
+    leaky = [arm for arm, f in [*search_folds, *confirm_folds] if f.leaks]
+    if leaky:
+        out.append(
+            f"{len(leaky)} fold(s) ({', '.join(sorted(set(leaky), key=arm_order))}) chose their epoch on stop "
+            f"subjects that are also their validation subjects: those scores looked at their own validation fold."
+        )
+    return out

@@ -1,4 +1,5 @@
-"""ReportData → one self-contained HTML page, from ``templates/report.html.j2``.
+"""Report → one self-contained HTML page, from ``templates/report.html.j2``: the third stage
+(read → analyse → draw), where the figure modules draw their records into sections.
 
 The page is a declarative list of :class:`Section`: a title, the macro of
 ``templates/sections.html.j2`` that draws it, and a function that gathers the plain
@@ -19,15 +20,19 @@ import plotly.graph_objects as go
 from markupsafe import Markup
 from plotly.offline import get_plotlyjs
 
+from cmi_model.weighting import BASELINE_ARM, NO_TUNING_ARM, SCHEMES
 from study import records
 from study.records import CONFIRM
-from study.report import figure_data as fd
-from study.report import figures, fmt, templating, verdict
+from study.report import comparison_figures as cmp_figs
+from study.report import metric_figures as metric_figs
+from study.report import parameter_figures as param_figs
 from study.report import search_figures as search_figs
+from study.report import sentences
 from study.report import weight_figures as weight_figs
-from study.report.data import ArmData, ReportData, StudyRecord, arm_order
-from study.report.templating import ENV
-from study.report.verdict import ARM_LABELS, ARM_PAPERS
+from study.report.analyse import Report
+from study.report.sentences import ENV
+from study.report.studies import ArmData, Studies, StudyRecord, arm_order
+from study.report.style import arm_color, num, p_value, seconds
 from study.storage import redact
 
 GENERATOR = "cmi-study"  # in the page's head: how `report --out` recognises a report it may replace
@@ -37,7 +42,7 @@ GENERATOR = "cmi-study"  # in the page's head: how `report --out` recognises a r
 class _Page:
     """What the sections are gathered from, and the figures they place (plotly.js is embedded once for all)."""
 
-    data: ReportData
+    report: Report
     command: str | None
     figures: list[tuple[str, go.Figure]] = field(default_factory=list)
 
@@ -67,7 +72,7 @@ def _state_cell(d: ArmData) -> str:
     return text
 
 
-def _confirmed(data: ReportData, arm: str) -> str:
+def _confirmed(data: Studies, arm: str) -> str:
     if data.confirm is None:
         return "—"
     cs = data.confirm.scores[data.confirm.scores["arm"] == arm]["score"].astype(float).dropna()
@@ -77,7 +82,7 @@ def _confirmed(data: ReportData, arm: str) -> str:
     return f"{cs.mean():.4f}{sd} (n = {len(cs)})"
 
 
-def _arm_row(data: ReportData, arm: str) -> dict[str, Any]:
+def _arm_row(data: Studies, arm: str) -> dict[str, Any]:
     d = data.arms.get(arm)
     c_sec = data.confirm.seconds(arm) if data.confirm else 0.0
     c_fold = data.confirm.fold_trainings(arm) if data.confirm else 0
@@ -86,16 +91,16 @@ def _arm_row(data: ReportData, arm: str) -> dict[str, Any]:
     total_fold = s_fold + c_fold
     return {
         "arm": arm,
-        "color": figures.arm_color(arm),
+        "color": arm_color(arm),
         "cells": [
-            f"{ARM_LABELS[arm]} ({ARM_PAPERS[arm]})" if arm in ARM_PAPERS else ARM_LABELS.get(arm, ""),
+            f"{SCHEMES[arm].label} ({SCHEMES[arm].paper})" if arm in SCHEMES else "",
             d.budget if d and d.budget is not None else "—",
             _state_cell(d) if d else "no search study",
-            fmt.num(d.best.value) if d and d.best else "—",
+            num(d.best.value) if d and d.best else "—",
             _confirmed(data, arm),
             f"{s_fold} + {c_fold}",
-            f"{fmt.seconds(s_sec)} + {fmt.seconds(c_sec)}",
-            fmt.seconds((s_sec + c_sec) / total_fold) if total_fold else "—",
+            f"{seconds(s_sec)} + {seconds(c_sec)}",
+            seconds((s_sec + c_sec) / total_fold) if total_fold else "—",
             d.record.epochs if d and d.record.epochs is not None else "—",
         ],
     }
@@ -104,7 +109,7 @@ def _arm_row(data: ReportData, arm: str) -> dict[str, Any]:
 def _summary_row(cmp) -> dict[str, Any]:
     """One line of the every-arm table: the comparison's numbers, or why it has none."""
     c = cmp.comparison
-    label = ARM_LABELS.get(cmp.b, "")
+    label = SCHEMES[cmp.b].label if cmp.b in SCHEMES else ""
     if c is None:
         cells = [
             "—",
@@ -117,37 +122,39 @@ def _summary_row(cmp) -> dict[str, Any]:
         ]
     else:
         cells = [
-            fmt.num(c.mean_diff, signed=True),
-            f"[{fmt.num(c.ci_low, signed=True)}, {fmt.num(c.ci_high, signed=True)}]",
+            num(c.mean_diff, signed=True),
+            f"[{num(c.ci_low, signed=True)}, {num(c.ci_high, signed=True)}]",
             cmp.verdict_words(),
-            fmt.p_value(c.p_value),
-            fmt.p_value(cmp.p_adjusted) if cmp.p_adjusted is not None else "—",
-            fmt.num(c.p_equivalent, 3),
+            p_value(c.p_value),
+            p_value(cmp.p_adjusted) if cmp.p_adjusted is not None else "—",
+            num(c.p_equivalent, 3),
             c.n,
         ]
     source = {"confirmation": "confirmation", "search": "best search trials (selection-biased)"}
     return {
         "arm": cmp.b,
-        "color": figures.arm_color(cmp.b),
+        "color": arm_color(cmp.b),
         "cells": [label, *cells, source.get(cmp.source, "none")],
-        "equal": cmp.b == "equal",
+        "equal": cmp.b == NO_TUNING_ARM,
     }
 
 
 def _headline(page: _Page) -> dict[str, Any]:
-    data = page.data
-    several = len(data.comparisons) >= 2  # two arms: the one verdict says it all
+    report, data = page.report, page.report.studies
+    comparisons = list(report.comparisons)
+    several = len(comparisons) >= 2  # two arms: the one verdict says it all
     return {
-        "warnings": data.warnings,
-        "info": data.data_info,
+        "warnings": list(report.warnings),
+        "info": report.data_info,
         "n_folds": data.n_folds,
         "arm_names": data.arm_names(),
-        "verdicts": [{"v": v, "say": templating.verdict_text(v)} for v in verdict.verdicts(data)],
-        "holm": templating.holm_text(verdict.holm_family(data.comparisons)),
+        "verdicts": [{"v": v, "say": sentences.verdict_text(v)} for v in report.verdicts],
+        "holm": sentences.holm_text(report.holm),
         "arm_rows": [_arm_row(data, arm) for arm in data.arm_names()],
-        "summary": [_summary_row(c) for c in fd.sorted_comparisons(data.comparisons)] if several else [],
-        "baseline": data.comparisons[0].a if data.comparisons else "fixed",
-        "level": next((c.level for c in data.comparisons if c.comparison is not None), 95),
+        "summary": [_summary_row(c) for c in cmp_figs.sorted_comparisons(comparisons)] if several else [],
+        "baseline": comparisons[0].a if comparisons else BASELINE_ARM,
+        "level": next((c.level for c in comparisons if c.comparison is not None), 95),
+        "no_tuning": NO_TUNING_ARM,
     }
 
 
@@ -155,7 +162,8 @@ def _headline(page: _Page) -> dict[str, Any]:
 
 
 def _confirmation(page: _Page) -> dict[str, Any]:
-    data, c = page.data, page.data.confirm
+    data, c = page.report.studies, page.report.studies.confirm
+    comparisons = list(page.report.comparisons)
     confirm = None
     if c is not None:
         rows = []
@@ -163,15 +171,15 @@ def _confirmation(page: _Page) -> dict[str, Any]:
             tt = c.trials[c.trials["arm"] == arm]
             done = sorted(int(s) for s in tt[tt["state"] == "COMPLETE"]["seed"])
             rows.append(
-                [arm, ", ".join(map(str, done)) or "none", len(tt) - len(done), fmt.seconds(c.seconds(arm))]
+                [arm, ", ".join(map(str, done)) or "none", len(tt) - len(done), seconds(c.seconds(arm))]
             )
         seeds = ", ".join(map(str, c.seeds)) or "?"
         confirm = {"study_name": c.study_name, "seeds": seeds, "n_folds": c.n_folds or "?", "rows": rows}
     forest = None
-    if len(data.comparisons) >= 2:  # several arms against one baseline: all of them in one figure
+    if len(comparisons) >= 2:  # several arms against one baseline: all of them in one figure
         forest = page.figure(
             "forest",
-            figures.fig_forest(fd.forest_info(data.comparisons)),
+            cmp_figs.fig_forest(cmp_figs.forest_info(comparisons)),
             "No comparison has an interval yet: no forest plot.",
         )
     return {
@@ -181,19 +189,20 @@ def _confirmation(page: _Page) -> dict[str, Any]:
         "figures": [
             page.figure(
                 f"compare-{cmp.a}-{cmp.b}",
-                figures.fig_comparison(cmp, fd.reference_score(data, cmp)),
+                cmp_figs.fig_comparison(cmp, cmp_figs.reference_score(data, cmp)),
                 f"{cmp.b} vs {cmp.a}: {cmp.note}",
             )
-            for cmp in fd.sorted_comparisons(data.comparisons)
+            for cmp in cmp_figs.sorted_comparisons(comparisons)
         ],
+        "no_tuning": NO_TUNING_ARM,
     }
 
 
 def _search(page: _Page) -> dict[str, Any]:
-    arms = page.data.arms
+    arms = page.report.studies.arms
     if not arms:
         return {"figures": None, "best_rows": []}
-    trials = fd.search_trials(arms)
+    trials = search_figs.search_trials(arms)
     slots = [
         page.figure(
             "best-so-far",
@@ -210,16 +219,15 @@ def _search(page: _Page) -> dict[str, Any]:
         params = ", ".join(
             f"{k} = {v:.4g}" if isinstance(v, float) else f"{k} = {v}" for k, v in d.best.params.items()
         )
-        folds = ", ".join(fmt.num(s) for s in d.best.fold_scores)
-        rows.append([arm, f"#{d.best.number}", fmt.num(d.best.value), f"{params}; folds: {folds}"])
+        folds = ", ".join(num(s) for s in d.best.fold_scores)
+        rows.append([arm, f"#{d.best.number}", num(d.best.value), f"{params}; folds: {folds}"])
     return {"figures": slots, "best_rows": rows}
 
 
 def _weights(page: _Page) -> dict[str, Any]:
-    data = page.data
-    learned = [a for a in data.arm_names() if a not in fd.NO_PANEL]
-    moved = verdict.weight_movement(data)
-    info = fd.weights_info(data.arms, moved, fd.fixed_reference_weights(data.arms))
+    data, moved = page.report.studies, page.report.movements
+    learned = [a for a in data.arm_names() if weight_figs.has_panel(a)]
+    info = weight_figs.weights_info(data.arms, moved, weight_figs.fixed_reference_weights(data.arms))
     drawn = [p.arm for p in info.panels] if info is not None else []
     absent = []
     for arm in (a for a in learned if a not in drawn):
@@ -234,34 +242,40 @@ def _weights(page: _Page) -> dict[str, Any]:
     return {
         "slot": slot,
         "learned": learned,
-        "movements": [templating.movement_text(moved[a]) for a in learned if a in moved],
+        "movements": [sentences.movement_text(moved[a]) for a in learned if a in moved],
         "absent": absent,
         "no_reference": info is not None and not info.fixed,
-        "equal": "equal" in data.arm_names(),
-        "no_optimum": [p.arm for p in info.panels if p.arm in fd.KENDALL_ARMS and not p.optimum]
+        "equal": NO_TUNING_ARM in data.arm_names(),
+        "panel_arms": [a for a in SCHEMES if weight_figs.has_panel(a)],
+        "optimum_arms": [a for a in SCHEMES if weight_figs.has_inverse_optimum(a)],
+        "baseline": BASELINE_ARM,
+        "no_tuning": NO_TUNING_ARM,
+        "no_optimum": [p.arm for p in info.panels if weight_figs.has_inverse_optimum(p.arm) and not p.optimum]
         if info
         else [],
     }
 
 
 def _landscape(page: _Page) -> dict[str, Any]:
-    arms = page.data.arms
-    fixed = arms.get("fixed")
+    arms = page.report.studies.arms
+    fixed = arms.get(BASELINE_ARM)
     slots = None
     if fixed is not None:
         slots = [
             page.figure(
                 "fixed-landscape",
-                search_figs.fig_fixed_landscape(fd.landscape_info(fixed)),
-                "No complete fixed trial with alpha and kl_weight yet.",
+                param_figs.fig_fixed_landscape(param_figs.landscape_info(fixed)),
+                f"No complete {BASELINE_ARM} trial with alpha and kl_weight yet.",
             ),
             page.figure(
-                "fixed-slices", search_figs.fig_slices(fd.slice_info(fixed)), "No complete fixed trial yet."
+                "fixed-slices",
+                param_figs.fig_slices(param_figs.slice_info(fixed)),
+                f"No complete {BASELINE_ARM} trial yet.",
             ),
         ]
     importances = page.figure(
         "importances",
-        search_figs.fig_importances(fd.importances_info(arms)),
+        param_figs.fig_importances(param_figs.importances_info(arms)),
         "No arm has enough complete trials for importances.",
     )
     notes = [[arm, d.importance_note] for arm, d in _by_arm(arms)]
@@ -269,23 +283,23 @@ def _landscape(page: _Page) -> dict[str, Any]:
 
 
 def _metric_parts(page: _Page) -> dict[str, Any]:
-    reports = page.data.class_reports()
+    reports = page.report.studies.class_reports()
     parts = page.figure(
         "metric-parts",
-        figures.fig_metric_parts(fd.metric_parts_frame(page.data)),
+        metric_figs.fig_metric_parts(metric_figs.metric_parts_frame(page.report.studies)),
         "No complete trial or confirmation run yet.",
     )
     rows = [
-        [arm, r.source, r.n, fmt.num(r.score), fmt.num(r.binary_f1), fmt.num(r.macro_f1)]
-        for arm, r in reports.items()
+        [arm, r.source, r.n, num(r.score), num(r.binary_f1), num(r.macro_f1)] for arm, r in reports.items()
     ]
     per_class = page.figure(
         "per-class-f1",
-        figures.fig_per_class_f1(reports),
+        metric_figs.fig_per_class_f1(reports),
         "No out-of-fold predictions (user attr oof) recorded yet.",
     )
     confusions = [
-        page.figure(f"confusion-{arm}", figures.fig_confusion(arm, rep), "") for arm, rep in reports.items()
+        page.figure(f"confusion-{arm}", metric_figs.fig_confusion(arm, rep), "")
+        for arm, rep in reports.items()
     ]
     return {"parts": parts, "class_rows": rows, "per_class": per_class, "confusions": confusions}
 
@@ -344,9 +358,9 @@ def _configs(studies: dict[str, StudyRecord]) -> list[tuple[str, str]]:
 
 
 def _reproducibility(page: _Page) -> dict[str, Any]:
-    data = page.data
+    data = page.report.studies
     studies = data.studies()
-    info = data.data_info
+    info = page.report.data_info
     devices = {x for d in data.arms.values() for x in d.trials["device"] if x}
     facts = [  # (label, value, shown as code)
         ("storage", data.storage_url, True),
@@ -398,16 +412,16 @@ def section_titles(sections: tuple[Section, ...]) -> tuple[str, ...]:
 SECTION_TITLES: tuple[str, ...] = section_titles(SECTIONS)
 
 
-def render_html(data: ReportData, *, command: str | None = None) -> tuple[str, list[tuple[str, go.Figure]]]:
+def render_html(report: Report, *, command: str | None = None) -> tuple[str, list[tuple[str, go.Figure]]]:
     """The report page as one string (plotly.js embedded once) and the figures it contains."""
-    page = _Page(data, command)
+    page = _Page(report, command)
     sections = [
         {"title": title, "anchor": _anchor(title), "macro": s.macro, "values": s.gather(page)}
         for s, title in zip(SECTIONS, section_titles(SECTIONS), strict=True)
     ]
     css = ENV.loader.get_source(ENV, "report.css")[0]  # type: ignore[union-attr]
     doc = ENV.get_template("report.html.j2").render(
-        data=data,
+        data=report.studies,
         sections=sections,
         n_figures=len(page.figures),
         generator=GENERATOR,

@@ -1,0 +1,336 @@
+"""Studies → :class:`Report`: the second stage (read → analyse → draw). The arms' scores
+paired and compared with :mod:`study.stats`, what each comparison's headline states, how
+far each learned arm's weights moved, and every warning, computed once into one immutable
+record that the page and the optuna-dashboard note both read.
+
+The honest comparison pairs the confirmation study's scores by (seed, fold): each arm's best
+configuration re-trained on the same fresh splits. Without it, the best search trials of two
+arms are paired by fold, when both searches used the same split, and the result is flagged
+as selection-biased.
+
+Verdict sentences are written by ``templates/verdict.txt.j2`` (:mod:`.sentences`); this
+module only decides what they say.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass, replace
+
+import numpy as np
+import pandas as pd
+
+from cmi_model.weighting import BASELINE_ARM, SCHEMES
+from study.records import DataInfo
+from study.report.studies import ArmData, ConfirmData, FoldFacts, Studies
+from study.stats import Comparison, holm, paired_comparison
+
+MIN_PAIRS = 3  # fewer paired scores give no interval worth showing (t with 1 df: ±12.7 standard errors)
+MOVED = 0.1  # learned log-weights that moved less than this (max |Δs| over folds) are effectively fixed
+
+
+def label(arm: str) -> str:
+    """An arm in words (its own name when this version does not know it)."""
+    scheme = SCHEMES.get(arm)
+    return scheme.label if scheme is not None else arm
+
+
+def learns(arm: str) -> bool:
+    scheme = SCHEMES.get(arm)
+    return scheme is not None and scheme.learned
+
+
+# ----------------------------------------------------------------------------- comparisons
+
+
+@dataclass(frozen=True)
+class ArmComparison:
+    """Paired comparison of arm b against arm a (differences are b − a)."""
+
+    a: str
+    b: str
+    source: str  # "confirmation", "search" (selection-biased best trials) or "none"
+    pairs: pd.DataFrame  # seed, fold, a, b, diff
+    comparison: Comparison | None
+    note: str  # what the numbers rest on, or why there are none
+    p_adjusted: float | None = None  # Holm-adjusted p-value, when several arms are compared with one
+    n_adjusted: int = 1  # the number of comparisons the adjustment is over
+
+    @property
+    def too_few(self) -> bool:
+        """Some paired scores, but fewer than MIN_PAIRS: no interval and no verdict."""
+        return self.comparison is None and 0 < len(self.pairs) < MIN_PAIRS
+
+    @property
+    def selection_biased(self) -> bool:
+        return self.source == "search"
+
+    @property
+    def level(self) -> int:
+        """Confidence level of the interval in percent (0 when there is no comparison)."""
+        return int(round(100 * (1 - self.comparison.alpha))) if self.comparison is not None else 0
+
+    def verdict_words(self) -> str:
+        if self.comparison is None:
+            return "no verdict"
+        v = self.comparison.verdict
+        return {"a better": f"{self.a} better", "b better": f"{self.b} better"}.get(v, v)
+
+
+def _pairs_frame(sa: pd.DataFrame, sb: pd.DataFrame) -> pd.DataFrame:
+    """Scores of a and b (columns seed, fold, score) joined on (seed, fold); finite pairs only."""
+    merged = sa.merge(sb, on=["seed", "fold"], suffixes=("_a", "_b"))
+    out = pd.DataFrame(
+        {"seed": merged["seed"], "fold": merged["fold"], "a": merged["score_a"], "b": merged["score_b"]}
+    )
+    out = out[np.isfinite(out["a"].astype(float)) & np.isfinite(out["b"].astype(float))]
+    out = out.sort_values(["seed", "fold"]).reset_index(drop=True)
+    out["diff"] = out["b"] - out["a"]
+    return out
+
+
+def _none(a: str, b: str, note: str, pairs: pd.DataFrame | None = None) -> ArmComparison:
+    empty = pd.DataFrame(columns=["seed", "fold", "a", "b", "diff"])
+    return ArmComparison(a, b, "none", empty if pairs is None else pairs, None, note)
+
+
+def _from_confirmation(a: str, b: str, confirm: ConfirmData, rope: float) -> ArmComparison | None:
+    s = confirm.scores
+    cols = ["seed", "fold", "score"]
+    pairs = _pairs_frame(s[s["arm"] == a][cols], s[s["arm"] == b][cols])
+    k = confirm.n_folds
+    if not len(pairs) or k is None or k < 2:
+        return None
+    if len(pairs) < MIN_PAIRS:
+        return ArmComparison(a, b, "confirmation", pairs, None, _too_few(len(pairs), "confirmation"))
+    ratio = confirm.record.test_train_ratio
+    ratio = ratio if ratio is not None and math.isfinite(ratio) and ratio > 0 else None  # else K-fold's
+    overlap = (
+        f"n_test/n_train {ratio:.3g} of its folds" if ratio else f"n_test/n_train 1/{k - 1} of {k}-fold CV"
+    )
+    note = (
+        f"{len(pairs)} paired scores from the confirmation study ({pairs['seed'].nunique()} seed(s) × {k} "
+        f"folds): each arm's best configuration re-trained on fresh fold splits; the corrected test uses "
+        f"{overlap}."
+    )
+    comparison = paired_comparison(pairs["a"], pairs["b"], n_folds=k, rope=rope, test_train_ratio=ratio)
+    return ArmComparison(a, b, "confirmation", pairs, comparison, note)
+
+
+def _too_few(n: int, where: str) -> str:
+    return f"{n} paired score(s) from the {where}; a verdict needs at least {MIN_PAIRS}."
+
+
+def _from_search(a: str, b: str, arm_a: ArmData | None, arm_b: ArmData | None, rope: float) -> ArmComparison:
+    if arm_a is None or arm_b is None or arm_a.best is None or arm_b.best is None:
+        missing = [x for x, d in ((a, arm_a), (b, arm_b)) if d is None or d.best is None]
+        return _none(
+            a,
+            b,
+            f"No confirmation scores and no complete search trial for {', '.join(missing)}: nothing to compare yet.",
+        )
+    seed_a, seed_b = arm_a.record.seed, arm_b.record.seed
+    k = arm_a.record.n_folds or len(arm_a.best.fold_scores)
+    if seed_a != seed_b or arm_b.record.n_folds not in (None, k):
+        return _none(
+            a,
+            b,
+            f"No confirmation scores, and the {a} and {b} searches used different fold splits "
+            f"(seed {seed_a} vs {seed_b}): their fold scores cannot be paired.",
+        )
+    seed = seed_a if seed_a is not None else 0
+    fa, fb = (
+        pd.DataFrame({"seed": seed, "fold": range(len(s)), "score": s})
+        for s in (arm_a.best.fold_scores, arm_b.best.fold_scores)
+    )
+    pairs = _pairs_frame(fa, fb)
+    if not len(pairs) or k < 2:
+        return _none(a, b, "No paired fold scores: nothing to compare yet.", pairs)
+    if len(pairs) < MIN_PAIRS:
+        return ArmComparison(a, b, "search", pairs, None, _too_few(len(pairs), "best search trials"))
+    note = (
+        f"SELECTION-BIASED: no confirmation scores, so these are the {len(pairs)} fold scores of each arm's best "
+        f"search trial (#{arm_a.best.number} vs #{arm_b.best.number}). The best of many noisy trials "
+        f"overestimates its own score, and more so for the arm with more or noisier trials. "
+        f"Run `cmi-study confirm` for an honest comparison."
+    )
+    comparison = paired_comparison(pairs["a"], pairs["b"], n_folds=k, rope=rope)
+    return ArmComparison(a, b, "search", pairs, comparison, note)
+
+
+def _compare(a: str, b: str, data: Studies, rope: float) -> ArmComparison:
+    """Confirmation scores when both arms have paired ones, else the best search trials."""
+    if data.confirm is not None and len(data.confirm.scores):
+        found = _from_confirmation(a, b, data.confirm, rope)
+        if found is not None:
+            return found
+    return _from_search(a, b, data.arms.get(a), data.arms.get(b), rope)
+
+
+def comparison_pairs(arms: list[str]) -> list[tuple[str, str]]:
+    """Every other arm against the baseline arm, or against the first arm without it."""
+    if BASELINE_ARM in arms:
+        return [(BASELINE_ARM, b) for b in arms if b != BASELINE_ARM]
+    return [(arms[0], b) for b in arms[1:]]
+
+
+def compare_all(data: Studies, rope: float) -> list[ArmComparison]:
+    """Every comparison of :func:`comparison_pairs`; with several, their p-values Holm-adjusted."""
+    names = data.arm_names()
+    out = [_compare(a, b, data, rope) for a, b in comparison_pairs(names)] if len(names) >= 2 else []
+    tested = [i for i, c in enumerate(out) if c.comparison is not None]
+    if len(tested) > 1:
+        adjusted = holm([out[i].comparison.p_value for i in tested])  # type: ignore[union-attr]
+        for i, p in zip(tested, adjusted, strict=True):
+            out[i] = replace(out[i], p_adjusted=p, n_adjusted=len(tested))
+    return out
+
+
+# ----------------------------------------------------------------------------- what each headline states
+
+
+@dataclass(frozen=True)
+class Movement:
+    """How far a learned arm's log-weights moved within a fold (max |Δs| over folds)."""
+
+    arm: str
+    search: float | None  # over the folds of its best search trial (None: not recorded)
+    search_trial: int | None
+    search_folds: int  # folds that recorded it
+    confirm: float | None  # over the folds of its confirmation runs
+    confirm_folds: int
+
+    @property
+    def largest(self) -> float | None:
+        known = [v for v in (self.search, self.confirm) if v is not None]
+        return max(known) if known else None
+
+    @property
+    def effectively_fixed(self) -> bool:
+        return self.largest is not None and self.largest < MOVED
+
+
+def _max_delta(folds: list[FoldFacts]) -> tuple[float | None, int]:
+    known = [f.max_abs_delta_s for f in folds if f.max_abs_delta_s is not None]
+    return (max(known) if known else None), len(known)
+
+
+def weight_movement(data: Studies) -> dict[str, Movement]:
+    """Every arm that learns its weights, with a best search trial or confirmation runs."""
+    out = {}
+    for arm in data.arm_names():
+        d = data.arms.get(arm)
+        best = d.best if d is not None else None
+        confirm = data.confirm.fold_facts.get(arm, []) if data.confirm is not None else []
+        if not learns(arm) or (best is None and not confirm):
+            continue
+        search, n_search = _max_delta(best.folds if best else [])
+        moved, n_confirm = _max_delta(confirm)
+        out[arm] = Movement(arm, search, best.number if best else None, n_search, moved, n_confirm)
+    return out
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One comparison with the facts its headline states."""
+
+    cmp: ArmComparison
+    seeds_used: int  # confirmation seeds behind the pairs (0 for the search's best trials)
+    more_seeds: int | None  # inconclusive: confirm seeds still to run to decide at this effect size
+    subjects: list[str]  # the subjects whose validation folds scored the pairs (may be unrecorded: [])
+    subjects_kind: str  # "holdout", "shared" (confirmation without hold-out), "search" or "none"
+    rules: dict[str, int]  # "last_epoch" / "inner" / "unrecorded" → number of scoring folds
+    leaky_folds: int  # folds whose epoch was chosen on subjects that also score them
+    effectively_fixed: list[Movement]  # learned arms of this comparison whose weights barely moved
+
+    @property
+    def a_label(self) -> str:
+        return label(self.cmp.a)
+
+    @property
+    def b_label(self) -> str:
+        return label(self.cmp.b)
+
+
+def _scoring_folds(cmp: ArmComparison, data: Studies) -> list[FoldFacts]:
+    arms = (cmp.a, cmp.b)
+    if cmp.source == "confirmation" and data.confirm is not None:
+        return [f for arm in arms for f in data.confirm.fold_facts.get(arm, [])]
+    if cmp.source == "search":
+        return [f for arm in arms if (d := data.arms.get(arm)) and d.best for f in d.best.folds]
+    return []
+
+
+def _subjects(cmp: ArmComparison, data: Studies, folds: list[FoldFacts]) -> tuple[list[str], str]:
+    recorded = sorted({s for f in folds for s in f.val_subjects})
+    if cmp.source == "confirmation" and data.confirm is not None:
+        held = data.confirm.record.holdout_subjects
+        return (sorted(held), "holdout") if held else (recorded, "shared")
+    return recorded, "search" if cmp.source == "search" else "none"
+
+
+def _more_seeds(cmp: ArmComparison, seeds_used: int) -> int | None:
+    c = cmp.comparison
+    if c is None or c.verdict != "inconclusive" or c.seeds_needed is None:
+        return None
+    return max(1, c.seeds_needed - seeds_used)
+
+
+def verdicts(data: Studies, comparisons: list[ArmComparison], moved: dict[str, Movement]) -> list[Verdict]:
+    out = []
+    for cmp in comparisons:
+        folds = _scoring_folds(cmp, data)
+        seeds = int(cmp.pairs["seed"].nunique()) if cmp.source == "confirmation" else 0
+        subjects, kind = _subjects(cmp, data, folds)
+        rules = Counter(f.rule or "unrecorded" for f in folds)
+        still = [moved[a] for a in (cmp.a, cmp.b) if a in moved and moved[a].effectively_fixed]
+        out.append(
+            Verdict(
+                cmp=cmp,
+                seeds_used=seeds,
+                more_seeds=_more_seeds(cmp, seeds),
+                subjects=subjects,
+                subjects_kind=kind,
+                rules=dict(sorted(rules.items())),
+                leaky_folds=sum(f.leaks for f in folds),
+                effectively_fixed=still,
+            )
+        )
+    return out
+
+
+# ----------------------------------------------------------------------------- the report's record
+
+
+@dataclass(frozen=True)
+class Report:
+    """Everything the report shows, as plain data, built once by :func:`analyse`."""
+
+    studies: Studies
+    data_info: DataInfo | None
+    comparisons: tuple[ArmComparison, ...]
+    verdicts: tuple[Verdict, ...]
+    movements: dict[str, Movement]  # learned arm → how far its weights moved
+    warnings: tuple[str, ...]
+    rope: float
+
+    @property
+    def holm(self) -> tuple[int, str] | None:
+        """(number of comparisons, their common baseline) when the p-values were Holm-adjusted."""
+        adjusted = [c for c in self.comparisons if c.p_adjusted is not None]
+        return (adjusted[0].n_adjusted, adjusted[0].a) if adjusted else None
+
+
+def analyse(studies: Studies, *, rope: float = 0.005) -> Report:
+    comparisons = compare_all(studies, rope)
+    moved = weight_movement(studies)
+    return Report(
+        studies=studies,
+        data_info=studies.data_info(),
+        comparisons=tuple(comparisons),
+        verdicts=tuple(verdicts(studies, comparisons, moved)),
+        movements=moved,
+        warnings=tuple(studies.warnings()),
+        rope=rope,
+    )
