@@ -29,7 +29,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 from pydantic import ValidationError
 
 from cmi_model.errors import InputError, Interrupted
-from cmi_model.weighting import ARMS
+from cmi_model.weighting import ARMS, SCHEMES
 from study.helper import Helpers
 from study.settings import MAX_CONFIRM_SEEDS, StudySection
 
@@ -138,7 +138,8 @@ OPTIONS: tuple[Option, ...] = (
         ("run",),
         {
             "type": _arm_list,
-            "help": f"comma-separated arms among {','.join(ARMS)} (default: fixed,uncertainty)",
+            "help": "comma-separated arms (default: fixed,uncertainty): "
+            + "; ".join(f"{arm} = {SCHEMES[arm].label} ({SCHEMES[arm].paper})" for arm in ARMS),
         },
         setting="study.arms",
     ),
