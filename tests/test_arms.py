@@ -14,8 +14,8 @@ import shutil
 import optuna
 import pytest
 from helpers import sqlite_url
+from helpers.page import open_report, rendered
 from optuna.trial import TrialState
-from test_report import _open, _rendered, browser  # noqa: F401 (browser: the Chromium fixture)
 
 from study import records, space
 from study.cli import main
@@ -130,13 +130,13 @@ def test_the_report_shows_every_arm(arms_run):
         assert re.search(rf'id="fig-\d+-compare-fixed-{arm}"', html), arm
 
 
-def test_the_report_renders_every_arm_in_chromium(arms_run, browser, tmp_path):  # noqa: F811
+def test_the_report_renders_every_arm_in_chromium(arms_run, browser, tmp_path):
     _, _, out = arms_run
     page = tmp_path / "report.html"
     shutil.copy(out, page)
-    _open(browser, page)
+    open_report(browser, page)
     n = int(browser.find_element("css selector", "body").get_attribute("data-figures"))
-    assert _rendered(browser) == n >= 10
+    assert rendered(browser) == n >= 10
     assert [e for e in browser.get_log("browser") if e["level"] == "SEVERE"] == []
     rows = browser.find_elements("css selector", "table.summary tbody tr")
     assert sorted(r.find_element("css selector", "td").text.strip("■ ") for r in rows) == sorted(

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from helpers import sqlite_url
 
-from study import records, report, storage
+from study import records, storage
 from study.cli import main
 from study.runner import synthetic_dir
 from study.settings import build_settings
@@ -165,7 +165,23 @@ def test_one_masking_function_for_urls_and_command_lines():
     cmd = f"cmi-study run --storage 'postgresql://bob:{PASSWORD}@db/x' --n-trials 3"
     assert storage.redact(cmd) == "cmi-study run --storage 'postgresql://bob:***@db/x' --n-trials 3"
     # The report uses the driver's functions, not copies of them.
-    assert report.redact is storage.redact and report.redact_url is storage.safe_url
+    from study.report import page, read
+
+    assert page.redact is storage.redact and read.redact_url is storage.safe_url
+
+
+def test_the_helper_module_imports_nothing_from_the_cli():
+    """The CLI starts helpers through study.helper, so that module must not import the CLI back:
+    a helper process gets the CLI's `main` from its entry point, `python -m study --serve-helper`."""
+    import ast
+
+    import study.helper
+
+    tree = ast.parse(Path(study.helper.__file__).read_text(encoding="utf-8"))
+    imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    imported |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+    assert not any(m == "study.cli" or m.startswith("study.cli.") for m in imported), imported
+    assert study.helper.SERVE == "--serve-helper"
 
 
 SECRET_URL = (
@@ -207,7 +223,7 @@ def test_a_full_disk_while_writing_the_report_is_one_line_and_keeps_the_old_repo
 ):
     import errno
 
-    from test_report import full_storage
+    from helpers.fake_study import full_storage
 
     url = sqlite_url(tmp_path / "r.db")
     full_storage(url, "full")

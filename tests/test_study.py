@@ -33,7 +33,7 @@ from cmi_model.errors import InputError
 from cmi_model.folds import SubjectSplit
 from study import records
 from study.cli import main
-from study.report import extract
+from study.report import analyse, read
 from study.runner import open_arm_study
 from study.settings import build_settings
 from study.storage import open_storage, safe_url
@@ -592,7 +592,7 @@ def _trials_of(url: str, name: str) -> dict:
         out[part] = [(t.state.name, t.params, t.value, records.read_trial(t).scores) for t in study.trials]
     out["verdicts"] = [
         (c.a, c.b, c.comparison.verdict, c.comparison.mean_diff, c.comparison.p_value)
-        for c in extract(url, name).comparisons
+        for c in analyse.analyse(read.read(url, name)).comparisons
     ]
     return out
 

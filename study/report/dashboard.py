@@ -14,15 +14,10 @@ import plotly.graph_objects as go
 from cmi_model.weighting import SCHEMES
 from study import records
 from study.records import CONFIRM
-from study.report.analyse import Report, Verdict
+from study.report.analyse import Report
 from study.report.sentences import ENV, holm_text, verdict_text
 
 DASHBOARD_GRAPH_PREFIX = "cmi-report-"
-
-
-def verdict_sentence(v: Verdict) -> str:
-    """One plain-text line: the headline's sentences and the numbers behind them."""
-    return str(ENV.get_template("note.md.j2").module.line(v, verdict_text(v))).strip()
 
 
 def dashboard_note(report: Report, report_path: str | None = None) -> str:

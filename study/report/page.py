@@ -135,7 +135,7 @@ def _summary_row(cmp) -> dict[str, Any]:
         "arm": cmp.b,
         "color": arm_color(cmp.b),
         "cells": [label, *cells, source.get(cmp.source, "none")],
-        "equal": cmp.b == NO_TUNING_ARM,
+        "no_tuning_row": cmp.b == NO_TUNING_ARM,
     }
 
 
@@ -245,7 +245,7 @@ def _weights(page: _Page) -> dict[str, Any]:
         "movements": [sentences.movement_text(moved[a]) for a in learned if a in moved],
         "absent": absent,
         "no_reference": info is not None and not info.fixed,
-        "equal": NO_TUNING_ARM in data.arm_names(),
+        "has_no_tuning": NO_TUNING_ARM in data.arm_names(),
         "panel_arms": [a for a in SCHEMES if weight_figs.has_panel(a)],
         "optimum_arms": [a for a in SCHEMES if weight_figs.has_inverse_optimum(a)],
         "baseline": BASELINE_ARM,

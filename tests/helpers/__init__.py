@@ -1,4 +1,6 @@
-"""Helpers shared by the test modules (fixtures live in conftest.py)."""
+"""Helpers shared by the test modules: plain functions and fake-study builders (fixtures live in
+conftest.py). Submodules: :mod:`helpers.fake_study` (tiny studies in the storage format),
+:mod:`helpers.page` (the rendered page and the browser)."""
 
 from __future__ import annotations
 
