@@ -6,7 +6,15 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from study.stats import Comparison, holm, naive_paired_t_pvalue, paired_comparison
+from study.stats import (
+    Comparison,
+    evidence_plan,
+    holm,
+    naive_paired_t_pvalue,
+    paired_comparison,
+    projected_mde,
+    subject_comparison,
+)
 
 # 2 seeds × 3 folds; differences b − a = d.
 A = [0.70, 0.72, 0.74, 0.71, 0.73, 0.75]
@@ -254,3 +262,174 @@ def test_smaller_overlap_ratio_narrows_the_interval():
 )
 def test_holm_matches_hand_computed_cases(p, adjusted):
     assert holm(p) == pytest.approx(adjusted)
+
+
+# ------------------------------------------------------------------ subject-level comparison
+
+SA = np.array([[0.70, 0.71, 0.69], [0.80, 0.78, 0.81], [0.60, 0.62, 0.61], [0.75, 0.74, 0.77]])
+SD = np.array([[0.01, 0.03, 0.00], [0.02, 0.01, 0.04], [-0.01, 0.02, 0.01], [0.03, 0.00, 0.02]])
+SB = SA + SD
+
+
+def test_subject_comparison_matches_direct_numpy_computation():
+    c = subject_comparison(SA, SB)
+    h, r = SD.shape
+    subj, seed = SD.mean(axis=1), SD.mean(axis=0)
+    v1, v2 = subj.var(ddof=1) / h, seed.var(ddof=1) / r
+    se = math.sqrt(v1 + v2)
+    df = (v1 + v2) ** 2 / (v1**2 / (h - 1) + v2**2 / (r - 1))  # Welch–Satterthwaite
+    assert c.mean_diff == pytest.approx(SD.mean(), rel=1e-12)
+    assert (c.subject_term, c.seed_term) == pytest.approx((v1, v2), rel=1e-12)
+    assert c.se == pytest.approx(se, rel=1e-12) and c.df == pytest.approx(df, rel=1e-12)
+    assert (c.n, c.n_subjects, c.n_seeds) == (12, 4, 3) and c.seed_term_estimated
+    q = sps.t.ppf(0.975, df)
+    assert (c.ci_low, c.ci_high) == pytest.approx((SD.mean() - q * se, SD.mean() + q * se), rel=1e-10)
+    assert c.p_value == pytest.approx(2 * sps.t.sf(SD.mean() / se, df), rel=1e-10)
+    assert c.p_b_better == pytest.approx(sps.t.sf((0.005 - SD.mean()) / se, df), rel=1e-10)
+    assert c.p_a_better == pytest.approx(sps.t.cdf((-0.005 - SD.mean()) / se, df), rel=1e-10)
+    assert c.p_a_better + c.p_equivalent + c.p_b_better == pytest.approx(1.0)
+    assert c.mde == pytest.approx((q + sps.t.ppf(0.8, df)) * se, rel=1e-10)
+    # Two-way ANOVA mean squares, written out.
+    resid = SD - subj[:, None] - seed[None, :] + SD.mean()
+    ms_a, ms_b = r * subj.var(ddof=1), h * seed.var(ddof=1)
+    ms_e = (resid**2).sum() / ((h - 1) * (r - 1))
+    assert c.residual_sd == pytest.approx(math.sqrt(ms_e), rel=1e-10)
+    assert c.subject_sd == pytest.approx(math.sqrt(max(0.0, (ms_a - ms_e) / r)), abs=1e-12)
+    assert c.seed_shared_sd == pytest.approx(math.sqrt(max(0.0, (ms_b - ms_e) / h)), abs=1e-12)
+    assert c.seed_sd == pytest.approx(math.sqrt(SD.var(axis=1, ddof=1).mean()), rel=1e-10)
+    assert c.seed_sd**2 == pytest.approx(ms_e + (ms_b - ms_e) / h, rel=1e-10)
+    assert c.subject_sd_low <= c.subject_sd <= c.subject_sd_high
+    assert c.verdict == "inconclusive" and c.dominant in ("subjects", "seeds") and c.note == ""
+    with pytest.raises(AttributeError):
+        c.verdict = "b better"  # type: ignore[misc]
+
+
+def test_subject_comparison_mirrors_when_arms_swap():
+    c, r = subject_comparison(SA, SB), subject_comparison(SB, SA)
+    assert r.mean_diff == pytest.approx(-c.mean_diff)
+    assert (r.ci_low, r.ci_high) == pytest.approx((-c.ci_high, -c.ci_low))
+    assert r.p_value == pytest.approx(c.p_value) and r.p_a_better == pytest.approx(c.p_b_better)
+
+
+def test_tau_is_found_when_subjects_differ_and_not_when_they_do_not():
+    rng = np.random.default_rng(5)
+    h, r = 30, 10
+    noise = rng.normal(0, 0.01, (h, r))
+    spread = subject_comparison(np.zeros((h, r)), rng.normal(0, 0.03, (h, 1)) + noise)
+    assert spread.subject_sd_low > 0.015 and spread.subject_sd_low < 0.03 < spread.subject_sd_high
+    assert spread.dominant == "subjects"
+    flat = subject_comparison(np.zeros((h, r)), noise)
+    assert flat.subject_sd < 0.005 and flat.subject_sd_low == 0.0 and flat.dominant == "seeds"
+    assert flat.seed_sd == pytest.approx(0.01, rel=0.1)
+
+
+def test_one_seed_falls_back_to_the_subject_term_and_says_so():
+    c = subject_comparison(SA[:, :1], SB[:, :1])
+    d = SD[:, 0]
+    assert not c.seed_term_estimated and c.seed_term == 0.0 and c.n_seeds == 1
+    assert c.se == pytest.approx(d.std(ddof=1) / 2) and c.df == 3
+    assert c.seed_sd is None and c.subject_sd is None and c.subject_sd_low is None
+    assert c.dominant == "unknown" and "one seed" in c.note
+    plan = evidence_plan(c)
+    assert all(p.seeds_needed is None and p.subjects_needed is None for p in plan)
+    assert "2 seeds" in plan[0].note
+    with pytest.raises(ValueError, match="one seed"):
+        projected_mde(c, 10, 5)
+
+
+def test_missing_scores_drop_the_emptiest_seed_or_subject():
+    b = SB.copy()
+    b[:, 2] = np.nan  # a failed seed
+    c = subject_comparison(SA, b)
+    assert c.dropped_seeds == (2,) and c.dropped_subjects == () and "dropped" in c.note
+    assert c.mean_diff == pytest.approx(subject_comparison(SA[:, :2], SB[:, :2]).mean_diff)
+    b = SB.copy()
+    b[1, 0] = np.nan  # one missing cell: the subject (1 of 3 cells) goes before the seed (1 of 4)
+    c = subject_comparison(SA, b)
+    assert c.dropped_subjects == (1,) and c.dropped_seeds == ()
+    assert c.se == pytest.approx(subject_comparison(np.delete(SA, 1, 0), np.delete(SB, 1, 0)).se)
+    a = SA.copy()
+    a[:3, 0] = np.nan  # three of four subjects lack seed 0: the seed goes
+    assert subject_comparison(a, SB).dropped_seeds == (0,)
+    with pytest.raises(ValueError, match="at least 2 subjects"):
+        subject_comparison(np.full((4, 3), np.nan), SB)
+
+
+def test_constant_differences_collapse_the_posterior():
+    big = subject_comparison(SA, SA + 0.02)
+    assert big.se == 0.0 and big.p_value == 0.0 and big.ci_low == big.ci_high == pytest.approx(0.02)
+    assert (big.p_a_better, big.p_equivalent, big.p_b_better) == (0.0, 0.0, 1.0)
+    assert big.verdict == "b better" and big.t_stat == math.inf and big.mde == 0.0
+    same = subject_comparison(SA, SA)
+    assert same.p_value == 1.0 and same.verdict == "practically equivalent" and same.subject_sd == 0.0
+    assert subject_comparison(SA, SA - 0.001).verdict == "practically equivalent"
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "kw", "match"),
+    [
+        ([0.5, 0.6], [0.5, 0.7], {}, "2-D"),
+        (np.zeros((3, 2, 1)), np.zeros((3, 2, 1)), {}, "2-D"),
+        (np.zeros((3, 2)), np.zeros((3, 3)), {}, "same shape"),
+        (np.zeros((1, 4)), np.ones((1, 4)), {}, "at least 2 subjects"),
+        (np.zeros((3, 0)), np.zeros((3, 0)), {}, "at least 2 subjects"),
+        (np.zeros((3, 2)), np.full((3, 2), np.inf), {}, "infinite"),
+        (np.zeros((3, 2)), np.ones((3, 2)), {"rope": -1}, "rope"),
+        (np.zeros((3, 2)), np.ones((3, 2)), {"alpha": 1.5}, "alpha"),
+    ],
+)
+def test_subject_comparison_bad_input(a, b, kw, match):
+    with pytest.raises(ValueError, match=match):
+        subject_comparison(a, b, **kw)
+
+
+def test_verdicts_need_the_interval_beyond_the_rope():
+    rng = np.random.default_rng(7)
+    noise = rng.normal(0, 0.004, (20, 10))
+    clear = subject_comparison(np.zeros((20, 10)), 0.02 + noise)
+    assert clear.verdict == "b better" and clear.ci_low > clear.rope and clear.p_b_better >= 0.975
+    assert subject_comparison(0.02 + noise, np.zeros((20, 10))).verdict == "a better"
+    # Significant against 0 but not beyond the rope: not a directional verdict.
+    small = subject_comparison(np.zeros((20, 10)), 0.006 + noise)
+    assert small.p_value < 0.05 and small.ci_low < small.rope and small.verdict == "inconclusive"
+    assert subject_comparison(np.zeros((20, 10)), 0.1 * noise).verdict == "practically equivalent"
+
+
+def test_holm_takes_the_subject_level_p_values():
+    rng = np.random.default_rng(8)
+    comps = [
+        subject_comparison(np.zeros((10, 4)), shift + rng.normal(0, 0.01, (10, 4)))
+        for shift in (0, 0.01, 0.03)
+    ]
+    p = [c.p_value for c in comps]
+    assert holm(p) == pytest.approx(
+        np.minimum(1, np.maximum.accumulate(np.sort(p) * [3, 2, 1]))[np.argsort(np.argsort(p))]
+    )
+
+
+def test_evidence_plan_names_the_lever_that_works():
+    rng = np.random.default_rng(9)
+    h, r = 20, 5
+    seed_noise = rng.normal(0, 0.006, (1, r))  # shared by every subject of a seed: only seeds help
+    c = subject_comparison(np.zeros((h, r)), seed_noise + rng.normal(0, 0.004, (h, r)))
+    assert projected_mde(c, h, r) == pytest.approx(c.mde, rel=0.01)  # equal but for τ² clamped at 0
+    plan = {p.effect: p for p in evidence_plan(c, (0.005, 0.02), max_subjects=81)}
+    assert plan[0.005].subjects_needed is None and plan[0.005].seeds_needed is not None
+    assert "more seeds are needed" in plan[0.005].note
+    assert plan[0.02].seeds_needed <= plan[0.005].seeds_needed
+    # Subject spread: seeds cannot remove it, subjects can.
+    d = rng.normal(0, 0.03, (h, 1)) + rng.normal(0, 0.003, (h, r))
+    spread = subject_comparison(np.zeros((h, r)), d)
+    p = evidence_plan(spread, (0.01,), max_subjects=1000)[0]
+    assert p.seeds_needed is None and p.subjects_needed is not None and p.subjects_needed > h
+    assert "subject spread" in p.note
+    assert (
+        projected_mde(spread, p.subjects_needed, r) <= 0.01 < projected_mde(spread, p.subjects_needed - 1, r)
+    )
+    assert evidence_plan(spread, (0.001,), max_subjects=30)[0].neither_practical
+    # A planning statement at stated effects: the observed difference does not enter.
+    shifted = subject_comparison(np.zeros((h, r)), d + 0.05)
+    assert shifted.verdict == "b better"
+    assert evidence_plan(shifted, (0.01,), max_subjects=1000)[0].subjects_needed == p.subjects_needed
+    with pytest.raises(ValueError, match="positive"):
+        evidence_plan(c, (0.0,))
