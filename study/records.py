@@ -31,6 +31,8 @@ BUDGET_TAKEN = "BudgetTaken"  # fail_reason prefix of a trial that stepped aside
 # fail_reason prefix of a queued confirmation pair whose source trial stopped being its arm's best
 # before any worker took it (see confirm.prepare_confirm); it is never trained.
 SUPERSEDED = "Superseded"
+# TrialRecord fields a confirmation pair is queued with (kept when a lost worker's pair is re-queued).
+QUEUED = ("source_trial", "params", "forced")
 PACKAGES = ("torch", "pytorch-lightning", "optuna", "optuna-dashboard", "numpy", "pandas")
 PACKAGES += ("scipy", "scikit-learn", "plotly", "torchjd")
 

@@ -412,6 +412,13 @@ def test_killed_confirm_worker_pair_is_retried_and_every_pair_done_once(tmp_path
     assert sorted(done) == [("fixed", 1), ("fixed", 2)]  # each pair exactly once, the killed one retried
     pair = killed.system_attrs["fixed_params"]  # queued with its pair, whether or not it got to suggest it
     assert (pair["arm"], pair["seed"]) in done
+    # The retried pair kept what it was queued with: the source trial and its parameters.
+    best = load(url, "kc-fixed").best_trial
+    for t in trials:
+        if t.state == TrialState.COMPLETE:
+            r = records.read_trial(t)
+            assert (r.source_trial, r.params) == (best.number, best.params)
+            assert t.user_attrs["source_trial"] == best.number
 
 
 # ----------------------------------------------------------------------------- Ctrl-C
