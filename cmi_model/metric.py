@@ -47,3 +47,20 @@ def score_indices(y_true: np.ndarray, y_pred: np.ndarray) -> Score:
     """Score on 18-class indices (as the model outputs them)."""
     names = np.array(GESTURES, dtype=object)
     return cmi_score_parts(list(names[np.asarray(y_true)]), list(names[np.asarray(y_pred)]))
+
+
+def subject_scores(y_true: np.ndarray, y_pred: np.ndarray, subjects: np.ndarray) -> dict[str, dict]:
+    """`score_indices` on each subject's sequences alone: subject → {"score", "binary_f1",
+    "macro_f1", "n"} (n: the subject's sequences), subjects in sorted order."""
+    y_true, y_pred, subjects = np.asarray(y_true), np.asarray(y_pred), np.asarray(subjects)
+    out = {}
+    for subject in sorted(np.unique(subjects).tolist()):
+        mine = subjects == subject
+        s = score_indices(y_true[mine], y_pred[mine])
+        out[str(subject)] = {
+            "score": s.score,
+            "binary_f1": s.binary_f1,
+            "macro_f1": s.macro_f1,
+            "n": int(mine.sum()),
+        }
+    return out

@@ -17,7 +17,7 @@ from cmi_model.dataset import FoldCache, TensorBatches
 from cmi_model.folds import inner_split, subjects_of
 from cmi_model.labels import EIGHTEEN_TO_NINE, GESTURES, NINE_CLASSES
 from cmi_model.losses import inverse_frequency_weights
-from cmi_model.metric import score_indices
+from cmi_model.metric import score_indices, subject_scores
 from cmi_model.module import CMILitModule
 from cmi_model.network import CMINetwork
 
@@ -39,6 +39,9 @@ class FoldResult:
     learned_end: dict[str, float]  # weighting.logged_params() after the last step
     max_abs_delta_s: float | None  # largest |end − start| of a learned parameter; None: nothing learned
     val_subjects: list[str]  # subjects of the validation fold
+    subject_scores: dict[
+        str, dict
+    ]  # validation subject → its score, binary_f1, macro_f1, n (metric.subject_scores)
     stop_subjects: list[str]  # training subjects set aside to choose the epoch (empty for "last_epoch")
     val_indices: np.ndarray = field(repr=False)  # sequence indices of the validation fold, sorted
     val_probs: np.ndarray = field(repr=False)  # (n_val, 18) class probabilities of the chosen model
@@ -79,6 +82,24 @@ def _predict(trainer: pl.Trainer, module: CMILitModule, batches) -> tuple[np.nda
     return probs[order].astype(np.float32), idx[order]
 
 
+def fold_state(seed: int | None, *, deterministic: bool) -> None:
+    """The process-wide state a fold's numbers depend on, set from the fold alone (seed: every
+    random generator, as `pl.seed_everything`; None: leave them), so that what the process ran
+    before (other folds, trials, arms, tests) cannot reach it.
+
+    Deterministic algorithms on the CPU; without them also fill every new uninitialised tensor
+    with NaN (a debugging aid: ~4% of the tiny model's CPU step, in torch.profiler). No result
+    reads uninitialised memory, so the results are the same without it (tested). The one
+    setting left to the worker is its torch thread count (`--threads`): reductions split over
+    more threads round differently in the last bits, so it is recorded with every trial.
+    """
+    torch.use_deterministic_algorithms(deterministic)
+    if deterministic:
+        torch.utils.deterministic.fill_uninitialized_memory = False
+    if seed is not None:
+        pl.seed_everything(seed, workers=True, verbose=False)
+
+
 def fit_fold(
     data: SequenceData,
     train_idx: np.ndarray,
@@ -110,12 +131,12 @@ def fit_fold(
     val_tensors = cache.tensors(data, val_idx, fit_idx, data_cfg)
     fit_batches = TensorBatches(fit_tensors, data_cfg.batch_size, shuffle=True, seed=train_cfg.seed)
     prepared = time.perf_counter()
-    pl.seed_everything(train_cfg.seed, workers=True, verbose=False)
+    accelerator, precision = resolve_accelerator(train_cfg.accelerator)
+    fold_state(train_cfg.seed, deterministic=accelerator == "cpu")
     class_weights = _class_weights(data.gesture[fit_idx]) if loss_cfg.class_weighting else None
     network = CMINetwork(model_cfg, nine_class_head=loss_cfg.nine_class_head_enabled)
     module = CMILitModule(network, loss_cfg, train_cfg, class_weights)
     learned_start = module.weighting.logged_params()
-    accelerator, precision = resolve_accelerator(train_cfg.accelerator)
     stopping = [pl.callbacks.EarlyStopping(monitor="stop/score", mode="max", patience=train_cfg.patience)]
     trainer = pl.Trainer(
         accelerator=accelerator,
@@ -131,11 +152,7 @@ def fit_fold(
         num_sanity_val_steps=0,
         deterministic=accelerator == "cpu",
     )
-    if accelerator == "cpu":
-        # Deterministic mode also fills every new uninitialised tensor with NaN (a debugging aid:
-        # ~4% of the tiny model's CPU step, in torch.profiler). No result reads uninitialised
-        # memory, so the results are the same without it.
-        torch.utils.deterministic.fill_uninitialized_memory = False
+    fold_state(None, deterministic=accelerator == "cpu")  # the Trainer set the flags again
     set_up = time.perf_counter()
     if inner:
         stop_tensors = cache.tensors(data, stop_idx, fit_idx, data_cfg)
@@ -156,7 +173,8 @@ def fit_fold(
         trainer, module, TensorBatches(val_tensors, data_cfg.batch_size, shuffle=False)
     )
     predicted = time.perf_counter()
-    s = score_indices(data.gesture[val_indices], val_probs.argmax(1))
+    val_pred = val_probs.argmax(1)
+    s = score_indices(data.gesture[val_indices], val_pred)
     terms = loss_cfg.active_terms()
     return FoldResult(
         score=s.score,
@@ -174,6 +192,7 @@ def fit_fold(
         learned_end=learned_end,
         max_abs_delta_s=max((abs(learned_end[k] - v) for k, v in learned_start.items()), default=None),
         val_subjects=subjects_of(data, val_idx),
+        subject_scores=subject_scores(data.gesture[val_indices], val_pred, data.subject[val_indices]),
         stop_subjects=subjects_of(data, stop_idx),
         val_indices=val_indices,
         val_probs=val_probs,

@@ -204,6 +204,16 @@ OPTIONS: tuple[Option, ...] = (
         {"type": _positive(int, MAX_CONFIRM_SEEDS), "help": "fresh split seeds (default: the preset's)"},
         forward=True,
     ),
+    Option(
+        "--force",
+        ("confirm",),
+        {
+            "action": "store_true",
+            "help": "confirm each arm's best trial so far even if its search is unfinished or running "
+            "(its pairs record forced=True)",
+        },
+        forward=True,
+    ),
     Option("--out", ("report", "demo"), {"type": Path, "help": "HTML file (default: reports/NAME.html)"}),
     Option(
         "--force",
@@ -319,7 +329,13 @@ def _forwarded(args, command: str) -> list[str]:
     argv = [command]
     for opt in OPTIONS:
         value = getattr(args, opt.dest, None)
-        if opt.forward and command in opt.commands and value is not None:
+        if opt.dest == "force" and args.command != command:
+            value = None  # the demo's --force is its report's, not confirm's
+        if not (opt.forward and command in opt.commands) or value is None or value is False:
+            continue
+        if value is True:  # a switch ("store_true"): the flag alone
+            argv.append(opt.flag)
+        else:
             argv += [opt.flag, _storage_url(args) if opt.dest == "storage" else str(value)]
     return argv
 
@@ -393,8 +409,10 @@ def cmd_confirm(args) -> None:
 
     torch.set_num_threads(args.threads)
     with _helpers(args, args.workers - 1) as helpers:
+        # demo's --force is report's (overwrite --out); the demo's search is always finished.
+        force = bool(args.force) and args.command == "confirm"
         confirm, objective, settings = prepare_confirm(
-            _storage_url(args), args.study_name, args.seeds, args.data, _command_line(args)
+            _storage_url(args), args.study_name, args.seeds, args.data, _command_line(args), force
         )
         if confirm.get_trials(deepcopy=False, states=(TrialState.WAITING,)):  # else: nothing to do
             helpers.send(_forwarded(args, "confirm"), [[] for _ in range(args.workers - 1)])

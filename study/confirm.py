@@ -13,14 +13,14 @@ import time
 
 import numpy as np
 import optuna
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 from tqdm.auto import tqdm
 
 from cmi_model.errors import InputError
 from cmi_model.folds import SubjectSplit, holdout_folds
 from study import records, space
-from study.objective import BudgetTaken, TrialConfigs, run_folds
-from study.runner import load_study_data, run_one
+from study.objective import BudgetTaken, TrialConfigs, budget_counts, run_folds
+from study.runner import load_study_data, run_one, shared_settings
 from study.settings import Settings, StudySection
 from study.storage import fail_lost_trials, open_storage
 
@@ -28,22 +28,37 @@ SEED_RANGE = (0, 2**31 - 1)  # the seed parameter's distribution; the values com
 
 
 class ConfirmObjective:
-    """Re-train one queued (arm, seed) pair on its folds."""
+    """Re-train one queued (arm, seed) pair on its folds.
+
+    Everything the pair trains comes from the pair itself: the source trial's parameters stored
+    with it when it was queued (not this worker's own view of the best, which a search still
+    running could move), the split seed's folds, and per fold the seed seed·1000 + k from which
+    fit_fold sets every random generator and flag (`cmi_model.train.fold_state`); no tensors
+    are shared with other pairs. So a pair's scores do not depend on which worker runs it or
+    on what that worker ran before (only, in the last bits, on its `--threads`, recorded).
+    """
 
     def __init__(self, settings: Settings, data, split: SubjectSplit, best: dict):
         self.settings, self.data, self.split, self.best = settings, data, split, best
 
     def __call__(self, trial: optuna.Trial) -> float:
         running = trial.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-        if "fixed_params" not in next(t for t in running if t.number == trial.number).system_attrs:
+        mine = next(t for t in running if t.number == trial.number)
+        if "fixed_params" not in mine.system_attrs:
             # Another worker took the last queued pair between our look at the queue and this trial.
             records.write(trial, fail_reason=f"{records.BUDGET_TAKEN}: no queued pair left")
             raise BudgetTaken()
+        queued = records.read_trial(mine)  # what prepare_confirm stored with the pair
         arm = trial.suggest_categorical("arm", records.ARMS)
         seed = trial.suggest_int("seed", *SEED_RANGE)
-        best, s = self.best[arm], self.settings
-        records.write(trial, arm=arm, seed=seed, params=best.params, source_trial=best.number)
-        model, loss, train = space.apply(arm, best.params, s.model, s.loss, s.train)
+        if queued.source_trial is not None and queued.params is not None:
+            source, params, forced = queued.source_trial, queued.params, queued.forced
+        else:  # queued by an earlier version, without its source: this worker's best
+            best = self.best[arm]
+            source, params, forced = best.number, best.params, None
+        s = self.settings
+        records.write(trial, arm=arm, seed=seed, params=params, source_trial=source, forced=forced)
+        model, loss, train = space.apply(arm, params, s.model, s.loss, s.train)
         return run_folds(
             trial,
             self.data,
@@ -54,12 +69,63 @@ class ConfirmObjective:
             label=f"confirm {arm} s{seed}",
         )
 
+    @property
+    def sources(self) -> dict[str, int]:
+        """Each arm's current best search trial number: the pairs that count."""
+        return {arm: t.number for arm, t in self.best.items()}
+
+
+def pair_of(t: FrozenTrial) -> tuple[str | None, int | None, int | None]:
+    """(arm, seed, source trial) of a confirmation trial, queued, running or finished."""
+    fixed = t.system_attrs.get("fixed_params") or {}
+    r = records.read_trial(t)
+    return fixed.get("arm", r.arm), fixed.get("seed", r.seed), r.source_trial
+
+
+def _check_searches(
+    arm_studies: dict[str, optuna.Study], recorded: dict[str, records.ArmStudyRecord], force: bool
+) -> set[str]:
+    """The arms whose search is unfinished (budget not reached, or a trial running); without
+    --force the first of them is an error. Also refuses arms made with other shared settings."""
+    first_arm, first = next(iter(recorded.items()))
+    for arm, rec in recorded.items():
+        mine, theirs = shared_settings(rec.score_settings), shared_settings(first.score_settings)
+        for key in mine.keys() | theirs.keys():
+            if mine.get(key) != theirs.get(key):
+                raise InputError(
+                    f"study {arm_studies[arm].study_name!r} was run with {key}={mine.get(key)!r} but "
+                    f"{arm_studies[first_arm].study_name!r} with {theirs.get(key)!r}: the arms of one "
+                    "study name cannot be compared"
+                )
+    unfinished = set()
+    for arm, study in arm_studies.items():
+        done, running = budget_counts(study)
+        n = recorded[arm].n_trials or 0
+        if done < n or running:
+            unfinished.add(arm)
+            if not force:
+                raise InputError(
+                    f"arm {arm}: {done} of {n} search trials finished, {running} running in "
+                    f"{study.study_name!r}: let `run` finish, or pass --force to confirm the best so far"
+                )
+    return unfinished
+
 
 def prepare_confirm(
-    storage_url: str, name: str, n_seeds: int | None, data_dir: str | None, command: str
+    storage_url: str,
+    name: str,
+    n_seeds: int | None,
+    data_dir: str | None,
+    command: str,
+    force: bool = False,
 ) -> tuple[optuna.Study, ConfirmObjective, Settings]:
-    """Open the run's studies, write the confirmation study's record and queue the pairs not yet
-    done or queued (a pair that failed is queued again)."""
+    """Open the run's studies, write the confirmation study's record and queue the pairs of each
+    arm's current best trial not yet done or queued (a pair that failed is queued again).
+
+    Refused (nothing written) while an arm's search is unfinished or running, unless `force`:
+    then the best so far is confirmed and its pairs record forced=True. Pairs of an earlier best
+    stay in the storage as history (records.current_pairs tells them apart); queued ones that no
+    worker took yet are failed as superseded instead of trained."""
     storage = open_storage(storage_url, must_exist=True)  # confirm reads a run: never a new database
     existing = set(optuna.get_all_study_names(storage))
     arm_studies = {
@@ -71,8 +137,10 @@ def prepare_confirm(
         raise InputError(
             f"storage has no study named {name}-<arm>: run `cmi-study run --study-name {name}` first"
         )
+    recorded_arms = {arm: records.read_arm_study(s) for arm, s in arm_studies.items()}
+    forced = _check_searches(arm_studies, recorded_arms, force)
     first = next(iter(arm_studies.values()))
-    recorded = records.read_arm_study(first)
+    recorded = recorded_arms[next(iter(arm_studies))]
     settings = Settings(**recorded.settings)
     st = settings.study
     data, info = load_study_data(settings, data_dir)
@@ -116,28 +184,49 @@ def prepare_confirm(
             test_train_ratio=float(np.mean([len(va) / len(tr) for tr, va in folds])),
         ),
     )
-    live = (TrialState.COMPLETE, TrialState.WAITING, TrialState.RUNNING)
-    have = {
-        (t.params.get("arm"), t.params.get("seed")) for t in confirm.get_trials(deepcopy=False, states=live)
-    }
-    have |= {
-        (t.system_attrs["fixed_params"].get("arm"), t.system_attrs["fixed_params"].get("seed"))
-        for t in confirm.get_trials(deepcopy=False, states=(TrialState.WAITING,))
-    }
+    sources = {arm: t.number for arm, t in best.items()}
+    have = set()
+    for t in confirm.get_trials(
+        deepcopy=False, states=(TrialState.COMPLETE, TrialState.WAITING, TrialState.RUNNING)
+    ):
+        arm, seed, source = pair_of(t)
+        if t.state == TrialState.WAITING and source != sources.get(arm):
+            _supersede(confirm, t, sources.get(arm))
+        else:
+            have.add((arm, seed, source))
     for seed in seeds:
-        for arm in best:
-            if (arm, seed) not in have:
-                confirm.enqueue_trial({"arm": arm, "seed": seed})
+        for arm, trial in best.items():
+            if (arm, seed, trial.number) not in have:
+                attrs = records.trial_attrs(
+                    source_trial=trial.number, params=trial.params, forced=arm in forced
+                )
+                confirm.enqueue_trial({"arm": arm, "seed": seed}, user_attrs=attrs)
     return confirm, ConfirmObjective(settings, data, split, best), settings
 
 
+def _supersede(confirm: optuna.Study, t: FrozenTrial, best_number: int | None) -> None:
+    """A queued pair whose source trial is no longer its arm's best: failed, never trained."""
+    storage = confirm._storage
+    reason = f"{records.SUPERSEDED}: source trial #{records.read_trial(t).source_trial} is no longer the best"
+    reason += f" (#{best_number} is)" if best_number is not None else ""
+    for key, value in records.trial_attrs(fail_reason=reason).items():
+        storage.set_trial_user_attr(t._trial_id, key, value)
+    storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+
+
 def work_confirm(confirm: optuna.Study, objective: ConfirmObjective, st: StudySection) -> dict:
-    """Take queued pairs until none is left or running; return each arm's mean confirmed score."""
+    """Take queued pairs until none is left or running; return each arm's mean confirmed score
+    over its current pairs (those of its current best trial)."""
+    sources = objective.sources
 
     def count(*states) -> int:
         return len(confirm.get_trials(deepcopy=False, states=states))
 
-    total = count(TrialState.WAITING, TrialState.RUNNING, TrialState.COMPLETE)
+    def current(*states) -> int:
+        trials = confirm.get_trials(deepcopy=False, states=states)
+        return sum(sources.get(arm) == source for arm, _, source in map(pair_of, trials))
+
+    total = current(TrialState.WAITING, TrialState.RUNNING, TrialState.COMPLETE)
     if not count(TrialState.WAITING, TrialState.RUNNING):
         print(f"nothing to do: {total} of {total} confirmation pairs finished; use --seeds to add more")
     with tqdm(total=total, desc="confirm", unit="pair", disable=not count(TrialState.WAITING)) as bar:
@@ -152,10 +241,10 @@ def work_confirm(confirm: optuna.Study, objective: ConfirmObjective, st: StudySe
                 time.sleep(min(2.0, st.heartbeat_interval))  # others' pairs: wait in case one dies
             else:
                 break
-            bar.n = count(TrialState.COMPLETE)
+            bar.n = current(TrialState.COMPLETE)
             bar.refresh()
+    done = [records.read_trial(t) for t in confirm.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
     scores: dict[str, list[float]] = {}
-    for t in confirm.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        r = records.read_trial(t)
+    for r in records.current_pairs(done, sources)[0]:
         scores.setdefault(r.arm, []).extend(r.scores)
     return {arm: {"n": len(v), "mean": float(np.mean(v))} for arm, v in scores.items()}

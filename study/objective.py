@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import optuna
+import torch
 from optuna.trial import TrialState
 from tqdm.auto import tqdm
 
@@ -41,7 +42,7 @@ def _record(trial: optuna.Trial, results: list[FoldResult], data: SequenceData) 
     pred = np.concatenate([r.val_probs.argmax(1) for r in results])
     # Compact out-of-fold predictions (18-class indices) for per-class F1 and confusion matrices.
     oof = records.OOF(y_true=data.gesture[idx].tolist(), y_pred=pred.tolist())
-    records.write(trial, folds=folds, device=results[-1].device, oof=oof)
+    records.write(trial, folds=folds, device=results[-1].device, oof=oof, threads=torch.get_num_threads())
 
 
 def run_folds(

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import sys
+from collections.abc import Iterable, Mapping
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
@@ -23,10 +24,15 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from cmi_model.weighting import ARMS
 
-__all__ = ["ARMS", "CONFIRM", "BUDGET_TAKEN"]
+__all__ = ["ARMS", "CONFIRM", "BUDGET_TAKEN", "SUPERSEDED"]
 
 CONFIRM = "confirm"  # suffix of the confirmation study: NAME-confirm
 BUDGET_TAKEN = "BudgetTaken"  # fail_reason prefix of a trial that stepped aside (see objective)
+# fail_reason prefix of a queued confirmation pair whose source trial stopped being its arm's best
+# before any worker took it (see confirm.prepare_confirm); it is never trained.
+SUPERSEDED = "Superseded"
+# TrialRecord fields a confirmation pair is queued with (kept when a lost worker's pair is re-queued).
+QUEUED = ("source_trial", "params", "forced")
 PACKAGES = ("torch", "pytorch-lightning", "optuna", "optuna-dashboard", "numpy", "pandas")
 PACKAGES += ("scipy", "scikit-learn", "plotly", "torchjd")
 
@@ -63,6 +69,15 @@ def base_name(name: str, existing: set[str]) -> str:
 # ----------------------------------------------------------------------------- trials
 
 
+class SubjectScore(_Record):
+    """The competition score on one validation subject's sequences alone (cmi_model.metric)."""
+
+    score: float
+    binary_f1: float
+    macro_f1: float
+    n: int  # the subject's sequences in the fold
+
+
 class FoldRecord(_Record):
     """One finished fold of a trial."""
 
@@ -83,6 +98,7 @@ class FoldRecord(_Record):
     learned_start: dict[str, float] = {}  # learned weighting parameters before the first step
     learned_end: dict[str, float] = {}  # the same after the last step
     max_abs_delta_s: float | None = None  # largest |end − start| of them; None: nothing learned
+    subject_scores: dict[str, SubjectScore] = {}  # validation subject → its score ({}: unrecorded)
 
 
 class OOF(_Record):
@@ -97,11 +113,16 @@ class TrialRecord(_Record):
     device: str | None = None
     oof: OOF | None = None
     fail_reason: str | None = None
-    # A confirmation trial says which arm and split seed it re-trained, and from what.
+    threads: int | None = None  # torch CPU threads of the worker that trained it (changes the last bits)
+    # A confirmation trial says which arm and split seed it re-trained, and from what: the arm
+    # study's trial number and its parameters (stored when the pair is queued, so whichever
+    # worker takes it trains exactly that), and whether the search was unfinished then
+    # (`confirm --force`: the best so far).
     arm: str | None = None
     seed: int | None = None
     params: dict[str, Any] | None = None
     source_trial: int | None = None
+    forced: bool | None = None
 
     @property
     def scores(self) -> list[float]:
@@ -158,6 +179,24 @@ def best_trial(trials: list[FrozenTrial]) -> FrozenTrial | None:
         t for t in trials if t.state == TrialState.COMPLETE and t.value is not None and math.isfinite(t.value)
     ]
     return max(complete, key=lambda t: (t.value, -t.number), default=None)
+
+
+def current_pairs(
+    pairs: Iterable[TrialRecord], best: Mapping[str, int | None]
+) -> tuple[list[TrialRecord], list[TrialRecord]]:
+    """(current, superseded) confirmation pairs, each list in the order given.
+
+    pairs: confirmation trials' records (e.g. the COMPLETE trials of ``NAME-confirm`` through
+    :func:`read_trial`); best: each arm's current best search trial number (``best_trial(...)
+    .number``; None or absent: the arm has none). A pair is current when it re-trained its arm's
+    current best trial; any other pair (an earlier best, an arm no longer searched, a record
+    without a source trial) is superseded: history, kept in the storage, not part of a verdict.
+    """
+    current, superseded = [], []
+    for r in pairs:
+        is_current = r.source_trial is not None and best.get(r.arm) == r.source_trial
+        (current if is_current else superseded).append(r)
+    return current, superseded
 
 
 # ----------------------------------------------------------------------------- studies

@@ -121,16 +121,38 @@ def _refuse_other_settings(
             )
 
 
+def shared_settings(score_settings: dict) -> dict:
+    """The score settings every arm of one study name shares: all but the arm's own search space
+    (the arms' scores are compared, so they must mean the same thing)."""
+    return {k: v for k, v in score_settings.items() if not k.startswith("search_space.")}
+
+
 def check_joinable(storage, name: str, wants: dict[str, records.ArmStudyRecord]) -> None:
     """Before anything is created: every arm study that exists must have been made with the
-    same score settings (one arm refused must not leave another arm's study behind)."""
+    same score settings, and every other arm of the study name with the same shared settings
+    (one arm refused must not leave another arm's study behind)."""
     existing = set(optuna.get_all_study_names(storage))
-    for arm, want in wants.items():
+    haves = {}
+    for arm in records.ARMS:
         study_name = records.study_name(name, arm)
         if study_name in existing:
             have = _creators_record(optuna.load_study(study_name=study_name, storage=storage))
             if have is not None:
-                _refuse_other_settings(study_name, have, want)
+                haves[study_name] = have
+    for arm, want in wants.items():  # the arm itself first: its own study names the setting
+        study_name = records.study_name(name, arm)
+        if study_name in haves:
+            _refuse_other_settings(study_name, haves[study_name], want)
+    for study_name, have in haves.items():
+        old = shared_settings(have.score_settings)
+        for arm, want in wants.items():
+            for key, value in shared_settings(want.score_settings).items():
+                if old.get(key) != value:
+                    raise InputError(
+                        f"study {study_name!r}, an arm of --study-name {name}, was created with "
+                        f"{key}={old.get(key)!r}, this run asks for {value!r} (arm {arm}): every arm "
+                        "of a study name shares its settings; use the same options or another --study-name"
+                    )
 
 
 def arm_record(

@@ -50,10 +50,11 @@ def safe_url(url: str) -> str:
 
 
 class _RetryStale(RetryHeartbeatStaleTrialCallback):
-    """Re-queue a dead worker's trial with the same parameters but none of its partial results."""
+    """Re-queue a dead worker's trial with the same parameters but none of its partial results
+    (a confirmation pair keeps what it was queued with: its source trial and parameters)."""
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        trial.user_attrs = {}
+        trial.user_attrs = {k: v for k, v in trial.user_attrs.items() if k in records.QUEUED}
         super().__call__(study, trial)
 
 

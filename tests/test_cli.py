@@ -241,3 +241,15 @@ def test_a_full_disk_while_writing_the_report_is_one_line_and_keeps_the_old_repo
     assert len(err) == 1 and "No space left on device" in err[0], err
     assert out.read_bytes() == before  # the old report is intact, no partial file is left
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.db", "r.html"]
+
+
+def test_confirm_force_reaches_the_helpers_as_a_flag_but_demo_force_does_not():
+    from study.cli import _forwarded, build_parser
+
+    args = build_parser().parse_args(["confirm", "--force", "--workers", "2", "--study-name", "x"])
+    argv = _forwarded(args, "confirm")
+    assert argv[0] == "confirm" and argv.count("--force") == 1
+    assert argv[argv.index("--force") + 1 :][:1] != ["True"]  # a switch: the flag alone
+    assert "--force" not in _forwarded(build_parser().parse_args(["confirm", "--study-name", "x"]), "confirm")
+    demo = build_parser().parse_args(["demo", "--force"])  # the report's --force (overwrite --out)
+    assert "--force" not in _forwarded(demo, "confirm")

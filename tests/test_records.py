@@ -22,6 +22,10 @@ FOLDS = [
         seconds=12.5 + k,
         weights={"multiclass": 0.5, "kl": 0.1 * k},
         weight_trajectory={"multiclass": [0.4, 0.5], "kl": [0.0, 0.1 * k]},
+        subject_scores={
+            f"SUBJ_{k}": records.SubjectScore(score=0.7, binary_f1=0.9, macro_f1=0.5, n=4 + k),
+            f"SUBJ_{k + 10}": records.SubjectScore(score=0.6, binary_f1=0.8, macro_f1=0.4, n=2),
+        },
     )
     for k in range(3)
 ]
@@ -34,6 +38,8 @@ FIELDS = dict(
     seed=7,
     params={"lr": 1e-3, "dropout": 0.1},
     source_trial=4,
+    forced=True,
+    threads=2,
 )
 
 
@@ -49,6 +55,19 @@ def test_trial_attrs_round_trip_every_field():
     assert back == records.TrialRecord(**FIELDS)
     assert set(records.TrialRecord.model_fields) == set(FIELDS)  # the round trip covers every field
     assert back.scores == [f.score for f in FOLDS] and back.fold_values("epochs") == [5, 6, 7]
+    assert back.folds[2].subject_scores["SUBJ_2"].n == 6  # per-subject scores: one column, per fold
+
+
+def test_current_pairs_are_those_of_each_arms_current_best():
+    def pair(arm, seed, source):
+        return records.TrialRecord(arm=arm, seed=seed, source_trial=source)
+
+    pairs = [pair("fixed", 1, 0), pair("fixed", 1, 3), pair("uncertainty", 1, 2), pair("fixed", 2, 3)]
+    pairs += [pair("dwa", 1, 0), pair("uncertainty", 2, None)]
+    current, superseded = records.current_pairs(pairs, {"fixed": 3, "uncertainty": 2, "dwa": None})
+    assert current == [pairs[1], pairs[2], pairs[3]]
+    assert superseded == [pairs[0], pairs[4], pairs[5]]  # an earlier best, no best, no source
+    assert records.current_pairs([], {"fixed": 0}) == ([], [])
 
 
 def test_trial_attrs_write_only_the_given_fields():

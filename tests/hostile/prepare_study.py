@@ -95,3 +95,12 @@ def out_is_someone_elses_file(folder: Path) -> dict:
     out = folder / "notes.html"
     out.write_text("<html><body>my own notes</body></html>\n")
     return study(folder) | {"out": str(out), "db": str(out)}  # "db": the file that must not change
+
+
+def study_running(folder: Path) -> dict:
+    """The tiny study with one more search trial running (another worker's, say)."""
+    import optuna
+
+    places = study(folder)
+    optuna.load_study(study_name="h-fixed", storage=places["url"]).ask()
+    return places
