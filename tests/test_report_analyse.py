@@ -69,13 +69,14 @@ def test_partial_confirmation_falls_back_per_comparison():
 
 def test_several_comparisons_are_holm_adjusted():
     rep = confirmed("holm", arms=("fixed", "uncertainty", "direct"))
-    raw = [c.comparison.p_value for c in rep.comparisons]
+    raw = [c.primary.p_value for c in rep.comparisons]  # the primary: about new subjects
+    assert all(c.about_new_subjects for c in rep.comparisons)
     assert len(raw) == 2
     assert [c.p_adjusted for c in rep.comparisons] == pytest.approx(holm(raw))
     assert all(c.n_adjusted == 2 for c in rep.comparisons)
     assert rep.holm == (2, "fixed")  # the family: its size and its common baseline
     page = headline_html(rep)
-    assert "Holm-adjusted for 2 comparisons against fixed" in page
+    assert "The p-values of the 2 comparisons against fixed are Holm-adjusted" in page
     assert page.count("; Holm-adjusted for 2 comparisons: ") == 2  # beside each raw p
     assert "Holm-adjusted" in dashboard_note(rep)
 
@@ -87,9 +88,10 @@ def test_three_comparisons_against_fixed():
     finally:
         del BASE["other"]
     assert [(c.a, c.b) for c in rep.comparisons] == [("fixed", b) for b in ("uncertainty", "direct", "other")]
-    raw = [c.comparison.p_value for c in rep.comparisons]
+    raw = [c.primary.p_value for c in rep.comparisons]  # the primary: about new subjects
+    assert all(c.about_new_subjects for c in rep.comparisons)
     assert [c.p_adjusted for c in rep.comparisons] == pytest.approx(holm(raw))
-    assert "Holm-adjusted for 3 comparisons" in headline_html(rep)
+    assert "The p-values of the 3 comparisons against fixed are Holm-adjusted" in headline_html(rep)
 
 
 def test_one_comparison_is_not_adjusted():
@@ -115,26 +117,43 @@ def test_too_few_paired_scores_give_no_interval():
 # ----------------------------------------------------------------------------- what each verdict states
 
 
-def test_inconclusive_says_how_many_more_seeds_would_decide():
+def test_inconclusive_states_what_would_detect_the_rope_and_twice_the_rope():
+    """A plan at stated effects, never at the observed difference (the observed-power trap)."""
     rep = confirmed("more", scores=noisy_scores(0.012, 0.01))
     (v,) = rep.verdicts
-    c = v.cmp.comparison
-    assert c.verdict == "inconclusive" and c.seeds_needed is not None and c.seeds_needed > len(SEEDS)
-    assert v.seeds_used == len(SEEDS) and v.more_seeds == c.seeds_needed - len(SEEDS)
+    c = v.cmp.subjects
+    assert v.cmp.about_new_subjects and v.cmp.primary is c and c.verdict == "inconclusive"
+    assert [p.effect for p in v.cmp.plan] == pytest.approx([0.005, 0.01])
+    assert v.seeds_used == len(SEEDS)
     page = headline_html(rep)
-    assert f"Not enough evidence: about {c.seeds_needed - len(SEEDS)} more confirm seeds would decide" in page
-    # the difference and its interval lead, then the verdict
-    lead = f"uncertainty − fixed = {c.mean_diff:+.4f}, 95% interval [{c.ci_low:+.4f}, {c.ci_high:+.4f}]: inconclusive"
+    # the difference and its interval for new subjects lead, then the verdict
+    lead = (
+        f"uncertainty − fixed = {c.mean_diff:+.4f}, 95% interval [{c.ci_low:+.4f}, {c.ci_high:+.4f}] "
+        "for new subjects: inconclusive"
+    )
     assert lead in page
-    assert "about" in dashboard_note(rep) and "more confirm seeds" in dashboard_note(rep)
+    plan = v.cmp.plan[0]
+    assert f"To detect a true difference of 0.005 (the rope): {plan.note}" in page
+    assert "To detect a true difference of 0.010: " in page
+    assert "would decide at this effect size" not in page  # no promise at the observed difference
+    assert f"On these {len(HOLDOUT)} held-out subjects only (fold-level corrected test" in page
+    assert "To detect a true difference of 0.005" in dashboard_note(rep)
 
 
-def test_inconclusive_beyond_any_seed_count_states_the_smallest_detectable_difference():
-    rep = confirmed("mde", scores=noisy_scores(0.006, 0.05))
+def test_without_per_subject_scores_the_fold_level_states_its_smallest_detectable_difference():
+    rep = confirmed("mde", scores=noisy_scores(0.006, 0.05), holdout=())
     (v,) = rep.verdicts
     c = v.cmp.comparison
-    assert c.verdict == "inconclusive" and c.seeds_needed is None and v.more_seeds is None
+    assert not v.cmp.about_new_subjects and v.cmp.primary is c and c.verdict == "inconclusive"
     assert f"the study could not detect differences smaller than {c.mde:.4f}" in headline_html(rep)
+
+
+def test_no_difference_and_little_noise_is_practically_equivalent():
+    """The verdict can say "equivalent": here every subject's difference is within ±0.001."""
+    rep = confirmed("same-scores", scores=noisy_scores(0.0, 0.0005))
+    (v,) = rep.verdicts
+    assert v.cmp.subjects.verdict == "practically equivalent"
+    assert "for new subjects: practically equivalent" in headline_html(rep)
 
 
 def test_verdicts_are_those_of_the_comparisons_and_movements():
@@ -154,7 +173,10 @@ def test_held_out_subjects_are_named():
     (v,) = rep.verdicts
     assert v.subjects_kind == "holdout" and v.subjects == sorted(HOLDOUT)
     page = headline_html(rep)
-    assert f"Scored on the {len(HOLDOUT)} held-out subjects" in page
+    assert (
+        f"A verdict about new people: the population the {len(HOLDOUT)} held-out subjects were drawn from"
+        in page
+    )
     assert "<details" in page and all(s in page for s in HOLDOUT)
     assert not any("share subjects" in w for w in rep.warnings)
 

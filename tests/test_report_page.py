@@ -149,7 +149,7 @@ def test_write_report_full(tmp_path):
     for name in ("full-fixed", "full-uncertainty", "full-direct", "full-confirm"):
         note = get_note(optuna.load_study(study_name=name, storage=storage))
         assert "uncertainty vs fixed" in note and "Full report" in note
-        assert "95% interval [" in note and f"Scored on the {len(HOLDOUT)} held-out subjects" in note
+        assert "95% interval [" in note and f"the population the {len(HOLDOUT)} held-out subjects" in note
         assert "No score looked at its own validation fold" in note
         attrs = system_attrs(name)
         assert any(k.startswith("dashboard:plot_data:cmi-report-compare-fixed-uncertainty:") for k in attrs)
@@ -252,7 +252,7 @@ def test_report_renders_in_chromium(tmp_path, browser):
     verdict.find_element("css selector", "details.subjects summary").click()
     assert subjects.is_displayed() and HOLDOUT[0] in subjects.text
     holm_note = browser.find_element("css selector", "p.holm").text
-    assert "Holm-adjusted for 2 comparisons" in holm_note
+    assert "The p-values of the 2 comparisons against fixed are Holm-adjusted" in holm_note
 
 
 @pytest.mark.slow

@@ -104,7 +104,7 @@ def test_extract_every_trial_pruned_or_failed():
     arms = rep.studies.arms
     assert arms["fixed"].best is None and arms["uncertainty"].best is None
     assert arms["fixed"].importances is None
-    assert "at least 2 complete" in arms["fixed"].importance_note
+    assert "needs about 8 complete trials" in arms["fixed"].importance_note
     assert arms["fixed"].state_counts == {"COMPLETE": 0, "PRUNED": 1, "FAIL": 2, "RUNNING": 0}
     (cmp,) = rep.comparisons
     assert cmp.comparison is None and cmp.source == "none" and "nothing to compare" in cmp.note
@@ -262,3 +262,61 @@ def test_redaction():
     cmd = f"cmi-study run --storage postgresql://bob:{PASSWORD}@db/x --n-trials 3"
     assert PASSWORD not in redact(cmd) and "--n-trials 3" in redact(cmd)
     assert PASSWORD not in read.storage_description(url)
+
+
+# ----------------------------------------------------------------------------- confirmations that cannot go stale
+
+
+def _best(storage, name: str, arm: str) -> int:
+    return records.best_trial(optuna.load_study(study_name=f"{name}-{arm}", storage=storage).trials).number
+
+
+def test_a_confirmation_of_an_earlier_best_is_superseded_and_left_out():
+    storage = optuna.storages.InMemoryStorage()
+    for i, arm in enumerate(("fixed", "uncertainty")):
+        add_arm_study(storage, "stale", arm, seed=i)
+    best = _best(storage, "stale", "uncertainty")
+    add_confirm_study(storage, "stale", sources={"uncertainty": best + 1})  # a trial that is not the best
+    rep = report_of(storage, "stale")
+    confirm = rep.studies.confirm
+    assert set(confirm.scores["arm"]) == {"fixed"} and set(confirm.subject_scores["arm"]) == {"fixed"}
+    assert [src for _, src in confirm.superseded["uncertainty"]] == [best + 1] * len(SEEDS)
+    (warning,) = [w for w in rep.warnings if w.startswith("uncertainty: its confirmation re-trained")]
+    assert f"#{best + 1}, no longer its best search trial (#{best})" in warning and "superseded" in warning
+    (cmp,) = rep.comparisons
+    assert cmp.source == "search"  # no current pairs of both arms: the (flagged) best search trials
+    assert not confirm.trials[confirm.trials["arm"] == "uncertainty"]["current"].any()
+
+
+def test_an_arm_without_a_confirmation_of_its_best_is_named():
+    storage = optuna.storages.InMemoryStorage()
+    for i, arm in enumerate(("fixed", "uncertainty", "direct")):
+        add_arm_study(storage, "some", arm, seed=i)
+    add_confirm_study(storage, "some", arms=("fixed", "uncertainty"))
+    rep = report_of(storage, "some")
+    best = _best(storage, "some", "direct")
+    assert (
+        f"direct: no confirmation of its best search trial #{best} yet; run `cmi-study confirm`."
+        in rep.warnings
+    )
+    assert not any(w.startswith(("fixed:", "uncertainty:")) and "confirmation" in w for w in rep.warnings)
+
+
+def test_a_forced_confirmation_is_marked():
+    storage = optuna.storages.InMemoryStorage()
+    for i, arm in enumerate(("fixed", "uncertainty")):
+        add_arm_study(storage, "forced", arm, seed=i)
+    add_confirm_study(storage, "forced", forced=True)
+    rep = report_of(storage, "forced")
+    assert rep.studies.confirm.forced == ("fixed", "uncertainty")
+    assert sum("confirmed with --force while its search was unfinished" in w for w in rep.warnings) == 2
+    assert rep.comparisons[0].source == "confirmation"  # forced pairs are current: they count
+
+
+def test_per_subject_scores_of_the_current_pairs_are_read():
+    storage = full_storage(optuna.storages.InMemoryStorage(), "subj")
+    s = report_of(storage, "subj").studies.confirm.subject_scores
+    assert list(s.columns[:4]) == ["arm", "seed", "fold", "subject"]
+    assert len(s) == 3 * len(SEEDS) * K  # 3 arms, one held-out subject per fold
+    one = s[(s["arm"] == "fixed") & (s["seed"] == SEEDS[0])].sort_values("fold")
+    assert one["score"].tolist() == confirm_scores("fixed", SEEDS[0])

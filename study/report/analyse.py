@@ -24,10 +24,21 @@ import pandas as pd
 from cmi_model.weighting import BASELINE_ARM, SCHEMES
 from study.records import DataInfo
 from study.report.studies import ArmData, ConfirmData, FoldFacts, Studies
-from study.stats import Comparison, holm, paired_comparison
+from study.stats import (
+    Comparison,
+    EvidencePlan,
+    SubjectComparison,
+    evidence_plan,
+    holm,
+    paired_comparison,
+    subject_comparison,
+)
 
 MIN_PAIRS = 3  # fewer paired scores give no interval worth showing (t with 1 df: ±12.7 standard errors)
 MOVED = 0.1  # learned log-weights that moved less than this (max |Δs| over folds) are effectively fixed
+# The most held-out subjects a plan may ask for: the real data has 81 subjects, so a plan beyond a few
+# hundred is not one a user can follow ("neither is practical" instead).
+MAX_PLANNED_SUBJECTS = 500
 
 
 def label(arm: str) -> str:
@@ -54,13 +65,28 @@ class ArmComparison:
     pairs: pd.DataFrame  # seed, fold, a, b, diff
     comparison: Comparison | None
     note: str  # what the numbers rest on, or why there are none
-    p_adjusted: float | None = None  # Holm-adjusted p-value, when several arms are compared with one
+    p_adjusted: float | None = None  # Holm-adjusted p-value (of the primary test), over several arms
     n_adjusted: int = 1  # the number of comparisons the adjustment is over
+    # The primary comparison, about new subjects: the held-out subjects' per-seed scores as subjects
+    # × seeds (stats.subject_comparison). None without per-subject records: then the fold-level
+    # `comparison` (about these held-out subjects only) is all there is.
+    subjects: SubjectComparison | None = None
+    subject_pairs: pd.DataFrame | None = None  # subject, seed, a, b, diff
+    plan: tuple[EvidencePlan, ...] = ()  # what would detect the rope and twice the rope
+
+    @property
+    def primary(self) -> Comparison | SubjectComparison | None:
+        """The comparison the headline states: about new subjects where it can be, else fold level."""
+        return self.subjects if self.subjects is not None else self.comparison
+
+    @property
+    def about_new_subjects(self) -> bool:
+        return self.subjects is not None
 
     @property
     def too_few(self) -> bool:
         """Some paired scores, but fewer than MIN_PAIRS: no interval and no verdict."""
-        return self.comparison is None and 0 < len(self.pairs) < MIN_PAIRS
+        return self.primary is None and 0 < len(self.pairs) < MIN_PAIRS
 
     @property
     def selection_biased(self) -> bool:
@@ -69,13 +95,14 @@ class ArmComparison:
     @property
     def level(self) -> int:
         """Confidence level of the interval in percent (0 when there is no comparison)."""
-        return int(round(100 * (1 - self.comparison.alpha))) if self.comparison is not None else 0
+        return int(round(100 * (1 - self.primary.alpha))) if self.primary is not None else 0
 
-    def verdict_words(self) -> str:
-        if self.comparison is None:
+    def verdict_words(self, of: Comparison | SubjectComparison | None = None) -> str:
+        """The primary verdict in words (or that of `of`, e.g. the fold-level comparison)."""
+        c = of if of is not None else self.primary
+        if c is None:
             return "no verdict"
-        v = self.comparison.verdict
-        return {"a better": f"{self.a} better", "b better": f"{self.b} better"}.get(v, v)
+        return {"a better": f"{self.a} better", "b better": f"{self.b} better"}.get(c.verdict, c.verdict)
 
 
 def _pairs_frame(sa: pd.DataFrame, sb: pd.DataFrame) -> pd.DataFrame:
@@ -115,7 +142,41 @@ def _from_confirmation(a: str, b: str, confirm: ConfirmData, rope: float) -> Arm
         f"{overlap}."
     )
     comparison = paired_comparison(pairs["a"], pairs["b"], n_folds=k, rope=rope, test_train_ratio=ratio)
-    return ArmComparison(a, b, "confirmation", pairs, comparison, note)
+    return ArmComparison(
+        a, b, "confirmation", pairs, comparison, note, **_about_new_subjects(a, b, confirm, rope)
+    )
+
+
+def _about_new_subjects(a: str, b: str, confirm: ConfirmData, rope: float) -> dict:
+    """The subject-level comparison of a and b (fields of ArmComparison), if per-subject scores
+    of held-out subjects were recorded for both: one paired difference per (subject, seed)."""
+    s = confirm.subject_scores
+    held = set(confirm.record.holdout_subjects)
+    if not len(s) or not held:
+        return {}
+    s = s[s["subject"].isin(held)]
+    table = {
+        arm: s[s["arm"] == arm].pivot_table(index="subject", columns="seed", values="score") for arm in (a, b)
+    }
+    subjects = sorted(set(table[a].index) | set(table[b].index))
+    seeds = sorted(set(table[a].columns) | set(table[b].columns))
+    ta, tb = (table[arm].reindex(index=subjects, columns=seeds).to_numpy(float) for arm in (a, b))
+    try:
+        cmp = subject_comparison(ta, tb, rope=rope)
+    except ValueError:  # fewer than 2 subjects scored by both: the fold level is all there is
+        return {}
+    long = pd.DataFrame(
+        [
+            (subj, seed, x, y)
+            for i, subj in enumerate(subjects)
+            for j, seed in enumerate(seeds)
+            if np.isfinite(x := ta[i, j]) and np.isfinite(y := tb[i, j])
+        ],
+        columns=["subject", "seed", "a", "b"],
+    )
+    long["diff"] = long["b"] - long["a"]
+    plan = tuple(evidence_plan(cmp, max_subjects=MAX_PLANNED_SUBJECTS)) if cmp.seed_term_estimated else ()
+    return {"subjects": cmp, "subject_pairs": long, "plan": plan}
 
 
 def _too_few(n: int, where: str) -> str:
@@ -179,9 +240,9 @@ def compare_all(data: Studies, rope: float) -> list[ArmComparison]:
     """Every comparison of :func:`comparison_pairs`; with several, their p-values Holm-adjusted."""
     names = data.arm_names()
     out = [_compare(a, b, data, rope) for a, b in comparison_pairs(names)] if len(names) >= 2 else []
-    tested = [i for i, c in enumerate(out) if c.comparison is not None]
+    tested = [i for i, c in enumerate(out) if c.primary is not None]
     if len(tested) > 1:
-        adjusted = holm([out[i].comparison.p_value for i in tested])  # type: ignore[union-attr]
+        adjusted = holm([out[i].primary.p_value for i in tested])  # type: ignore[union-attr]
         for i, p in zip(tested, adjusted, strict=True):
             out[i] = replace(out[i], p_adjusted=p, n_adjusted=len(tested))
     return out
@@ -237,7 +298,6 @@ class Verdict:
 
     cmp: ArmComparison
     seeds_used: int  # confirmation seeds behind the pairs (0 for the search's best trials)
-    more_seeds: int | None  # inconclusive: confirm seeds still to run to decide at this effect size
     subjects: list[str]  # the subjects whose validation folds scored the pairs (may be unrecorded: [])
     subjects_kind: str  # "holdout", "shared" (confirmation without hold-out), "search" or "none"
     rules: dict[str, int]  # "last_epoch" / "inner" / "unrecorded" → number of scoring folds
@@ -270,13 +330,6 @@ def _subjects(cmp: ArmComparison, data: Studies, folds: list[FoldFacts]) -> tupl
     return recorded, "search" if cmp.source == "search" else "none"
 
 
-def _more_seeds(cmp: ArmComparison, seeds_used: int) -> int | None:
-    c = cmp.comparison
-    if c is None or c.verdict != "inconclusive" or c.seeds_needed is None:
-        return None
-    return max(1, c.seeds_needed - seeds_used)
-
-
 def verdicts(data: Studies, comparisons: list[ArmComparison], moved: dict[str, Movement]) -> list[Verdict]:
     out = []
     for cmp in comparisons:
@@ -289,7 +342,6 @@ def verdicts(data: Studies, comparisons: list[ArmComparison], moved: dict[str, M
             Verdict(
                 cmp=cmp,
                 seeds_used=seeds,
-                more_seeds=_more_seeds(cmp, seeds),
                 subjects=subjects,
                 subjects_kind=kind,
                 rules=dict(sorted(rules.items())),

@@ -32,11 +32,12 @@ class ForestRow:
     high: float
     level: int  # of the interval, in percent
     verdict: str  # in words ("fixed better", "practically equivalent", ...)
-    p_value: float  # corrected resampled t-test
+    p_value: float  # the primary test's (subject level, else the corrected resampled t-test)
     p_adjusted: float | None  # Holm-adjusted over the comparisons with the baseline
     p_equivalent: float  # posterior probability of |difference| <= rope
-    n: int  # paired scores
+    n: int  # paired scores: (subject, seed) cells at subject level, (seed, fold) pairs else
     selection_biased: bool  # from the best search trials, not the confirmation
+    new_subjects: bool  # about new subjects (subject level), not only these held-out ones
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,7 @@ class ForestInfo:
 
 
 def forest_row(cmp: ArmComparison) -> ForestRow | None:
-    c = cmp.comparison
+    c = cmp.primary
     if c is None:
         return None
     return ForestRow(
@@ -69,6 +70,7 @@ def forest_row(cmp: ArmComparison) -> ForestRow | None:
         p_equivalent=float(c.p_equivalent),
         n=int(c.n),
         selection_biased=cmp.selection_biased,
+        new_subjects=cmp.about_new_subjects,
     )
 
 
@@ -76,7 +78,7 @@ def sorted_comparisons(comparisons: list[ArmComparison]) -> list[ArmComparison]:
     """Largest mean difference first; comparisons without numbers last, in arm order."""
 
     def key(cmp: ArmComparison) -> tuple[int, float, tuple[int, str]]:
-        c = cmp.comparison
+        c = cmp.primary
         return (c is None, -float(c.mean_diff) if c is not None else 0.0, arm_order(cmp.b))
 
     return sorted(comparisons, key=key)
@@ -87,7 +89,7 @@ def forest_info(comparisons: list[ArmComparison]) -> ForestInfo | None:
     rows = [r for cmp in sorted_comparisons(comparisons) if (r := forest_row(cmp)) is not None]
     if not rows:
         return None
-    rope = next(cmp.comparison.rope for cmp in comparisons if cmp.comparison is not None)
+    rope = next(cmp.primary.rope for cmp in comparisons if cmp.primary is not None)
     reference = next((r for r in rows if r.arm == NO_TUNING_ARM), None)
     return ForestInfo(rows, float(rope), reference)
 
@@ -118,9 +120,10 @@ def fig_forest(info: ForestInfo | None) -> go.Figure | None:
     labels = [esc(r.arm) + (" (search, biased)" if r.selection_biased else "") for r in rows]
     text = [
         f"{esc(r.arm)} − {esc(r.baseline)} = {r.mean:+.4f}<br>{r.level}% interval "
-        f"[{r.low:+.4f}, {r.high:+.4f}]<br>{esc(r.verdict)}; corrected p {p_value(r.p_value)}"
+        f"[{r.low:+.4f}, {r.high:+.4f}] {'for new subjects' if r.new_subjects else 'on these subjects'}"
+        f"<br>{esc(r.verdict)}; p {p_value(r.p_value)}"
         + ("" if r.p_adjusted is None else f", Holm-adjusted {p_value(r.p_adjusted)}")
-        + f"<br>{r.n} paired scores"
+        + f"<br>{r.n} {'(subject, seed) differences' if r.new_subjects else 'paired scores'}"
         for r in rows
     ]
     fig = go.Figure()
@@ -272,8 +275,72 @@ def fig_comparison(cmp: ArmComparison, reference: float | None = None) -> go.Fig
     hover = [f"seed {s}, fold {f}" for s, f in zip(cmp.pairs["seed"], cmp.pairs["fold"], strict=True)]
     _paired_scores(fig, cmp, hover, reference)
     _differences(fig, cmp, hover)
-    title = f"{cmp.b} vs {cmp.a}: {cmp.verdict_words()}"
+    title = f"{cmp.b} vs {cmp.a}: {cmp.verdict_words(cmp.comparison)}"
+    if cmp.about_new_subjects:
+        title += " on these held-out subjects (fold level)"
     if cmp.selection_biased:
         title += " (selection-biased: best search trials)"
     fig.update_layout(title=title, height=430, legend=dict(orientation="h", y=-0.15), **LAYOUT)
+    return fig
+
+
+# ----------------------------------------------------------------------------- one comparison, subject by subject
+
+
+def fig_subjects(cmp: ArmComparison) -> go.Figure | None:
+    """Each held-out subject's difference b − a: one small dot per seed, a large one for its mean
+    over seeds, subjects sorted by that mean; the band is the interval for new subjects, the green
+    one the rope. The spread of the large dots is the subject spread τ the verdict accounts for."""
+    c, p = cmp.subjects, cmp.subject_pairs
+    if c is None or p is None or not len(p):
+        return None
+    means = p.groupby("subject")["diff"].mean().sort_values()
+    order = {subject: i for i, subject in enumerate(means.index)}
+    fig = go.Figure()
+    fig.add_trace(
+        go.Scatter(
+            x=[order[x] for x in p["subject"]],
+            y=p["diff"],
+            mode="markers",
+            name="one seed",
+            text=[f"{esc(str(x))}, seed {k}" for x, k in zip(p["subject"], p["seed"], strict=True)],
+            marker=dict(size=6, color="rgba(90,90,90,0.45)"),
+            hovertemplate="%{text}<br>difference %{y:+.4f}<extra></extra>",
+        )
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=list(range(len(means))),
+            y=means.to_numpy(),
+            mode="markers",
+            name="mean over seeds",
+            text=[esc(str(x)) for x in means.index],
+            marker=dict(size=11, color=arm_color(cmp.b), line=dict(width=1, color="white")),
+            hovertemplate="%{text}<br>mean difference %{y:+.4f}<extra></extra>",
+        )
+    )
+    span = [*p["diff"].tolist(), c.ci_low, c.ci_high, -c.rope, c.rope, 0.0]
+    pad = 0.08 * (max(span) - min(span) or 0.01)
+    fig.add_hrect(y0=c.ci_low, y1=c.ci_high, fillcolor="rgba(76,120,168,0.18)", line_width=0, layer="below")
+    fig.add_hrect(y0=-c.rope, y1=c.rope, fillcolor="rgba(84,162,75,0.12)", line_width=0, layer="below")
+    fig.add_hline(y=0, line=dict(color="black", width=1))
+    fig.add_hline(
+        y=c.mean_diff,
+        line=dict(color="#1f3b73", width=2),
+        annotation_text=f"mean {c.mean_diff:+.4f}, {cmp.level}% interval for new subjects "
+        f"[{c.ci_low:+.4f}, {c.ci_high:+.4f}]",
+        annotation_position="top left",
+    )
+    fig.update_xaxes(
+        tickvals=list(range(len(means))), ticktext=[esc(str(x)) for x in means.index], tickangle=-35
+    )
+    fig.update_yaxes(range=[min(span) - pad, max(span) + pad], zeroline=False)
+    fig.update_layout(
+        title=f"{esc(cmp.b)} − {esc(cmp.a)} per held-out subject ({c.n_subjects} subjects × {c.n_seeds} seeds): "
+        f"{esc(cmp.verdict_words())} for new subjects",
+        yaxis_title=f"{esc(cmp.b)} − {esc(cmp.a)} (green band: ±rope {c.rope:g})",
+        height=430,
+        legend=dict(orientation="h", y=-0.3),
+        **LAYOUT,
+    )
     return fig

@@ -31,7 +31,7 @@ from study.report import sentences
 from study.report import weight_figures as weight_figs
 from study.report.analyse import Report
 from study.report.sentences import ENV
-from study.report.studies import ArmData, Studies, StudyRecord, arm_order
+from study.report.studies import MIN_TRIALS_FOR_IMPORTANCES, ArmData, Studies, StudyRecord, arm_order
 from study.report.style import arm_color, num, p_value, seconds
 from study.storage import redact
 
@@ -107,8 +107,8 @@ def _arm_row(data: Studies, arm: str) -> dict[str, Any]:
 
 
 def _summary_row(cmp) -> dict[str, Any]:
-    """One line of the every-arm table: the comparison's numbers, or why it has none."""
-    c = cmp.comparison
+    """One line of the every-arm table: the primary comparison's numbers, or why it has none."""
+    c = cmp.primary
     label = SCHEMES[cmp.b].label if cmp.b in SCHEMES else ""
     if c is None:
         cells = [
@@ -130,7 +130,9 @@ def _summary_row(cmp) -> dict[str, Any]:
             num(c.p_equivalent, 3),
             c.n,
         ]
-    source = {"confirmation": "confirmation", "search": "best search trials (selection-biased)"}
+    source = {"confirmation": "confirmation, fold level", "search": "best search trials (selection-biased)"}
+    if cmp.about_new_subjects:
+        source["confirmation"] = f"confirmation, {cmp.subjects.n_subjects} held-out subjects"
     return {
         "arm": cmp.b,
         "color": arm_color(cmp.b),
@@ -153,7 +155,7 @@ def _headline(page: _Page) -> dict[str, Any]:
         "arm_rows": [_arm_row(data, arm) for arm in data.arm_names()],
         "summary": [_summary_row(c) for c in cmp_figs.sorted_comparisons(comparisons)] if several else [],
         "baseline": comparisons[0].a if comparisons else BASELINE_ARM,
-        "level": next((c.level for c in comparisons if c.comparison is not None), 95),
+        "level": next((c.level for c in comparisons if c.primary is not None), 95),
         "no_tuning": NO_TUNING_ARM,
     }
 
@@ -169,9 +171,19 @@ def _confirmation(page: _Page) -> dict[str, Any]:
         rows = []
         for arm in c.arms or sorted(set(c.trials["arm"]), key=arm_order):
             tt = c.trials[c.trials["arm"] == arm]
-            done = sorted(int(s) for s in tt[tt["state"] == "COMPLETE"]["seed"])
+            finished = tt[tt["state"] == "COMPLETE"]
+            done = sorted(int(s) for s in finished[finished["current"].astype(bool)]["seed"])
+            source = c.sources.get(arm)
+            old = c.superseded.get(arm, [])
             rows.append(
-                [arm, ", ".join(map(str, done)) or "none", len(tt) - len(done), seconds(c.seconds(arm))]
+                [
+                    arm,
+                    ", ".join(map(str, done)) or "none",
+                    (f"#{source}" if source is not None else "—") + (" (--force)" if arm in c.forced else ""),
+                    ", ".join(f"seed {seed} of #{src}" for seed, src in old) or "—",
+                    len(tt) - len(finished),
+                    seconds(c.seconds(arm)),
+                ]
             )
         seeds = ", ".join(map(str, c.seeds)) or "?"
         confirm = {"study_name": c.study_name, "seeds": seeds, "n_folds": c.n_folds or "?", "rows": rows}
@@ -187,12 +199,20 @@ def _confirmation(page: _Page) -> dict[str, Any]:
         "confirm": confirm,
         "forest": forest,
         "figures": [
-            page.figure(
-                f"compare-{cmp.a}-{cmp.b}",
-                cmp_figs.fig_comparison(cmp, cmp_figs.reference_score(data, cmp)),
-                f"{cmp.b} vs {cmp.a}: {cmp.note}",
-            )
+            slot
             for cmp in cmp_figs.sorted_comparisons(comparisons)
+            for slot in (
+                *(
+                    [page.figure(f"subjects-{cmp.a}-{cmp.b}", cmp_figs.fig_subjects(cmp), "")]
+                    if cmp.about_new_subjects
+                    else []
+                ),
+                page.figure(
+                    f"compare-{cmp.a}-{cmp.b}",
+                    cmp_figs.fig_comparison(cmp, cmp_figs.reference_score(data, cmp)),
+                    f"{cmp.b} vs {cmp.a}: {cmp.note}",
+                ),
+            )
         ],
         "no_tuning": NO_TUNING_ARM,
     }
@@ -265,7 +285,9 @@ def _landscape(page: _Page) -> dict[str, Any]:
             page.figure(
                 "fixed-landscape",
                 param_figs.fig_fixed_landscape(param_figs.landscape_info(fixed)),
-                f"No complete {BASELINE_ARM} trial with alpha and kl_weight yet.",
+                f"Not drawn: a landscape over alpha × kl_weight needs at least "
+                f"{param_figs.MIN_TRIALS_FOR_LANDSCAPE} complete {BASELINE_ARM} trials, "
+                f"this study has {param_figs.landscape_count(fixed)}.",
             ),
             page.figure(
                 "fixed-slices",
@@ -276,7 +298,7 @@ def _landscape(page: _Page) -> dict[str, Any]:
     importances = page.figure(
         "importances",
         param_figs.fig_importances(param_figs.importances_info(arms)),
-        "No arm has enough complete trials for importances.",
+        f"No arm has the {MIN_TRIALS_FOR_IMPORTANCES} complete trials importances need (see below).",
     )
     notes = [[arm, d.importance_note] for arm, d in _by_arm(arms)]
     return {"figures": slots, "importances": importances, "notes": notes}

@@ -34,10 +34,15 @@ class LandscapeInfo:
     best: tuple[int, float, float] | None  # (number, alpha, kl_weight)
 
 
+# Fewer dots than this over two weights show no landscape, only points: a sentence says so instead.
+MIN_TRIALS_FOR_LANDSCAPE = 5
+
+
 def landscape_info(fixed: ArmData) -> LandscapeInfo | None:
-    """The baseline arm's complete trials over its alpha × kl_weight."""
+    """The baseline arm's complete trials over its alpha × kl_weight (None: fewer than
+    MIN_TRIALS_FOR_LANDSCAPE of them)."""
     t = _complete_with(fixed, ("alpha", "kl_weight"))
-    if not len(t):
+    if len(t) < MIN_TRIALS_FOR_LANDSCAPE:
         return None
     frame = pd.DataFrame(
         {
@@ -53,6 +58,11 @@ def landscape_info(fixed: ArmData) -> LandscapeInfo | None:
     if b is not None and "alpha" in b.params and "kl_weight" in b.params:
         best = (b.number, b.params["alpha"], b.params["kl_weight"])
     return LandscapeInfo(frame.reset_index(drop=True), best)
+
+
+def landscape_count(fixed: ArmData) -> int:
+    """The baseline arm's complete trials that have alpha and kl_weight."""
+    return len(_complete_with(fixed, ("alpha", "kl_weight")))
 
 
 def _complete_with(arm: ArmData, params: Sequence[str]) -> pd.DataFrame:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import numpy as np
@@ -24,6 +25,7 @@ from cmi_model.errors import InputError
 from study import records
 from study.records import ARMS, CONFIRM, TrialRecord
 from study.report.studies import (
+    MIN_TRIALS_FOR_IMPORTANCES,
     ArmData,
     BestTrial,
     ClassReport,
@@ -40,6 +42,7 @@ _TRIAL_COLUMNS = ["number", "state", "value", "fold_mean", "n_folds_done", "fold
 _TRIAL_COLUMNS += ["fail_reason", "device", "datetime_start", "duration_s"]
 _FOLD_COLUMNS = ["number", "state", "fold", "score", "binary_f1", "macro_f1", "seconds", "epochs"]
 _SCORE_COLUMNS = ["arm", "seed", "fold", "score", "binary_f1", "macro_f1", "seconds", "number"]
+_SUBJECT_COLUMNS = ["arm", "seed", "fold", "subject", "score", "binary_f1", "macro_f1", "n"]
 R = TypeVar("R")
 
 
@@ -190,8 +193,11 @@ def _class_report(
 
 
 def _importances(study: optuna.Study, n_complete: int) -> tuple[dict[str, float] | None, str]:
-    if n_complete < 2:
-        return None, f"needs at least 2 complete trials, has {n_complete}"
+    if n_complete < MIN_TRIALS_FOR_IMPORTANCES:
+        return None, (
+            f"not drawn: fANOVA's forest needs about {MIN_TRIALS_FOR_IMPORTANCES} complete trials to say "
+            f"anything, this arm has {n_complete}"
+        )
     try:
         evaluator = optuna.importance.FanovaImportanceEvaluator(seed=0)
         imp = optuna.importance.get_param_importances(study, evaluator=evaluator)
@@ -264,68 +270,114 @@ def _extract_arm(study: optuna.Study, arm: str, warnings: list[str]) -> ArmData:
 # ----------------------------------------------------------------------------- confirmation
 
 
-def _confirm_runs(
-    read: list[tuple[FrozenTrial, TrialRecord]], warnings: list[str]
-) -> tuple[list, list, dict, dict, dict]:
-    """Trial rows, per-fold score rows, each arm's parameters, out-of-fold predictions and fold facts per run.
+@dataclass
+class _Runs:
+    """What the confirmation's trials hold, gathered run by run (a run: one (arm, seed))."""
 
-    A run is one (arm, seed); of several finished trials for one run the later one counts.
-    """
-    rows, score_rows = [], []
-    params: dict[str, dict[str, Any]] = {}
-    oofs: dict[tuple[str, int], tuple[list[int], list[int]]] = {}
-    facts: dict[tuple[str, int], list[FoldFacts]] = {}
+    rows: list = field(default_factory=list)  # every trial, a row each
+    score_rows: list = field(default_factory=list)  # per fold of the current runs
+    subject_rows: list = field(default_factory=list)  # per validation subject of the current runs
+    params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    oofs: dict[tuple[str, int], tuple[list[int], list[int]]] = field(default_factory=dict)
+    facts: dict[tuple[str, int], list[FoldFacts]] = field(default_factory=dict)
+    superseded: dict[str, list[tuple[int, int | None]]] = field(default_factory=dict)
+    forced: set[str] = field(default_factory=set)
+    sources: dict[str, int | None] = field(default_factory=dict)
+
+    def drop(self, arm: str, seed: int) -> None:
+        keep = lambda r: not (r["arm"] == arm and r["seed"] == seed)  # noqa: E731
+        self.score_rows = [r for r in self.score_rows if keep(r)]
+        self.subject_rows = [r for r in self.subject_rows if keep(r)]
+        self.oofs.pop((arm, seed), None)
+
+
+def _subject_rows(rec: TrialRecord) -> list[dict[str, Any]]:
+    return [
+        {"fold": k, "subject": subject, **s.model_dump()}
+        for k, f in enumerate(rec.folds)
+        for subject, s in f.subject_scores.items()
+    ]
+
+
+def _confirm_runs(
+    read: list[tuple[FrozenTrial, TrialRecord]], warnings: list[str], best: dict[str, int | None]
+) -> _Runs:
+    """The runs of the confirmation that re-trained each arm's current best search trial (``best``:
+    arm → its number, for the arms whose search study was read); the others are superseded
+    (records.current_pairs). Of several finished trials for one run the later one counts."""
+    runs = _Runs()
     seen: dict[tuple[str, int], int] = {}
+    done = [
+        (t, rec) for t, rec in read if t.state == TrialState.COMPLETE and rec.arm and rec.seed is not None
+    ]
+    judged = [rec for _, rec in done if rec.arm in best]
+    _, stale = records.current_pairs(judged, best)
+    stale_ids = {id(rec) for rec in stale}
     for t, rec in read:
         arm, seed = rec.arm or "", rec.seed
-        rows.append(_trial_row(t, rec) | {"arm": arm, "seed": seed if seed is not None else -1})
+        current = id(rec) not in stale_ids
+        runs.rows.append(
+            _trial_row(t, rec) | {"arm": arm, "seed": seed if seed is not None else -1, "current": current}
+        )
         if t.state != TrialState.COMPLETE or not arm or seed is None:
+            continue
+        if not current:
+            runs.superseded.setdefault(arm, []).append((seed, rec.source_trial))
             continue
         if (arm, seed) in seen:
             warnings.append(
                 f"Confirmation study has more than one finished trial for arm {arm}, seed {seed} "
                 f"(#{seen[(arm, seed)]} and #{t.number}); the later one is used."
             )
-            score_rows = [r for r in score_rows if not (r["arm"] == arm and r["seed"] == seed)]
-            oofs.pop((arm, seed), None)
+            runs.drop(arm, seed)
         seen[(arm, seed)] = t.number
-        facts[(arm, seed)] = _fold_facts(rec)
-        score_rows += [r | {"arm": arm, "seed": seed} for r in _fold_rows(t, rec)]
-        params.setdefault(arm, dict(rec.params or {}))
+        runs.facts[(arm, seed)] = _fold_facts(rec)
+        runs.score_rows += [r | {"arm": arm, "seed": seed} for r in _fold_rows(t, rec)]
+        runs.subject_rows += [r | {"arm": arm, "seed": seed} for r in _subject_rows(rec)]
+        runs.params.setdefault(arm, dict(rec.params or {}))
+        runs.sources.setdefault(arm, rec.source_trial)
+        if rec.forced:
+            runs.forced.add(arm)
         oof = _oof(t, rec, warnings, f"confirmation {arm}")
         if oof:
-            oofs[(arm, seed)] = oof
-    return rows, score_rows, params, oofs, facts
+            runs.oofs[(arm, seed)] = oof
+    return runs
 
 
-def _extract_confirm(study: optuna.Study, warnings: list[str]) -> ConfirmData:
+def _extract_confirm(study: optuna.Study, warnings: list[str], best: dict[str, int | None]) -> ConfirmData:
     record = _read_study(study, records.read_confirm_study, records.ConfirmStudyRecord(), warnings)
-    rows, score_rows, params, oofs_by_run, facts = _confirm_runs(_read_trials(study, warnings), warnings)
+    runs = _confirm_runs(_read_trials(study, warnings), warnings, best)
+    rows = runs.rows
     arms = list(record.arms)
     arms += sorted({r["arm"] for r in rows if r["arm"] and r["arm"] not in arms}, key=arm_order)
     seeds = list(record.seeds)
     seeds += sorted({r["seed"] for r in rows if r["seed"] >= 0 and r["seed"] not in seeds})
-    scores = _frame(score_rows, _SCORE_COLUMNS)
+    scores = _frame(runs.score_rows, _SCORE_COLUMNS)
     n_folds = record.n_folds
     if n_folds is None and len(scores):
         n_folds = int(scores["fold"].max()) + 1
     reports = {}
-    for arm in dict.fromkeys(a for a, _ in oofs_by_run):
-        oofs = [o for (a, _), o in oofs_by_run.items() if a == arm]
+    for arm in dict.fromkeys(a for a, _ in runs.oofs):
+        oofs = [o for (a, _), o in runs.oofs.items() if a == arm]
         rep = _class_report(oofs, f"{arm} confirmation, {len(oofs)} seed(s)", warnings)
         if rep is not None:
             reports[arm] = rep
+    facts = runs.facts
     return ConfirmData(
         study_name=study.study_name,
         record=record,
         arms=arms,
         seeds=[int(s) for s in seeds],
         n_folds=n_folds,
-        trials=_frame(rows, _TRIAL_COLUMNS + ["arm", "seed"]),
+        trials=_frame(rows, _TRIAL_COLUMNS + ["arm", "seed", "current"]),
         scores=scores,
-        params=params,
+        params=runs.params,
         oof_reports=reports,
         fold_facts={arm: [f for (a, _), fs in sorted(facts.items()) if a == arm for f in fs] for arm in arms},
+        subject_scores=_frame(runs.subject_rows, _SUBJECT_COLUMNS),
+        superseded=runs.superseded,
+        forced=tuple(sorted(runs.forced, key=arm_order)),
+        sources=runs.sources,
     )
 
 
@@ -354,7 +406,8 @@ def read(storage: str | optuna.storages.BaseStorage, study_name: str) -> Studies
         return optuna.load_study(study_name=wanted[part], storage=backend)
 
     arms = {arm: _extract_arm(load(arm), arm, warnings) for arm in ARMS if arm in present}
-    confirm = _extract_confirm(load(CONFIRM), warnings) if CONFIRM in present else None
+    best = {arm: d.best.number if d.best is not None else None for arm, d in arms.items()}
+    confirm = _extract_confirm(load(CONFIRM), warnings, best) if CONFIRM in present else None
     return Studies(
         name=name,
         storage_url=url,

@@ -15,7 +15,6 @@ import jinja2
 
 from study.report.analyse import MIN_PAIRS, MOVED, Movement, Verdict
 from study.report.style import count, num, p_value
-from study.stats import MAX_SEEDS
 
 ENV = jinja2.Environment(
     loader=jinja2.PackageLoader("study.report", "templates"),
@@ -26,7 +25,7 @@ ENV = jinja2.Environment(
     extensions=["jinja2.ext.do"],
 )
 ENV.filters.update(num=num, p_value=p_value, count=count)
-ENV.globals.update(MOVED=MOVED, MAX_SEEDS=MAX_SEEDS, MIN_PAIRS=MIN_PAIRS)
+ENV.globals.update(MOVED=MOVED, MIN_PAIRS=MIN_PAIRS)
 
 
 def sentence(name: str, *args: Any) -> str:
@@ -42,7 +41,9 @@ def verdict_text(v: Verdict) -> dict[str, Any]:
         "evidence": sentence("evidence", v),
         "effectively_fixed": [sentence("effectively_fixed", m) for m in v.effectively_fixed],
         "subjects": sentence("subjects", v),
+        "variance": sentence("variance", v),
         "rules": sentence("rules", v),
+        "fold_level": sentence("fold_level", v),
     }
 
 

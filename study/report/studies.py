@@ -21,6 +21,8 @@ from cmi_model.metric import score_indices
 from study import records
 from study.records import ARMS, CONFIRM, ArmStudyRecord, ConfirmStudyRecord, DataInfo
 
+# Below this many complete trials fANOVA's random forest fits noise: its importances are not drawn.
+MIN_TRIALS_FOR_IMPORTANCES = 8
 STATE_ORDER: tuple[str, ...] = ("COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING")
 StudyRecord = ArmStudyRecord | ConfirmStudyRecord
 
@@ -162,6 +164,12 @@ class ConfirmData:
     params: dict[str, dict[str, Any]]  # arm → configuration re-trained
     oof_reports: dict[str, ClassReport]
     fold_facts: dict[str, list[FoldFacts]] = field(default_factory=dict)  # arm → folds of its COMPLETE runs
+    # arm, seed, fold, subject, score, binary_f1, macro_f1, n: each validation subject of the current runs
+    subject_scores: pd.DataFrame = field(default_factory=pd.DataFrame)
+    # arm → (seed, source trial) of finished runs that re-trained an earlier best: history, left out
+    superseded: dict[str, list[tuple[int, int | None]]] = field(default_factory=dict)
+    forced: tuple[str, ...] = ()  # arms confirmed with --force while their search was unfinished
+    sources: dict[str, int | None] = field(default_factory=dict)  # arm → the search trial its runs re-trained
 
     def seconds(self, arm: str) -> float:
         t = self.trials[self.trials["arm"] == arm]
@@ -222,7 +230,13 @@ class Studies:
 
     def warnings(self) -> list[str]:
         """Reading's warnings, then those about the studies as a whole."""
-        return [*self.read_warnings, *_consistency(self), *_missing(self), *_subjects(self)]
+        return [
+            *self.read_warnings,
+            *_consistency(self),
+            *_missing(self),
+            *_confirmations(self),
+            *_subjects(self),
+        ]
 
 
 # ----------------------------------------------------------------------------- warnings
@@ -263,6 +277,38 @@ def _missing(data: Studies) -> list[str]:
             out.append(f"{arm}: {running} trial(s) still running; numbers may change.")
         if d.best is None and len(d.trials):
             out.append(f"{arm}: no complete trial yet ({d.state_summary()}).")
+    return out
+
+
+def _confirmations(data: Studies) -> list[str]:
+    """Whether each arm's confirmation re-trained its current best search trial."""
+    confirm, out = data.confirm, []
+    if confirm is None or not len(confirm.trials):
+        return out
+    confirmed = set(confirm.scores["arm"]) if len(confirm.scores) else set()
+    for arm, d in sorted(data.arms.items(), key=lambda kv: arm_order(kv[0])):
+        if d.best is None or arm in confirmed:
+            continue
+        old = sorted(
+            {
+                f"#{src}" if src is not None else "an unrecorded trial"
+                for _, src in confirm.superseded.get(arm, [])
+            }
+        )
+        if old:
+            out.append(
+                f"{arm}: its confirmation re-trained {', '.join(old)}, no longer its best search trial "
+                f"(#{d.best.number}): superseded and left out; run `cmi-study confirm` to confirm the current best."
+            )
+        else:
+            out.append(
+                f"{arm}: no confirmation of its best search trial #{d.best.number} yet; run `cmi-study confirm`."
+            )
+    for arm in confirm.forced:
+        out.append(
+            f"{arm}: confirmed with --force while its search was unfinished: the best trial so far, not the best of "
+            "the whole budget."
+        )
     return out
 
 

@@ -225,7 +225,11 @@ def add_confirm_study(
     rule: str | None = "last_epoch",
     delta: float | None = None,
     holdout: tuple[str, ...] = HOLDOUT,
+    sources: dict[str, int] | None = None,
+    forced: bool | None = None,
 ) -> optuna.Study:
+    """sources: arm → the search trial its pairs re-trained (default: the arm's best, as confirm
+    would); forced: the pairs were queued by `confirm --force`."""
     study = optuna.create_study(storage=storage, study_name=f"{name}-confirm", direction="maximize")
     ratio = RATIO if holdout else 1 / (K - 1)
     record = records.ConfirmStudyRecord(
@@ -235,6 +239,7 @@ def add_confirm_study(
     rng = np.random.default_rng(7)
     dist = {"arm": CategoricalDistribution(list(arms)), "seed": IntDistribution(0, 2**31 - 1)}
     for arm in arms:
+        source = (sources or {}).get(arm, _best_number(storage, f"{name}-{arm}"))
         for seed in seeds:
             values = scores(arm, seed)[:n_folds]
             folds = [
@@ -243,6 +248,12 @@ def add_confirm_study(
                     binary_f1=s + 0.1,
                     macro_f1=s - 0.1,
                     seconds=20.0,
+                    # one held-out subject per fold: its own score is the fold's
+                    subject_scores={
+                        holdout[f]: {"score": s, "binary_f1": s + 0.1, "macro_f1": s - 0.1, "n": 30}
+                    }
+                    if holdout
+                    else {},
                     **fold_facts(
                         arm,
                         [holdout[f]] if holdout else SUBJECTS[3 * f : 3 * f + 3],
@@ -260,11 +271,27 @@ def add_confirm_study(
                     params={"arm": arm, "seed": seed},
                     distributions=dist,
                     user_attrs=records.trial_attrs(
-                        arm=arm, seed=seed, folds=folds, params={"lr": 1e-3}, oof=oof_predictions(rng, 0.7)
+                        arm=arm,
+                        seed=seed,
+                        folds=folds,
+                        params={"lr": 1e-3},
+                        source_trial=source,
+                        forced=forced,
+                        oof=oof_predictions(rng, 0.7),
                     ),
                 )
             )
     return study
+
+
+def _best_number(storage, study_name: str) -> int | None:
+    """The arm study's best trial number, as `confirm` would re-train it (None: no such study)."""
+    try:
+        study = optuna.load_study(study_name=study_name, storage=storage)
+    except KeyError:
+        return None
+    best = records.best_trial(study.get_trials(deepcopy=False))
+    return best.number if best is not None else None
 
 
 def full_storage(storage, name: str, arms=("fixed", "uncertainty", "direct"), confirm=True):
