@@ -36,8 +36,7 @@ from study.stats import (
 
 MIN_PAIRS = 3  # fewer paired scores give no interval worth showing (t with 1 df: ±12.7 standard errors)
 MOVED = 0.1  # learned log-weights that moved less than this (max |Δs| over folds) are effectively fixed
-# The most held-out subjects a plan may ask for: the real data has 81 subjects, so a plan beyond a few
-# hundred is not one a user can follow ("neither is practical" instead).
+# The most held-out subjects a plan may ask for when the data's subject count is unrecorded.
 MAX_PLANNED_SUBJECTS = 500
 
 
@@ -175,7 +174,9 @@ def _about_new_subjects(a: str, b: str, confirm: ConfirmData, rope: float) -> di
         columns=["subject", "seed", "a", "b"],
     )
     long["diff"] = long["b"] - long["a"]
-    plan = tuple(evidence_plan(cmp, max_subjects=MAX_PLANNED_SUBJECTS)) if cmp.seed_term_estimated else ()
+    # A plan may not ask for more held-out subjects than there are subjects (the real data has 81).
+    most = confirm.record.data.n_subjects or MAX_PLANNED_SUBJECTS
+    plan = tuple(evidence_plan(cmp, max_subjects=max(2, most))) if cmp.seed_term_estimated else ()
     return {"subjects": cmp, "subject_pairs": long, "plan": plan}
 
 
