@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import difflib
 import re
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -30,8 +31,30 @@ def unreadable(path: Path, e: OSError) -> InputError:
     return InputError(f"{path}: cannot read the file: {e.strerror or e}")
 
 
+def not_a_regular_file(path: Path) -> str | None:
+    """What `path` is when it exists but is no regular file (a FIFO, a device, a socket: opening or
+    reading one can block forever or never end, e.g. /dev/zero), else None. Symlinks are followed."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return None  # missing or unreadable: the open that follows says which
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return None
+    kinds = {stat.S_ISFIFO: "a FIFO (named pipe)", stat.S_ISCHR: "a character device"}
+    kinds |= {stat.S_ISBLK: "a block device", stat.S_ISSOCK: "a socket"}
+    return next((kind for test, kind in kinds.items() if test(mode)), "not a regular file")
+
+
+def check_regular_file(path: Path, what: str = "") -> None:
+    """An InputError for a FIFO, device or socket where a file is expected."""
+    kind = not_a_regular_file(path)
+    if kind is not None:
+        raise InputError(f"{what}{path}: is {kind}, not a regular file")
+
+
 def read_header(path: Path) -> list[str]:
     """The column names on line 1, reading at most HEADER_LIMIT bytes whatever the file holds."""
+    check_regular_file(path)
     try:
         with open(path, "rb") as f:
             head = f.readline(HEADER_LIMIT + 1)

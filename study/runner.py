@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from cmi_model.data import SequenceData, default_cache_dir, describe, load_dir
 from cmi_model.dataset import FoldCache
-from cmi_model.errors import InputError
+from cmi_model.errors import InputError, Interrupted, raise_if_stopping
 from cmi_model.folds import SubjectSplit, split_subjects, subject_folds
 from study import records, space
 from study.objective import CVObjective, budget_counts
@@ -269,6 +269,7 @@ def work(jobs: dict, st: StudySection, desc: str) -> None:
         while True:
             progressed, finished = False, 0
             for key, (study, objective) in jobs.items():
+                raise_if_stopping()  # a stopping signal whose exception was swallowed (cmi_model.errors)
                 fail_lost_trials(study, st.grace_period)  # a dead worker's trial: failed and re-queued
                 done, running = budget_counts(study)
                 if done >= n_trials or key in broken:
@@ -307,7 +308,14 @@ def run_one(study: optuna.Study, objective) -> optuna.trial.FrozenTrial:
 
     def tracked(trial: optuna.Trial) -> float:
         numbers.append(trial.number)
-        return objective(trial)
+        try:
+            return objective(trial)
+        except Interrupted as e:
+            # Ctrl-C or SIGTERM (cli.main) anywhere in the trial, past Lightning now: as a plain
+            # KeyboardInterrupt Optuna marks the trial FAIL at once (instead of leaving it RUNNING)
+            # and re-raises it, and below it is queued again; the CLI exits 130 or 143.
+            records.write(trial, fail_reason=e.reason)
+            raise KeyboardInterrupt from None
 
     try:
         study.optimize(

@@ -4,16 +4,20 @@ import tomllib
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
-from cmi_model.config import MAX_SEED, MODEL_PRESETS, DataConfig, LossConfig, ModelConfig, TrainConfig
+from cmi_model.config import (
+    MAX_SEED,
+    MODEL_PRESETS,
+    DataConfig,
+    LossConfig,
+    ModelConfig,
+    StrictModel,
+    TrainConfig,
+)
 from cmi_model.errors import InputError
+from cmi_model.reading import check_regular_file
 from study.space import ARMS
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)  # no inf, no NaN
-
 
 # Fold k of split seed s trains with seed s*1000 + k (study/objective.py) and the confirmation's
 # split seeds are seed+1 .. seed+confirm_seeds: with at most 100 folds and 1,000 confirmation
@@ -23,13 +27,13 @@ MAX_CONFIRM_SEEDS = 1000  # the preset's/TOML's confirm_seeds and `confirm --see
 assert (MAX_STUDY_SEED + 1000) * 1000 + 99 <= MAX_SEED
 
 
-class SyntheticSettings(_Strict):
+class SyntheticSettings(StrictModel):
     subjects: int = Field(10, ge=2, le=200)  # embedded data size when no --data is given; at most 200
     full_size: bool = False  # the real competition's sizes (81 subjects, ~575k rows)
     seed: int = Field(0, ge=0, le=MAX_SEED)  # 0..2**32-1
 
 
-class StudySection(_Strict):
+class StudySection(StrictModel):
     arms: tuple[str, ...] = ("fixed", "uncertainty")
     n_trials: int = Field(6, ge=1, le=100_000)  # per arm, across all workers; at most 100,000
     folds: int = Field(3, ge=2, le=100)  # at most 100
@@ -75,7 +79,7 @@ class StudySection(_Strict):
         return arms
 
 
-class Settings(_Strict):
+class Settings(StrictModel):
     preset: str
     model_preset: str = "tiny"
     study: StudySection = StudySection()
@@ -145,8 +149,11 @@ def build_settings(
         raise InputError(f"--preset: unknown preset {preset!r}; choose from {', '.join(PRESETS)}")
     raw = _merge({"preset": preset}, PRESETS[preset])
     if config_file is not None:
+        check_regular_file(Path(config_file), "--config ")
         try:
             loaded = tomllib.loads(Path(config_file).read_text())
+        except RecursionError:  # tomllib parses nested tables recursively
+            raise InputError(f"{config_file}: not valid TOML: nested too deeply") from None
         except FileNotFoundError:
             raise InputError(f"{config_file}: config file not found") from None
         except tomllib.TOMLDecodeError as e:
@@ -162,7 +169,7 @@ def build_settings(
         raw = _merge(raw, loaded)
     raw = _merge(raw, overrides or {})
     model_preset = raw.get("model_preset", "tiny")
-    if model_preset not in MODEL_PRESETS:
+    if not isinstance(model_preset, str) or model_preset not in MODEL_PRESETS:
         raise InputError(f"model_preset: unknown {model_preset!r}; choose from {', '.join(MODEL_PRESETS)}")
     raw["model"] = MODEL_PRESETS[model_preset].model_dump() | raw.get("model", {})
     try:
