@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from cmi_model.errors import InputError
@@ -126,7 +127,26 @@ def read_csv(path: Path, required: list[str], float_columns: list[str]) -> pa.Ta
         raise _parse_error(path, header, str(e)) from None
     if table.num_rows == 0:
         raise InputError(f"{path}: the file has a header but no data rows")
+    _check_no_line_breaks(path, table)
     return table
+
+
+def _check_no_line_breaks(path: Path, table: pa.Table) -> None:
+    """No text value of the real files holds a line break. One that does (a quoted newline) is an
+    error naming its own line: it would also shift every later row off its line number."""
+    text = [f.name for f in table.schema if pa.types.is_string(f.type)]
+    for name in text:
+        hit = pc.fill_null(pc.match_substring_regex(table[name], r"[\r\n]"), False)
+        if not pc.any(hit).as_py():
+            continue
+        row = int(np.flatnonzero(hit.to_numpy(zero_copy_only=False))[0])
+        earlier = sum(pc.sum(pc.count_substring(table[c].slice(0, row), "\n")).as_py() or 0 for c in text)
+        seq = (
+            f", sequence {table['sequence_id'][row]}"
+            if "sequence_id" in text and name != "sequence_id"
+            else ""
+        )
+        raise InputError(f"{path}: column {name!r}, line {row + 2 + earlier}{seq}: value holds a line break")
 
 
 def _parse_error(path: Path, header: list[str], message: str) -> InputError:

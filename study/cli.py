@@ -28,9 +28,10 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 from pydantic import ValidationError
 
 from cmi_model.errors import InputError, Interrupted, clear_stop, request_stop, stop_signal
+from cmi_model.reading import check_regular_file
 from cmi_model.weighting import ARMS, SCHEMES
 from study.helper import Helpers, forward_to_helpers
-from study.settings import MAX_CONFIRM_SEEDS, StudySection
+from study.settings import MAX_CONFIRM_SEEDS, MAX_SYNTHETIC_SUBJECTS, MAX_WORKERS, StudySection
 
 
 class _Parser(argparse.ArgumentParser):
@@ -92,7 +93,15 @@ class Option:
 PRESETS = ("tiny", "demo", "full")
 OPTIONS: tuple[Option, ...] = (
     Option("--out", ("synth",), {"required": True, "type": Path}),
-    Option("--subjects", ("synth",), {"type": _positive(int), "default": 12}),
+    Option(
+        "--force",
+        ("synth",),
+        {
+            "action": "store_true",
+            "help": "write into a folder that is not empty (only its four CSVs are replaced)",
+        },
+    ),
+    Option("--subjects", ("synth",), {"type": _positive(int, MAX_SYNTHETIC_SUBJECTS), "default": 12}),
     Option(
         "--full-size", ("synth",), {"action": "store_true", "help": "the real sizes: 81 subjects, ~575k rows"}
     ),
@@ -184,12 +193,20 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "--workers",
         ("run", "confirm"),
-        {"type": _positive(int), "default": 1, "help": "worker processes on this machine (default 1)"},
+        {
+            "type": _positive(int, MAX_WORKERS),
+            "default": 1,
+            "help": f"worker processes on this machine (default 1, at most {MAX_WORKERS})",
+        },
     ),
     Option(
         "--workers",
         ("demo",),
-        {"type": _positive(int), "default": min(2, os.cpu_count() or 1), "help": "worker processes"},
+        {
+            "type": _positive(int, MAX_WORKERS),
+            "default": min(2, os.cpu_count() or 1),
+            "help": "worker processes",
+        },
     ),
     Option(
         "--threads",
@@ -285,9 +302,21 @@ def _command_line(args) -> str:
     return redact("cmi-study " + shlex.join(argv))
 
 
+SYNTH_FILES = ("train.csv", "train_demographics.csv", "test.csv", "test_demographics.csv")
+
+
 def cmd_synth(args) -> None:
     from cmi_model.synthetic import generate
 
+    out = args.out
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out}: is not a folder")
+    if out.is_dir() and not args.force and (held := sorted(p.name for p in out.iterdir())):
+        shown = ", ".join(held[:3]) + (", ..." if len(held) > 3 else "")
+        raise InputError(
+            f"--out {out}: the folder is not empty ({len(held)} entries: {shown}); pass --force to replace "
+            f"just the files synth writes ({', '.join(SYNTH_FILES)}) and keep the rest"
+        )
     t = time.perf_counter()
     summary = generate(args.out, n_subjects=args.subjects, full_size=args.full_size, seed=args.seed)
     print(json.dumps(summary, indent=2, default=str))
@@ -423,6 +452,9 @@ def _check_out(out: Path, force: bool) -> None:
 
     if out.is_dir():
         raise InputError(f"--out {out}: is a directory; give the HTML file's path")
+    # Never a device, FIFO or socket, --force or not: /dev/null would be replaced by a file, and
+    # /dev/stdout (a pipe to ourselves) would block.
+    check_regular_file(out, "--out ")
     if out.exists() and not force and not is_report(out):
         raise InputError(f"--out {out}: exists and is not a cmi-study report; pass --force to overwrite it")
 
@@ -504,6 +536,7 @@ def main(argv: list[str] | None = None, *, helper: bool = False) -> int:
     previous = {s: signal.signal(s, _stop) for s in STOP_SIGNALS} if on_main_thread else {}
     try:
         COMMANDS[args.command](args)
+        sys.stdout.flush()  # here, not at exit: a reader gone away is then caught below
     except BrokenPipeError:  # a closed pipe is not bad input: stop writing, say nothing
         _quiet_stdout()
         return 128 + signal.SIGPIPE

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -18,7 +19,7 @@ from tqdm.auto import tqdm
 from cmi_model.data import SequenceData, default_cache_dir, describe, load_dir
 from cmi_model.dataset import FoldCache
 from cmi_model.errors import InputError, Interrupted, raise_if_stopping
-from cmi_model.folds import SubjectSplit, split_subjects, subject_folds
+from cmi_model.folds import SubjectSplit, inner_split, split_subjects, subject_folds
 from study import records, space
 from study.objective import CVObjective, budget_counts
 from study.settings import Settings, StudySection
@@ -42,10 +43,11 @@ def synthetic_dir(settings: Settings) -> Path:
     if not (folder / "train.csv").is_file():
         folder.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".tmp-"))
-        generate(tmp, n_subjects=syn.subjects, full_size=syn.full_size, seed=syn.seed)
         try:
-            os.replace(tmp, folder)
-        except OSError:  # another worker finished first: use theirs
+            generate(tmp, n_subjects=syn.subjects, full_size=syn.full_size, seed=syn.seed)
+            with contextlib.suppress(OSError):  # another worker finished first: use theirs
+                os.replace(tmp, folder)
+        finally:  # whatever stopped it (Ctrl-C, a full disk): no partial data set left in the cache
             shutil.rmtree(tmp, ignore_errors=True)
     return folder
 
@@ -128,7 +130,14 @@ def check_joinable(storage, name: str, wants: dict[str, records.ArmStudyRecord])
     for arm, want in wants.items():
         study_name = records.study_name(name, arm)
         if study_name in existing:
-            have = _creators_record(optuna.load_study(study_name=study_name, storage=storage))
+            study = optuna.load_study(study_name=study_name, storage=storage)
+            if study.get_trials(deepcopy=False) and not records.has_arm_record(study):
+                # Ours write their record before their first trial: trials without one are someone else's.
+                raise InputError(
+                    f"study {study_name!r} exists in this storage but was not made by cmi-study (its trials "
+                    "carry no cmi-study record): it is left untouched; use another --study-name"
+                )
+            have = _creators_record(study)
             if have is not None:
                 _refuse_other_settings(study_name, have, want)
 
@@ -203,8 +212,7 @@ def _creators_record(study: optuna.Study, timeout: float = 60.0) -> records.ArmS
     right after creating the study); None if the creator died before writing it."""
     deadline = time.monotonic() + timeout
     while True:
-        have = study.user_attrs  # read from the storage on every access
-        if set(records.ArmStudyRecord.model_fields) <= set(have):
+        if records.has_arm_record(study):  # read from the storage on every call
             return records.read_arm_study(study)
         if time.monotonic() > deadline:
             return None
@@ -233,6 +241,9 @@ def run_arms(
     # an empty database behind.
     split = split_subjects(data, st.holdout, st.folds, st.seed)
     folds = subject_folds(data, st.folds, st.seed, split.search)
+    if settings.train.early_stopping == "inner":  # each fold's stop subjects exist, or no trial starts
+        for train_idx, _ in folds:
+            inner_split(data, train_idx, settings.train.inner_fraction, st.seed)
     storage = open_storage(
         storage_url,
         heartbeat_interval=st.heartbeat_interval,

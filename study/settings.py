@@ -27,8 +27,14 @@ MAX_CONFIRM_SEEDS = 1000  # the preset's/TOML's confirm_seeds and `confirm --see
 assert (MAX_STUDY_SEED + 1000) * 1000 + 99 <= MAX_SEED
 
 
+MAX_SYNTHETIC_SUBJECTS = 200  # the embedded data's subjects (the real data has 81), config and flags alike
+# Worker processes one command starts on one machine: each holds torch, Lightning and the fold data
+# (~660 MB measured), so 64 need ~42 GB; more machines join with their own `run`.
+MAX_WORKERS = 64
+
+
 class SyntheticSettings(StrictModel):
-    subjects: int = Field(10, ge=2, le=200)  # embedded data size when no --data is given; at most 200
+    subjects: int = Field(10, ge=2, le=MAX_SYNTHETIC_SUBJECTS)  # embedded data size when no --data is given
     full_size: bool = False  # the real competition's sizes (81 subjects, ~575k rows)
     seed: int = Field(0, ge=0, le=MAX_SEED)  # 0..2**32-1
 
@@ -40,7 +46,7 @@ class StudySection(StrictModel):
     seed: int = Field(0, ge=0, le=MAX_STUDY_SEED)  # subject split, fold split, sampler and initialisation
     # Share of subjects held out of the search: the confirmation validates on them only, so
     # choosing the best of many configurations cannot flatter the verdict. 0: no hold-out.
-    holdout: float = Field(0.25, ge=0.0, lt=1.0)
+    holdout: float = Field(0.25, ge=0.0, le=0.5)  # 0, or 0.01..0.5 (more would hold out most subjects)
     # Per-fold pruning of the search; the confirmation never prunes. "percentile": from the 3rd
     # trial on, stop a trial whose fold-k score is not in the top quarter of the complete trials'
     # at fold k. Measured over 5 sampler seeds, 10 trials: 44% / 50% of the fold-trainings saved
@@ -63,6 +69,13 @@ class StudySection(StrictModel):
                 f"({self.heartbeat_interval}s)"
             )
         return self
+
+    @field_validator("holdout")
+    @classmethod
+    def _holdout_share(cls, holdout: float) -> float:
+        if 0 < holdout < 0.01:  # 1/holdout parts: a share this small holds out nobody
+            raise ValueError(f"must be 0 (no hold-out) or between 0.01 and 0.5, got {holdout:g}")
+        return holdout
 
     @field_validator("arms")
     @classmethod

@@ -77,11 +77,14 @@ def test_sigterm_during_training_exits_143_and_the_trial_is_rerun(tmp_path):
 
 
 def _two_workers_training(tmp_path: Path, name: str):
+    """`run --workers 2` once both workers train; each arm's 8 trials of a few seconds take far
+    longer than any stop should."""
     cache = str(tmp_path / "cache")
     env = {"CMI_CACHE_DIR": cache}
     url = sqlite_url(tmp_path / f"{name}.db")
     argv = [sys.executable, "-m", "study", "run", "--preset", "tiny", "--storage", url, "--study-name", name]
-    proc = start_worker(argv, tmp_path, *long_trial_options(tmp_path), "--workers", "2", env=env)
+    options = [*long_trial_options(tmp_path), "--n-trials", "8", "--workers", "2"]
+    proc = start_worker(argv, tmp_path, *options, env=env)
     for arm in ("fixed", "uncertainty"):  # the driver's arm and the helper's: both at work
         wait_for_running(url, f"{name}-{arm}", proc)
     assert len(_helpers_of(cache)) == 1
@@ -122,7 +125,7 @@ def test_a_signal_to_the_driver_alone_stops_its_helpers_within_seconds(tmp_path,
     code, _out, err = finish(proc, timeout=60)
     assert code == 128 + signum, err
     assert len(err.strip().splitlines()) == 1, err
-    assert time.monotonic() - started < 20, "the driver waited for its helper's arm"
+    assert time.monotonic() - started < 30, "the driver waited for its helper's arm"
     assert _wait_gone(cache, 5.0) == []
     for arm in ("fixed", "uncertainty"):
         assert states(load(url, f"d-{arm}"))["RUNNING"] == 0
