@@ -6,19 +6,36 @@ size has an upper bound (stated per field) far beyond any sane run, so that a ty
 `max_len = 1000000` fails at once instead of exhausting memory hours into a study.
 """
 
+import typing
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
-class _Strict(BaseModel):
+def _takes_bool(annotation) -> bool:
+    return annotation is bool or bool in typing.get_args(annotation)
+
+
+class StrictModel(BaseModel):
+    """Unknown keys, inf/NaN and booleans where a number belongs are errors; instances are frozen."""
+
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_booleans_as_numbers(cls, data):
+        # pydantic reads `true` as 1 for a number: `max_epochs = true` would quietly train one epoch.
+        if isinstance(data, dict):
+            for name, field in cls.model_fields.items():
+                if isinstance(data.get(name), bool) and not _takes_bool(field.annotation):
+                    raise ValueError(f"{name}: expected a number, got the boolean {str(data[name]).lower()}")
+        return data
 
 
 MAX_SEED = 2**32 - 1  # numpy's and Lightning's seed range is 0..2**32-1
 
 
-class LossConfig(_Strict):
+class LossConfig(StrictModel):
     alpha: float = Field(0.5, ge=0.0, le=1.0)  # share of the 18-class loss vs the binary loss
     nine_class_loss_weight: float = Field(0.2, ge=0.0)  # weight of the 9-class head's CE
     kl_weight: float = Field(0.1, ge=0.0)  # weight of KL(p9_from_18 || p9); 0 removes the term
@@ -60,7 +77,7 @@ class LossConfig(_Strict):
         return tuple(terms)
 
 
-class ModelConfig(_Strict):
+class ModelConfig(StrictModel):
     # Upper bounds: 4x to 16x the public preset (d_model 256, 8 layers, 8 heads, d_ff 1024, kernel 31).
     d_model: int = Field(64, ge=8, le=4096)
     n_layers: int = Field(2, ge=1, le=64)
@@ -91,7 +108,7 @@ MODEL_PRESETS: dict[str, ModelConfig] = {
 }
 
 
-class DataConfig(_Strict):
+class DataConfig(StrictModel):
     # Longer sequences keep their last max_len steps (the gesture); at most 10,000 (the longest
     # real sequence has ~700 rows).
     max_len: int = Field(128, ge=8, le=10_000)
@@ -99,7 +116,7 @@ class DataConfig(_Strict):
     modalities: Literal["all", "imu"] = "all"  # "imu": drop thermopiles and ToF (as in IMU-only test data)
 
 
-class TrainConfig(_Strict):
+class TrainConfig(StrictModel):
     lr: float = Field(2e-3, gt=0.0, le=1.0)  # at most 1 (AdamW diverges far below that)
     weight_decay: float = Field(1e-2, ge=0.0)
     max_epochs: int = Field(20, ge=1, le=10_000)  # at most 10,000

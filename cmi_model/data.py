@@ -233,7 +233,9 @@ def _write_cache(folder: Path, data: SequenceData) -> None:
         (tmp / "meta.json").write_text(json.dumps(data.meta))
         os.replace(tmp, folder)
     except OSError:
-        shutil.rmtree(tmp, ignore_errors=True)  # e.g. another worker wrote it first
+        pass  # e.g. another worker wrote it first, or a full disk: the cache is only a cache
+    finally:  # also on Ctrl-C or SIGTERM: no half-written folder stays behind
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def load_dir(data_dir: str | Path, cache_dir: Path | str | None = USER_CACHE) -> SequenceData:

@@ -1,5 +1,7 @@
 """Error types the command line maps to exit codes (bad input → 2)."""
 
+import signal
+
 
 class InputError(ValueError):
     """Bad user input (file, column, value, option or config): one clear line, exit code 2."""
@@ -10,5 +12,47 @@ class TrainingDiverged(RuntimeError):
 
 
 class Interrupted(BaseException):
-    """Ctrl-C. Raised by the CLI's SIGINT handler instead of KeyboardInterrupt, which Lightning's
-    Trainer.fit catches and turns into sys.exit(1); not an Exception, so `except Exception` lets it by."""
+    """Ctrl-C or SIGTERM. Raised by the CLI's signal handler instead of KeyboardInterrupt, which
+    Lightning's Trainer.fit catches and turns into sys.exit(1) (and SIGTERM, left to Lightning,
+    into a silent exit 0 with the trial left RUNNING); not an Exception, so `except Exception`
+    lets it by."""
+
+    def __init__(self, signum: int = signal.SIGINT):
+        super().__init__(signum)
+        self.signum = signum
+
+    @property
+    def reason(self) -> str:
+        """How the trial it stopped is recorded (fail_reason)."""
+        if self.signum == signal.SIGINT:
+            return "KeyboardInterrupt: interrupted by the user"
+        return f"KeyboardInterrupt: stopped by {signal.Signals(self.signum).name}"
+
+
+# The stopping signal this process received, if any. A signal handler that raises can have its
+# exception swallowed (Python drops an exception raised while a __del__ or weakref callback runs),
+# so the request is also kept here and checked where work goes on: before every training batch
+# (cmi_model.train), before every trial and while waiting for helper workers (study).
+_stop: list[int] = []
+
+
+def request_stop(signum: int) -> bool:
+    """Record a stopping signal; False if one was recorded already (a repeat)."""
+    if _stop:
+        return False
+    _stop.append(signum)
+    return True
+
+
+def stop_signal() -> int | None:
+    return _stop[0] if _stop else None
+
+
+def clear_stop() -> None:
+    """For in-process callers: a new command starts with no stop requested."""
+    _stop.clear()
+
+
+def raise_if_stopping() -> None:
+    if _stop:
+        raise Interrupted(_stop[0])

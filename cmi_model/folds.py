@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,10 +39,19 @@ def _indices_of(data: SequenceData, subjects) -> np.ndarray:
     return np.flatnonzero(np.isin(data.subject, list(subjects)))
 
 
+def _grouped_splits(data: SequenceData, idx: np.ndarray, n_splits: int, seed: int):
+    """StratifiedGroupKFold over idx by subject, stratified by gesture. On small data scikit-learn
+    warns that a gesture has fewer sequences than folds: the folds are then as balanced as the data
+    allows, which is all stratification can promise, so the warning is not passed on."""
+    splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The least populated class", category=UserWarning)
+        return list(splitter.split(np.zeros(len(idx)), data.gesture[idx], groups=data.subject[idx]))
+
+
 def _stratified_group_first_fold(data: SequenceData, idx: np.ndarray, n_splits: int, seed: int) -> np.ndarray:
     """Subjects validated by the first of n_splits stratified subject-grouped folds over idx."""
-    splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
-    _, va = next(splitter.split(np.zeros(len(idx)), data.gesture[idx], groups=data.subject[idx]))
+    _, va = _grouped_splits(data, idx, n_splits, seed)[0]
     return np.unique(data.subject[idx][va])
 
 
@@ -78,11 +88,7 @@ def subject_folds(data: SequenceData, n_folds: int, seed: int, subjects=None) ->
         raise InputError(
             f"folds: {n_folds} folds need at least {n_folds} subjects, the data has {n_subjects}"
         )
-    splitter = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
-    return [
-        (idx[tr], idx[va])
-        for tr, va in splitter.split(np.zeros(len(idx)), data.gesture[idx], data.subject[idx])
-    ]
+    return [(idx[tr], idx[va]) for tr, va in _grouped_splits(data, idx, n_folds, seed)]
 
 
 def holdout_folds(data: SequenceData, split: SubjectSplit, n_folds: int, seed: int) -> list[Fold]:

@@ -10,10 +10,12 @@ from __future__ import annotations
 import csv
 import difflib
 import re
+import stat
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from cmi_model.errors import InputError
@@ -30,8 +32,30 @@ def unreadable(path: Path, e: OSError) -> InputError:
     return InputError(f"{path}: cannot read the file: {e.strerror or e}")
 
 
+def not_a_regular_file(path: Path) -> str | None:
+    """What `path` is when it exists but is no regular file (a FIFO, a device, a socket: opening or
+    reading one can block forever or never end, e.g. /dev/zero), else None. Symlinks are followed."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return None  # missing or unreadable: the open that follows says which
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return None
+    kinds = {stat.S_ISFIFO: "a FIFO (named pipe)", stat.S_ISCHR: "a character device"}
+    kinds |= {stat.S_ISBLK: "a block device", stat.S_ISSOCK: "a socket"}
+    return next((kind for test, kind in kinds.items() if test(mode)), "not a regular file")
+
+
+def check_regular_file(path: Path, what: str = "") -> None:
+    """An InputError for a FIFO, device or socket where a file is expected."""
+    kind = not_a_regular_file(path)
+    if kind is not None:
+        raise InputError(f"{what}{path}: is {kind}, not a regular file")
+
+
 def read_header(path: Path) -> list[str]:
     """The column names on line 1, reading at most HEADER_LIMIT bytes whatever the file holds."""
+    check_regular_file(path)
     try:
         with open(path, "rb") as f:
             head = f.readline(HEADER_LIMIT + 1)
@@ -103,7 +127,26 @@ def read_csv(path: Path, required: list[str], float_columns: list[str]) -> pa.Ta
         raise _parse_error(path, header, str(e)) from None
     if table.num_rows == 0:
         raise InputError(f"{path}: the file has a header but no data rows")
+    _check_no_line_breaks(path, table)
     return table
+
+
+def _check_no_line_breaks(path: Path, table: pa.Table) -> None:
+    """No text value of the real files holds a line break. One that does (a quoted newline) is an
+    error naming its own line: it would also shift every later row off its line number."""
+    text = [f.name for f in table.schema if pa.types.is_string(f.type)]
+    for name in text:
+        hit = pc.fill_null(pc.match_substring_regex(table[name], r"[\r\n]"), False)
+        if not pc.any(hit).as_py():
+            continue
+        row = int(np.flatnonzero(hit.to_numpy(zero_copy_only=False))[0])
+        earlier = sum(pc.sum(pc.count_substring(table[c].slice(0, row), "\n")).as_py() or 0 for c in text)
+        seq = (
+            f", sequence {table['sequence_id'][row]}"
+            if "sequence_id" in text and name != "sequence_id"
+            else ""
+        )
+        raise InputError(f"{path}: column {name!r}, line {row + 2 + earlier}{seq}: value holds a line break")
 
 
 def _parse_error(path: Path, header: list[str], message: str) -> InputError:

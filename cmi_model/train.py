@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import signal
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -10,10 +11,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from cmi_model.config import DataConfig, LossConfig, ModelConfig, TrainConfig
 from cmi_model.data import SequenceData
 from cmi_model.dataset import FoldCache, TensorBatches
+from cmi_model.errors import Interrupted, raise_if_stopping, request_stop, stop_signal
 from cmi_model.folds import inner_split, subjects_of
 from cmi_model.labels import EIGHTEEN_TO_NINE, GESTURES, NINE_CLASSES
 from cmi_model.losses import inverse_frequency_weights
@@ -64,6 +67,14 @@ def quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=".*GPU available but not used.*")
     warnings.filterwarnings("ignore", message=".*LeafSpec.*is deprecated.*")  # Lightning 2.6 on torch 2.13
     warnings.filterwarnings("ignore", message=".*no `val_dataloader`.*")
+
+
+class _StopOnSignal(pl.Callback):
+    """Stops training at the next batch once a stopping signal was received (see
+    cmi_model.errors.request_stop): the handler's own exception may have been swallowed."""
+
+    def on_train_batch_start(self, *args) -> None:
+        raise_if_stopping()
 
 
 def _class_weights(y18: np.ndarray) -> dict[str, torch.Tensor]:
@@ -144,7 +155,7 @@ def fit_fold(
         precision=precision,
         max_epochs=train_cfg.max_epochs,
         # No gradient_clip_val: CMILitModule.configure_gradient_clipping clips the network only.
-        callbacks=[*(stopping if inner else []), *(callbacks or [])],
+        callbacks=[_StopOnSignal(), *(stopping if inner else []), *(callbacks or [])],
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,
@@ -154,11 +165,17 @@ def fit_fold(
     )
     fold_state(None, deterministic=accelerator == "cpu")  # the Trainer set the flags again
     set_up = time.perf_counter()
+    stop_batches = None
     if inner:
         stop_tensors = cache.tensors(data, stop_idx, fit_idx, data_cfg)
-        trainer.fit(module, fit_batches, TensorBatches(stop_tensors, data_cfg.batch_size, shuffle=False))
-    else:
-        trainer.fit(module, fit_batches)  # no validation loop at all: nothing to choose
+        stop_batches = TensorBatches(stop_tensors, data_cfg.batch_size, shuffle=False)
+    try:  # without stop batches: no validation loop at all, nothing to choose
+        trainer.fit(module, fit_batches, stop_batches)
+    except SIGTERMException:
+        # Lightning's own answer to a SIGTERM it saw (a silent SystemExit(0) at the end of the
+        # epoch): the trial would be left RUNNING. It is a stop like any other.
+        request_stop(signal.SIGTERM)
+        raise Interrupted(stop_signal() or signal.SIGTERM) from None
     trained = time.perf_counter()
     learned_end = module.weighting.logged_params()
     epochs = len(module.weight_history)

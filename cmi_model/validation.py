@@ -107,7 +107,7 @@ def validate_and_order(path: Path, table: pa.Table, labeled: bool) -> tuple[np.n
             i = int(np.flatnonzero(bad)[0])
             raise InputError(
                 f"{path}: column 'sequence_type', {where(starts[i])}: {shorten(types[i])} but gesture "
-                f"{gestures[i]!r} is {implied[i]!r}"
+                f"{str(gestures[i])!r} is {str(implied[i])!r}"
             )
     return order, offsets
 
@@ -206,12 +206,12 @@ def check_demographics(path: Path, subjects: np.ndarray) -> None:
     table = read_csv(path, DEMOGRAPHICS_COLUMNS, [c for c in DEMOGRAPHICS_COLUMNS if c != "subject"])
     names = column_values(table, "subject")
     for col in DEMOGRAPHICS_COLUMNS[1:]:
-        inf = np.isinf(column_values(table, col))
-        if inf.any():
-            row = int(np.flatnonzero(inf)[0])
-            raise InputError(
-                f"{path}: column {col!r}, line {row + 2}, subject {names[row]}: value is infinite"
-            )
+        values = column_values(table, col)
+        bad = ~np.isfinite(values)  # inf, "nan" or an empty cell: every subject has every value
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            what = "infinite" if np.isinf(values[row]) else "missing or not a number"
+            raise InputError(f"{path}: column {col!r}, line {row + 2}, subject {names[row]}: value is {what}")
     empty = names == ""
     if empty.any():
         raise InputError(f"{path}: column 'subject', line {int(np.flatnonzero(empty)[0]) + 2}: empty value")
@@ -232,4 +232,4 @@ def check_demographics(path: Path, subjects: np.ndarray) -> None:
     known = set(uniques)
     for s in subjects:
         if s not in known:
-            raise InputError(f"{path}: subject {s!r} has sensor data but no demographics row")
+            raise InputError(f"{path}: subject {str(s)!r} has sensor data but no demographics row")

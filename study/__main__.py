@@ -7,9 +7,10 @@ lines with the CLI's own `main`.
 
 import sys
 
-from study.helper import SERVE, serve
+from study.helper import SERVE, die_with_driver, serve
 
 if sys.argv[1:] == [SERVE]:
+    die_with_driver()  # before the slow imports: a driver killed meanwhile takes its helpers along
     import study.confirm  # noqa: F401  the start-up this process exists to get out of the way
     from study.cli import main
 

@@ -1,7 +1,7 @@
 """`cmi-study` (also `python -m study`): synth, inspect, run, confirm, report, demo.
 
 Exit codes: 0 success, 2 bad input or configuration (one line on stderr), 1 internal
-error, 130 interrupted.
+error, 130 interrupted (Ctrl-C), 143 stopped by SIGTERM, 141 when the reader of stdout went away.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import re
 import shlex
 import signal
 import sys
-import tempfile
 import threading
 import time
 import typing
@@ -28,10 +27,11 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from pydantic import ValidationError
 
-from cmi_model.errors import InputError, Interrupted
+from cmi_model.errors import InputError, Interrupted, clear_stop, request_stop, stop_signal
+from cmi_model.reading import check_regular_file
 from cmi_model.weighting import ARMS, SCHEMES
-from study.helper import Helpers
-from study.settings import MAX_CONFIRM_SEEDS, StudySection
+from study.helper import Helpers, forward_to_helpers
+from study.settings import MAX_CONFIRM_SEEDS, MAX_SYNTHETIC_SUBJECTS, MAX_WORKERS, StudySection
 
 
 class _Parser(argparse.ArgumentParser):
@@ -93,7 +93,15 @@ class Option:
 PRESETS = ("tiny", "demo", "full")
 OPTIONS: tuple[Option, ...] = (
     Option("--out", ("synth",), {"required": True, "type": Path}),
-    Option("--subjects", ("synth",), {"type": _positive(int), "default": 12}),
+    Option(
+        "--force",
+        ("synth",),
+        {
+            "action": "store_true",
+            "help": "write into a folder that is not empty (only its four CSVs are replaced)",
+        },
+    ),
+    Option("--subjects", ("synth",), {"type": _positive(int, MAX_SYNTHETIC_SUBJECTS), "default": 12}),
     Option(
         "--full-size", ("synth",), {"action": "store_true", "help": "the real sizes: 81 subjects, ~575k rows"}
     ),
@@ -185,12 +193,20 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "--workers",
         ("run", "confirm"),
-        {"type": _positive(int), "default": 1, "help": "worker processes on this machine (default 1)"},
+        {
+            "type": _positive(int, MAX_WORKERS),
+            "default": 1,
+            "help": f"worker processes on this machine (default 1, at most {MAX_WORKERS})",
+        },
     ),
     Option(
         "--workers",
         ("demo",),
-        {"type": _positive(int), "default": min(2, os.cpu_count() or 1), "help": "worker processes"},
+        {
+            "type": _positive(int, MAX_WORKERS),
+            "default": min(2, os.cpu_count() or 1),
+            "help": "worker processes",
+        },
     ),
     Option(
         "--threads",
@@ -231,7 +247,8 @@ OPTIONS: tuple[Option, ...] = (
     ),
     # A helper worker's settings and arms, given by the process that started it (not for users).
     Option("--only-arms", ("run",), {"type": _arm_list, "help": argparse.SUPPRESS}),
-    Option("--resolved-settings", ("run",), {"type": Path, "help": argparse.SUPPRESS}),
+    # (The settings as JSON text, sent down the helper's stdin: no temporary file to leave behind.)
+    Option("--resolved-settings", ("run",), {"help": argparse.SUPPRESS}),
 )
 COMMAND_HELP = {
     "synth": "write the embedded synthetic data set as Kaggle-schema CSVs",
@@ -262,7 +279,7 @@ def _settings_from(args):
     from study.settings import Settings, build_settings
 
     if args.resolved_settings is not None:
-        return Settings.model_validate_json(args.resolved_settings.read_text())
+        return Settings.model_validate_json(args.resolved_settings)
     over: dict = {}
     flags: dict[str, str] = {}
     for opt in OPTIONS:
@@ -295,9 +312,21 @@ def _command_line(args) -> str:
     return redact("cmi-study " + shlex.join(argv))
 
 
+SYNTH_FILES = ("train.csv", "train_demographics.csv", "test.csv", "test_demographics.csv")
+
+
 def cmd_synth(args) -> None:
     from cmi_model.synthetic import generate
 
+    out = args.out
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out}: is not a folder")
+    if out.is_dir() and not args.force and (held := sorted(p.name for p in out.iterdir())):
+        shown = ", ".join(held[:3]) + (", ..." if len(held) > 3 else "")
+        raise InputError(
+            f"--out {out}: the folder is not empty ({len(held)} entries: {shown}); pass --force to replace "
+            f"just the files synth writes ({', '.join(SYNTH_FILES)}) and keep the rest"
+        )
     t = time.perf_counter()
     summary = generate(args.out, n_subjects=args.subjects, full_size=args.full_size, seed=args.seed)
     print(json.dumps(summary, indent=2, default=str))
@@ -377,13 +406,12 @@ def cmd_run(args) -> None:
         f"{args.workers} worker(s), storage {safe_url(url)}"
     )
     owned = owned_arms(st.arms, args.workers) if args.only_arms is None else [args.only_arms]
-    with _helpers(args, args.workers - 1) as helpers, tempfile.TemporaryDirectory(prefix="cmi-study-") as tmp:
-        path = Path(tmp) / "settings.json"
+    with _helpers(args, args.workers - 1) as helpers:
 
         def spawn() -> None:  # once this process has created the studies and queued the baselines
             if args.workers > 1:
-                path.write_text(settings.model_dump_json())  # every worker runs the same settings
-                extra = [["--resolved-settings", str(path)] for _ in range(args.workers - 1)]
+                resolved = settings.model_dump_json()  # every worker runs the same settings
+                extra = [["--resolved-settings", resolved] for _ in range(args.workers - 1)]
                 if owned is not None:
                     extra = [
                         e + ["--only-arms", ",".join(arms)] for e, arms in zip(extra, owned[1:], strict=True)
@@ -442,6 +470,9 @@ def _check_out(out: Path, force: bool) -> None:
 
     if out.is_dir():
         raise InputError(f"--out {out}: is a directory; give the HTML file's path")
+    # Never a device, FIFO or socket, --force or not: /dev/null would be replaced by a file, and
+    # /dev/stdout (a pipe to ourselves) would block.
+    check_regular_file(out, "--out ")
     if out.exists() and not force and not is_report(out):
         raise InputError(f"--out {out}: exists and is not a cmi-study report; pass --force to overwrite it")
 
@@ -476,8 +507,32 @@ COMMANDS = {
 }
 
 
-def _raise_interrupted(signum, frame):
-    raise Interrupted()
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)  # Ctrl-C, and what kill, systemd, Kubernetes and Slurm send
+
+
+def _stop(signum, frame):
+    """Ctrl-C and SIGTERM alike: the running trial is queued again, one line, exit 128 + signal.
+
+    The first signal counts and reaches this process's helper workers too (a signal sent to the
+    driver alone must not leave them training); repeats while stopping are ignored, so that the
+    trial's re-queueing is not cut short."""
+    if not request_stop(signum):
+        return
+    forward_to_helpers(signum)
+    raise Interrupted(signum)
+
+
+def _stopped_line(command: str) -> str:
+    signum = stop_signal() or signal.SIGINT
+    how = "interrupted" if signum == signal.SIGINT else f"stopped by {signal.Signals(signum).name}"
+    return f"cmi-study {command}: {how}; finished trials are kept in the storage"
+
+
+def _quiet_stdout() -> None:
+    """The reader of our stdout went away (`cmi-study inspect | head`): nothing more to say, and
+    nothing either when Python flushes stdout at exit."""
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def main(argv: list[str] | None = None, *, helper: bool = False) -> int:
@@ -492,12 +547,17 @@ def main(argv: list[str] | None = None, *, helper: bool = False) -> int:
     import sqlalchemy
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # our own progress bars and messages say it
-    # Ctrl-C as Interrupted, not KeyboardInterrupt: Lightning would turn the latter into exit code 1
-    # and leave the trial RUNNING (see cmi_model.errors.Interrupted and objective.run_folds).
+    # Ctrl-C and SIGTERM as Interrupted, not KeyboardInterrupt: Lightning would turn the latter into
+    # exit code 1 and leave the trial RUNNING (see cmi_model.errors.Interrupted and objective.run_folds).
     on_main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGINT, _raise_interrupted) if on_main_thread else None
+    clear_stop()
+    previous = {s: signal.signal(s, _stop) for s in STOP_SIGNALS} if on_main_thread else {}
     try:
         COMMANDS[args.command](args)
+        sys.stdout.flush()  # here, not at exit: a reader gone away is then caught below
+    except BrokenPipeError:  # a closed pipe is not bad input: stop writing, say nothing
+        _quiet_stdout()
+        return 128 + signal.SIGPIPE
     except InputError as e:
         print(f"cmi-study {args.command}: error: {e}", file=sys.stderr)
         return 2
@@ -518,15 +578,12 @@ def main(argv: list[str] | None = None, *, helper: bool = False) -> int:
         print(f"cmi-study {args.command}: error: {e.filename or ''}: {e.strerror or e}", file=sys.stderr)
         return 1 if e.errno == errno.ENOSPC else 2
     except (KeyboardInterrupt, Interrupted):
-        if not helper:
-            print(
-                f"\ncmi-study {args.command}: interrupted; finished trials are kept in the storage",
-                file=sys.stderr,
-            )
-        return 130
+        if not helper:  # the driver says it once for every worker
+            print(f"\n{_stopped_line(args.command)}", file=sys.stderr)
+        return 128 + (stop_signal() or signal.SIGINT)
     finally:
-        if previous is not None:  # an in-process caller (tests, notebooks) gets its handler back
-            signal.signal(signal.SIGINT, previous)
+        for s, handler in previous.items():  # an in-process caller (tests, notebooks) gets its handlers back
+            signal.signal(s, handler)
     return 0
 
 

@@ -16,7 +16,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 from tqdm.auto import tqdm
 
-from cmi_model.errors import InputError
+from cmi_model.errors import InputError, raise_if_stopping
 from cmi_model.folds import SubjectSplit, holdout_folds
 from study import records, space
 from study.objective import BudgetTaken, TrialConfigs, budget_counts, run_folds
@@ -229,8 +229,12 @@ def work_confirm(confirm: optuna.Study, objective: ConfirmObjective, st: StudySe
     total = current(TrialState.WAITING, TrialState.RUNNING, TrialState.COMPLETE)
     if not count(TrialState.WAITING, TrialState.RUNNING):
         print(f"nothing to do: {total} of {total} confirmation pairs finished; use --seeds to add more")
-    with tqdm(total=total, desc="confirm", unit="pair", disable=not count(TrialState.WAITING)) as bar:
+    # No bar when there is nothing to do; otherwise tqdm's own default, which TQDM_DISABLE=1 can
+    # turn off (an explicit disable=False would override the environment).
+    quiet = {} if count(TrialState.WAITING) else {"disable": True}
+    with tqdm(total=total, desc="confirm", unit="pair", **quiet) as bar:
         while True:
+            raise_if_stopping()  # a stopping signal whose exception was swallowed (cmi_model.errors)
             fail_lost_trials(confirm, st.grace_period)  # a dead worker's pair: failed and re-queued
             if count(TrialState.WAITING):
                 trial = run_one(confirm, objective)

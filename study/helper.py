@@ -5,18 +5,46 @@ It imports the heavy modules at once (torch, Lightning, scikit-learn, SQLAlchemy
 command lines the driver sends on stdin (one JSON list per line), one after another, and answers
 each with its exit code on the pipe that was its stdout. The demo sends one helper `run`, then
 `confirm`: it starts once. Closing stdin ends it.
+
+Helpers die with their driver: a stopping signal to the driver (Ctrl-C, SIGTERM) is forwarded to
+them, and on Linux the kernel sends them SIGTERM when the driver dies, SIGKILL included
+(`PR_SET_PDEATHSIG`); either way their running trial is queued again like the driver's.
 """
 
 import contextlib
+import ctypes
 import json
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Callable
 
-SERVE = (
-    "--serve-helper"  # `python -m study --serve-helper`: how a helper process is started (study/__main__.py)
-)
+from cmi_model.errors import raise_if_stopping
+
+SERVE = "--serve-helper"  # `python -m study --serve-helper`: how a helper process starts (study/__main__.py)
+DRIVER_PID = "CMI_STUDY_DRIVER_PID"  # the driver's pid, in the helper's environment
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+_LIVE: list[subprocess.Popen] = []  # every helper this process started and has not reaped
+
+
+def die_with_driver() -> None:
+    """Ask the kernel for SIGTERM when the driver dies (Linux; elsewhere a no-op). Called first
+    thing in a helper: a driver that died before the request was made is noticed by its pid."""
+    if not sys.platform.startswith("linux"):
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != int(os.environ.get(DRIVER_PID, os.getppid())):
+        os.kill(os.getpid(), signal.SIGTERM)  # orphaned already
+
+
+def forward_to_helpers(signum: int) -> None:
+    """Pass a stopping signal on to every live helper of this process (the driver's handler calls it)."""
+    for proc in _LIVE:
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signum)
 
 
 def serve(main: Callable[..., int]) -> int:
@@ -31,6 +59,8 @@ def serve(main: Callable[..., int]) -> int:
             print(main(json.loads(line), helper=True), file=reply, flush=True)
     except KeyboardInterrupt:  # Ctrl-C reaches the whole process group, idle helpers included
         return 130
+    except BrokenPipeError:  # the driver is gone: nobody to answer (its trial is queued again already)
+        return 1
     return 0
 
 
@@ -41,10 +71,11 @@ class Helpers:
 
     def __init__(self, n: int):
         # One progress bar: this process's, which counts every worker's trials.
-        env = os.environ | {"TQDM_DISABLE": "1"}
+        env = os.environ | {"TQDM_DISABLE": "1", DRIVER_PID: str(os.getpid())}
         cmd = [sys.executable, "-m", "study", SERVE]
         pipes = {"stdin": subprocess.PIPE, "stdout": subprocess.PIPE, "text": True}
         self.procs = [subprocess.Popen(cmd, env=env, **pipes) for _ in range(n)]
+        _LIVE.extend(self.procs)
         self.busy: list[subprocess.Popen] = []
         self.used: set[int] = set()  # pids of the helpers that were sent a command
 
@@ -77,6 +108,7 @@ class Helpers:
             self.wait()
             raise
         codes = self.wait()
+        raise_if_stopping()  # stopped while waiting for them (they were told too): that, not their codes
         if any(codes):
             raise RuntimeError(f"{sum(c != 0 for c in codes)} helper worker(s) failed (exit codes {codes})")
 
@@ -88,3 +120,5 @@ class Helpers:
                 proc.stdin.close()  # done with its commands: it ends
         for proc in self.procs:
             proc.wait()
+            with contextlib.suppress(ValueError):
+                _LIVE.remove(proc)

@@ -82,10 +82,7 @@ def run_folds(
     except optuna.TrialPruned:
         raise
     except Interrupted:
-        # Ctrl-C (see cli.main), past Lightning now: as a plain KeyboardInterrupt Optuna marks
-        # the trial FAIL at once (instead of leaving it RUNNING) and re-raises it; the CLI exits 130.
-        records.write(trial, fail_reason="KeyboardInterrupt: interrupted by the user")
-        raise KeyboardInterrupt from None
+        raise  # a stop, not a failure of the trial: runner.run_one records and re-queues it
     except Exception as e:
         # Recorded on the trial so the report and dashboard can say why it failed.
         records.write(trial, fail_reason=f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")

@@ -263,6 +263,11 @@ def _read_study(study: optuna.Study, model: type[_Record]) -> Any:
         raise RecordError(f"study {study.study_name!r}: attribute {where}: {err['msg']}") from None
 
 
+def has_arm_record(study: optuna.Study) -> bool:
+    """Whether the study carries a whole arm-study record (its creator has written it)."""
+    return set(ArmStudyRecord.model_fields) <= set(study.user_attrs)
+
+
 def read_arm_study(study: optuna.Study) -> ArmStudyRecord:
     return _read_study(study, ArmStudyRecord)
 

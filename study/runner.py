@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -17,8 +18,8 @@ from tqdm.auto import tqdm
 
 from cmi_model.data import SequenceData, default_cache_dir, describe, load_dir
 from cmi_model.dataset import FoldCache
-from cmi_model.errors import InputError
-from cmi_model.folds import SubjectSplit, split_subjects, subject_folds
+from cmi_model.errors import InputError, Interrupted, raise_if_stopping
+from cmi_model.folds import SubjectSplit, inner_split, split_subjects, subject_folds
 from study import records, space
 from study.objective import CVObjective, budget_counts
 from study.settings import Settings, StudySection
@@ -42,10 +43,11 @@ def synthetic_dir(settings: Settings) -> Path:
     if not (folder / "train.csv").is_file():
         folder.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".tmp-"))
-        generate(tmp, n_subjects=syn.subjects, full_size=syn.full_size, seed=syn.seed)
         try:
-            os.replace(tmp, folder)
-        except OSError:  # another worker finished first: use theirs
+            generate(tmp, n_subjects=syn.subjects, full_size=syn.full_size, seed=syn.seed)
+            with contextlib.suppress(OSError):  # another worker finished first: use theirs
+                os.replace(tmp, folder)
+        finally:  # whatever stopped it (Ctrl-C, a full disk): no partial data set left in the cache
             shutil.rmtree(tmp, ignore_errors=True)
     return folder
 
@@ -136,7 +138,14 @@ def check_joinable(storage, name: str, wants: dict[str, records.ArmStudyRecord])
     for arm in records.ARMS:
         study_name = records.study_name(name, arm)
         if study_name in existing:
-            have = _creators_record(optuna.load_study(study_name=study_name, storage=storage))
+            study = optuna.load_study(study_name=study_name, storage=storage)
+            if study.get_trials(deepcopy=False) and not records.has_arm_record(study):
+                # Ours write their record before their first trial: trials without one are someone else's.
+                raise InputError(
+                    f"study {study_name!r} exists in this storage but was not made by cmi-study (its trials "
+                    "carry no cmi-study record): it is left untouched; use another --study-name"
+                )
+            have = _creators_record(study)
             if have is not None:
                 haves[study_name] = have
     for arm, want in wants.items():  # the arm itself first: its own study names the setting
@@ -225,8 +234,7 @@ def _creators_record(study: optuna.Study, timeout: float = 60.0) -> records.ArmS
     right after creating the study); None if the creator died before writing it."""
     deadline = time.monotonic() + timeout
     while True:
-        have = study.user_attrs  # read from the storage on every access
-        if set(records.ArmStudyRecord.model_fields) <= set(have):
+        if records.has_arm_record(study):  # read from the storage on every call
             return records.read_arm_study(study)
         if time.monotonic() > deadline:
             return None
@@ -255,6 +263,9 @@ def run_arms(
     # an empty database behind.
     split = split_subjects(data, st.holdout, st.folds, st.seed)
     folds = subject_folds(data, st.folds, st.seed, split.search)
+    if settings.train.early_stopping == "inner":  # each fold's stop subjects exist, or no trial starts
+        for train_idx, _ in folds:
+            inner_split(data, train_idx, settings.train.inner_fraction, st.seed)
     storage = open_storage(
         storage_url,
         heartbeat_interval=st.heartbeat_interval,
@@ -291,6 +302,7 @@ def work(jobs: dict, st: StudySection, desc: str) -> None:
         while True:
             progressed, finished = False, 0
             for key, (study, objective) in jobs.items():
+                raise_if_stopping()  # a stopping signal whose exception was swallowed (cmi_model.errors)
                 fail_lost_trials(study, st.grace_period)  # a dead worker's trial: failed and re-queued
                 done, running = budget_counts(study)
                 if done >= n_trials or key in broken:
@@ -329,7 +341,14 @@ def run_one(study: optuna.Study, objective) -> optuna.trial.FrozenTrial:
 
     def tracked(trial: optuna.Trial) -> float:
         numbers.append(trial.number)
-        return objective(trial)
+        try:
+            return objective(trial)
+        except Interrupted as e:
+            # Ctrl-C or SIGTERM (cli.main) anywhere in the trial, past Lightning now: as a plain
+            # KeyboardInterrupt Optuna marks the trial FAIL at once (instead of leaving it RUNNING)
+            # and re-raises it, and below it is queued again; the CLI exits 130 or 143.
+            records.write(trial, fail_reason=e.reason)
+            raise KeyboardInterrupt from None
 
     try:
         study.optimize(

@@ -4,16 +4,20 @@ import tomllib
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
-from cmi_model.config import MAX_SEED, MODEL_PRESETS, DataConfig, LossConfig, ModelConfig, TrainConfig
+from cmi_model.config import (
+    MAX_SEED,
+    MODEL_PRESETS,
+    DataConfig,
+    LossConfig,
+    ModelConfig,
+    StrictModel,
+    TrainConfig,
+)
 from cmi_model.errors import InputError
+from cmi_model.reading import check_regular_file
 from study.space import ARMS
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)  # no inf, no NaN
-
 
 # Fold k of split seed s trains with seed s*1000 + k (study/objective.py) and the confirmation's
 # split seeds are seed+1 .. seed+confirm_seeds: with at most 100 folds and 1,000 confirmation
@@ -23,20 +27,26 @@ MAX_CONFIRM_SEEDS = 1000  # the preset's/TOML's confirm_seeds and `confirm --see
 assert (MAX_STUDY_SEED + 1000) * 1000 + 99 <= MAX_SEED
 
 
-class SyntheticSettings(_Strict):
-    subjects: int = Field(10, ge=2, le=200)  # embedded data size when no --data is given; at most 200
+MAX_SYNTHETIC_SUBJECTS = 200  # the embedded data's subjects (the real data has 81), config and flags alike
+# Worker processes one command starts on one machine: each holds torch, Lightning and the fold data
+# (~660 MB measured), so 64 need ~42 GB; more machines join with their own `run`.
+MAX_WORKERS = 64
+
+
+class SyntheticSettings(StrictModel):
+    subjects: int = Field(10, ge=2, le=MAX_SYNTHETIC_SUBJECTS)  # embedded data size when no --data is given
     full_size: bool = False  # the real competition's sizes (81 subjects, ~575k rows)
     seed: int = Field(0, ge=0, le=MAX_SEED)  # 0..2**32-1
 
 
-class StudySection(_Strict):
+class StudySection(StrictModel):
     arms: tuple[str, ...] = ("fixed", "uncertainty")
     n_trials: int = Field(6, ge=1, le=100_000)  # per arm, across all workers; at most 100,000
     folds: int = Field(3, ge=2, le=100)  # at most 100
     seed: int = Field(0, ge=0, le=MAX_STUDY_SEED)  # subject split, fold split, sampler and initialisation
     # Share of subjects held out of the search: the confirmation validates on them only, so
     # choosing the best of many configurations cannot flatter the verdict. 0: no hold-out.
-    holdout: float = Field(0.25, ge=0.0, lt=1.0)
+    holdout: float = Field(0.25, ge=0.0, le=0.5)  # 0, or 0.01..0.5 (more would hold out most subjects)
     # Per-fold pruning of the search; the confirmation never prunes. "percentile": from the 3rd
     # trial on, stop a trial whose fold-k score is not in the top quarter of the complete trials'
     # at fold k. Measured over 5 sampler seeds, 10 trials: 44% / 50% of the fold-trainings saved
@@ -60,6 +70,13 @@ class StudySection(_Strict):
             )
         return self
 
+    @field_validator("holdout")
+    @classmethod
+    def _holdout_share(cls, holdout: float) -> float:
+        if 0 < holdout < 0.01:  # 1/holdout parts: a share this small holds out nobody
+            raise ValueError(f"must be 0 (no hold-out) or between 0.01 and 0.5, got {holdout:g}")
+        return holdout
+
     @field_validator("arms")
     @classmethod
     def _known_arms(cls, arms: tuple[str, ...]) -> tuple[str, ...]:
@@ -75,7 +92,7 @@ class StudySection(_Strict):
         return arms
 
 
-class Settings(_Strict):
+class Settings(StrictModel):
     preset: str
     model_preset: str = "tiny"
     study: StudySection = StudySection()
@@ -148,8 +165,11 @@ def build_settings(
         raise InputError(f"--preset: unknown preset {preset!r}; choose from {', '.join(PRESETS)}")
     raw = _merge({"preset": preset}, PRESETS[preset])
     if config_file is not None:
+        check_regular_file(Path(config_file), "--config ")
         try:
             loaded = tomllib.loads(Path(config_file).read_text())
+        except RecursionError:  # tomllib parses nested tables recursively
+            raise InputError(f"{config_file}: not valid TOML: nested too deeply") from None
         except FileNotFoundError:
             raise InputError(f"{config_file}: config file not found") from None
         except tomllib.TOMLDecodeError as e:
@@ -165,7 +185,7 @@ def build_settings(
         raw = _merge(raw, loaded)
     raw = _merge(raw, overrides or {})
     model_preset = raw.get("model_preset", "tiny")
-    if model_preset not in MODEL_PRESETS:
+    if not isinstance(model_preset, str) or model_preset not in MODEL_PRESETS:
         raise InputError(f"model_preset: unknown {model_preset!r}; choose from {', '.join(MODEL_PRESETS)}")
     raw["model"] = MODEL_PRESETS[model_preset].model_dump() | raw.get("model", {})
     try:

@@ -146,7 +146,17 @@ def open_storage(
         url = parsed.set(drivername="postgresql+psycopg2").render_as_string(hide_password=False)
     engine_kwargs: dict = {}
     if parsed.get_backend_name() == "sqlite":
-        if parsed.database and parsed.database != ":memory:":
+        if (
+            not parsed.database
+            or parsed.database == ":memory:"
+            or parsed.database.startswith("file::memory:")
+        ):
+            # Nothing in it would survive the process, and helper workers would each get their own.
+            raise InputError(
+                f"--storage {safe_url(url)}: an in-memory SQLite database vanishes with this process and "
+                "no other worker can see it; give a file, e.g. sqlite:///reports/study.db"
+            )
+        if parsed.database:
             _check_sqlite_file(Path(parsed.database), must_exist)
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         # Parallel workers on one SQLite file wait for the lock instead of failing.
@@ -169,6 +179,10 @@ def open_storage(
                 continue
             reason = str(getattr(e, "orig", None) or e).strip().splitlines()[0]
             raise InputError(f"--storage {safe_url(url)}: cannot open the storage: {reason}") from None
+        except RuntimeError as e:  # Optuna's "no longer compatible with the table schema (set up by ...)"
+            if "compatible with the table schema" not in str(e):
+                raise
+            raise InputError(f"--storage {safe_url(url)}: {' '.join(str(e).split())}") from None
     raise AssertionError("unreachable")
 
 

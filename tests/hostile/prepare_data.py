@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import tempfile
 from pathlib import Path
 
@@ -305,3 +306,145 @@ def n_layers_huge(folder: Path) -> dict:
 
 def subjects_huge(folder: Path) -> dict:
     return _config(folder, "[synthetic]\nsubjects = 100000\n")
+
+
+# ----------------------------------------------------------------------------- second round: files that are no files
+
+
+def _special(path: Path, kind: str) -> None:
+    """Replace `path` by a FIFO, a socket, or a symlink to a character device (kind: fifo, socket,
+    zero, urandom): opening or reading any of them can block forever or never end."""
+    path.unlink(missing_ok=True)
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "socket":
+        with socket.socket(socket.AF_UNIX) as s:
+            s.bind(str(path))
+    else:
+        path.symlink_to(f"/dev/{kind}")
+
+
+def train_fifo(folder: Path) -> dict:
+    places = _data(folder)
+    _special(Path(places["data"]) / "train.csv", "fifo")
+    return places
+
+
+def train_dev_zero(folder: Path) -> dict:
+    places = _data(folder)
+    _special(Path(places["data"]) / "train.csv", "zero")
+    return places
+
+
+def train_socket(folder: Path) -> dict:
+    places = _data(folder)
+    _special(Path(places["data"]) / "train.csv", "socket")
+    return places
+
+
+def demographics_fifo(folder: Path) -> dict:
+    places = _data(folder)
+    _special(Path(places["data"]) / "train_demographics.csv", "fifo")
+    return places
+
+
+def demographics_urandom(folder: Path) -> dict:
+    places = _data(folder)
+    _special(Path(places["data"]) / "train_demographics.csv", "urandom")
+    return places
+
+
+def config_fifo(folder: Path) -> dict:
+    places = no_config(folder) | {"cfg": str(folder / "cfg.toml")}
+    _special(folder / "cfg.toml", "fifo")
+    return places
+
+
+def config_dev_zero(folder: Path) -> dict:
+    places = no_config(folder) | {"cfg": str(folder / "cfg.toml")}
+    _special(folder / "cfg.toml", "zero")
+    return places
+
+
+def config_socket(folder: Path) -> dict:
+    places = no_config(folder) | {"cfg": str(folder / "cfg.toml")}
+    _special(folder / "cfg.toml", "socket")
+    return places
+
+
+# ----------------------------------------------------------------------------- second round: values
+
+
+def demographics_age_nan(folder: Path) -> dict:
+    demo = _demo().astype({"age": object})
+    demo.loc[2, "age"] = "nan"
+    return _data(folder, demo=demo)
+
+
+def demographics_height_empty(folder: Path) -> dict:
+    demo = _demo().astype({"height_cm": object})
+    demo.loc[1, "height_cm"] = ""
+    return _data(folder, demo=demo)
+
+
+def demographics_missing_subject(folder: Path) -> dict:
+    """A subject with sensor data and no demographics row: named as text, never as a numpy repr."""
+    demo = _demo()
+    first = _train()["subject"].iloc[0]
+    return _data(folder, demo=demo[demo["subject"] != first])
+
+
+def gesture_with_line_break(folder: Path) -> dict:
+    """A quoted newline inside row 30's gesture (written on line 32)."""
+    return _data(folder, _set(30, "gesture", "Text on\nphone"))
+
+
+def subject_with_line_break(folder: Path) -> dict:
+    """Row 10's subject holds a quoted newline; the error names line 12 and the row's sequence."""
+    return _data(folder, _set(10, "subject", "SUBJ_\n1"))
+
+
+def max_epochs_bool(folder: Path) -> dict:
+    return _config(folder, "[train]\nmax_epochs = true\n")
+
+
+def n_trials_bool(folder: Path) -> dict:
+    return _config(folder, "[study]\nn_trials = false\n")
+
+
+def dropout_bool(folder: Path) -> dict:
+    return _config(folder, "[model]\ndropout = true\n")
+
+
+def train_seed_bool(folder: Path) -> dict:
+    return _config(folder, "[train]\nseed = true\n")
+
+
+def synthetic_subjects_bool(folder: Path) -> dict:
+    return _config(folder, "[synthetic]\nsubjects = true\n")
+
+
+def holdout_above_half(folder: Path) -> dict:
+    return _config(folder, "[study]\nholdout = 0.75\n")
+
+
+def deeply_nested(folder: Path) -> dict:
+    depth = 5000  # Python's tomllib parses nested inline tables recursively
+    return _config(folder, "x = " + "{a = " * depth + "1" + "}" * depth + "\n")
+
+
+def model_preset_list(folder: Path) -> dict:
+    return _config(folder, "model_preset = []\n")
+
+
+def early_stopping_inner_too_small(folder: Path) -> dict:
+    """The tiny preset's 2 training subjects per fold cannot spare a fifth for early stopping."""
+    return _config(folder, '[train]\nearly_stopping = "inner"\n')
+
+
+def batch_size_bool(folder: Path) -> dict:
+    return _config(folder, "[data]\nbatch_size = true\n")
+
+
+def heartbeat_bool(folder: Path) -> dict:
+    return _config(folder, "[study]\nheartbeat_interval = true\n")

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import socket
 import sqlite3
 import tempfile
 from functools import cache
 from pathlib import Path
+
+import optuna
 
 from study.cli import main
 
@@ -99,8 +103,53 @@ def out_is_someone_elses_file(folder: Path) -> dict:
 
 def study_running(folder: Path) -> dict:
     """The tiny study with one more search trial running (another worker's, say)."""
-    import optuna
-
     places = study(folder)
     optuna.load_study(study_name="h-fixed", storage=places["url"]).ask()
+    return places
+
+
+# ----------------------------------------------------------------------------- second round
+
+
+def synth_into(folder: Path) -> dict:
+    """A folder holding somebody's own train.csv: synth must not replace it without --force."""
+    out = folder / "mydata"
+    out.mkdir()
+    (out / "train.csv").write_text("my,real,data\n1,2,3\n")
+    return {"out": str(out), "db": str(out / "train.csv")}  # "db": the file that must not change
+
+
+def synth_onto_file(folder: Path) -> dict:
+    out = folder / "notes.txt"
+    out.write_text("my notes\n")
+    return {"out": str(out), "db": str(out)}
+
+
+def foreign_optuna_study(folder: Path) -> dict:
+    """A plain Optuna study named like an arm study (h-fixed), with a trial, not made by this tool."""
+    db = folder / "theirs.db"
+    study = optuna.create_study(study_name="h-fixed", storage=f"sqlite:///{db}", direction="maximize")
+    study.add_trial(optuna.trial.create_trial(params={}, distributions={}, value=0.5))
+    return {"db": str(db), "url": f"sqlite:///{db}"}
+
+
+def out_fifo(folder: Path) -> dict:
+    out = folder / "report.html"
+    os.mkfifo(out)
+    return study(folder) | {"out": str(out)}
+
+
+def out_socket(folder: Path) -> dict:
+    out = folder / "report.html"
+    with socket.socket(socket.AF_UNIX) as s:
+        s.bind(str(out))
+    return study(folder) | {"out": str(out)}
+
+
+def other_schema_version(folder: Path) -> dict:
+    """A storage whose schema a later Optuna wrote: refused in one line, never migrated."""
+    places = study(folder)
+    with sqlite3.connect(places["db"]) as con:
+        con.execute("UPDATE version_info SET library_version = '99.0.0'")
+        con.execute("UPDATE alembic_version SET version_num = 'v99.0.0.a'")  # a revision this Optuna lacks
     return places

@@ -1,0 +1,131 @@
+"""What schedulers send: SIGTERM stops a worker like Ctrl-C (trial re-queued, one line, exit 143),
+and helper workers never outlive their driver, not even a SIGKILL'd one."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from helpers import sqlite_url
+from helpers_workers import finish, load, long_trial_options, start_worker, states, wait_for_running
+from optuna.trial import TrialState
+
+from study import records
+from study.cli import main
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def _helpers_of(cache_dir: str) -> list[int]:
+    """Pids of live helper processes (`python -m study --serve-helper`) started with this cache folder
+    (each test has its own, so other tests' and users' processes are never counted)."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().split(b"\0")
+            environ = (proc / "environ").read_bytes().split(b"\0")
+            state = next(
+                line for line in (proc / "status").read_text().splitlines() if line.startswith("State")
+            )
+        except (OSError, StopIteration):
+            continue  # gone meanwhile
+        if (
+            b"--serve-helper" in cmdline
+            and f"CMI_CACHE_DIR={cache_dir}".encode() in environ
+            and "Z" not in state
+        ):
+            pids.append(int(proc.name))
+    return pids
+
+
+@pytest.mark.slow
+def test_sigterm_during_training_exits_143_and_the_trial_is_rerun(tmp_path):
+    url = sqlite_url(tmp_path / "term.db")
+    extra = ["--arms", "fixed", *long_trial_options(tmp_path)]
+    proc = start_worker(
+        [sys.executable, "-m", "study", "run", "--preset", "tiny", "--storage", url, "--study-name", "t"],
+        tmp_path,
+        *extra,
+    )
+    victim = wait_for_running(url, "t-fixed", proc)
+    time.sleep(1.0)  # inside Lightning's fit, which would turn SIGTERM into a silent exit 0
+    proc.send_signal(signal.SIGTERM)
+    code, _out, err = finish(proc, timeout=120)
+    assert code == 143, err
+    assert err.strip().splitlines() == [
+        "cmi-study run: stopped by SIGTERM; finished trials are kept in the storage"
+    ]
+    study = load(url, "t-fixed")
+    assert states(study)["RUNNING"] == 0
+    stopped = study.trials[victim.number]
+    assert stopped.state == TrialState.FAIL
+    assert records.read_trial(stopped).fail_reason == "KeyboardInterrupt: stopped by SIGTERM"
+    queued = [t for t in study.trials if t.system_attrs.get("failed_trial") == victim.number]
+    assert [t.state for t in queued] == [TrialState.WAITING] and queued[0].params == stopped.params
+
+    assert main(["run", "--preset", "tiny", "--storage", url, "--study-name", "t", *extra]) == 0
+    study = load(url, "t-fixed")
+    assert states(study)["COMPLETE"] == 2 and states(study)["RUNNING"] == 0
+    assert study.trials[queued[0].number].state == TrialState.COMPLETE  # the next run did it
+
+
+def _two_workers_training(tmp_path: Path, name: str):
+    """`run --workers 2` once both workers train; each arm's 8 trials of a few seconds take far
+    longer than any stop should."""
+    cache = str(tmp_path / "cache")
+    env = {"CMI_CACHE_DIR": cache}
+    url = sqlite_url(tmp_path / f"{name}.db")
+    argv = [sys.executable, "-m", "study", "run", "--preset", "tiny", "--storage", url, "--study-name", name]
+    options = [*long_trial_options(tmp_path), "--n-trials", "8", "--workers", "2"]
+    proc = start_worker(argv, tmp_path, *options, env=env)
+    for arm in ("fixed", "uncertainty"):  # the driver's arm and the helper's: both at work
+        wait_for_running(url, f"{name}-{arm}", proc)
+    assert len(_helpers_of(cache)) == 1
+    return proc, url, cache
+
+
+def _wait_gone(cache: str, seconds: float) -> list[int]:
+    deadline = time.monotonic() + seconds
+    while (alive := _helpers_of(cache)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return alive
+
+
+@pytest.mark.slow
+def test_a_sigkilled_driver_leaves_no_helper_alive(tmp_path):
+    proc, url, cache = _two_workers_training(tmp_path, "k")
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert _wait_gone(cache, 10.0) == [], "a helper outlived its SIGKILL'd driver by 10 s"
+    # The helper's trial (if it was in one) was stopped like one under SIGTERM and queued again:
+    # nothing left RUNNING by it (the driver's own trial is found by the heartbeat, as any lost worker's).
+    helper_arm = load(url, "k-uncertainty")
+    assert states(helper_arm)["RUNNING"] == 0, [
+        (t.number, t.state.name, t.user_attrs.get("fail_reason"), t.system_attrs) for t in helper_arm.trials
+    ]
+    for t in helper_arm.trials:
+        if t.state == TrialState.FAIL:
+            assert records.read_trial(t).fail_reason == "KeyboardInterrupt: stopped by SIGTERM"
+            assert any(q.system_attrs.get("failed_trial") == t.number for q in helper_arm.trials)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_to_the_driver_alone_stops_its_helpers_within_seconds(tmp_path, signum):
+    proc, url, cache = _two_workers_training(tmp_path, "d")
+    started = time.monotonic()
+    os.kill(proc.pid, signum)  # the driver only, not its process group
+    code, _out, err = finish(proc, timeout=60)
+    assert code == 128 + signum, err
+    assert len(err.strip().splitlines()) == 1, err
+    assert time.monotonic() - started < 30, "the driver waited for its helper's arm"
+    assert _wait_gone(cache, 5.0) == []
+    for arm in ("fixed", "uncertainty"):
+        assert states(load(url, f"d-{arm}"))["RUNNING"] == 0
