@@ -546,6 +546,9 @@ def main(argv: list[str] | None = None, *, helper: bool = False) -> int:
     import optuna
     import sqlalchemy
 
+    from study.helper import HelperFailed
+    from study.storage import StorageLost
+
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # our own progress bars and messages say it
     # Ctrl-C and SIGTERM as Interrupted, not KeyboardInterrupt: Lightning would turn the latter into
     # exit code 1 and leave the trial RUNNING (see cmi_model.errors.Interrupted and objective.run_folds).
@@ -568,6 +571,12 @@ def main(argv: list[str] | None = None, *, helper: bool = False) -> int:
             file=sys.stderr,
         )
         return 2
+    except StorageLost as e:  # the database server stayed down (study.storage.RETRY_PATIENCE)
+        print(f"cmi-study {args.command}: error: {e}", file=sys.stderr)
+        return 1
+    except HelperFailed as e:  # the helper said why on stderr (its own line) or was killed
+        print(f"cmi-study {args.command}: error: {e}", file=sys.stderr)
+        return 1
     except sqlalchemy.exc.SQLAlchemyError as e:  # a storage that broke under us: locked, read-only, damaged
         from study.storage import redact
 

@@ -64,6 +64,10 @@ def serve(main: Callable[..., int]) -> int:
     return 0
 
 
+class HelperFailed(RuntimeError):
+    """A helper worker's command failed (it printed its own error line) while this one's did not."""
+
+
 class Helpers:
     """The driver's side: n helper processes (`serve` above), started before they have work, so
     that their imports overlap the driver's start-up; they take one command line after another
@@ -110,7 +114,7 @@ class Helpers:
         codes = self.wait()
         raise_if_stopping()  # stopped while waiting for them (they were told too): that, not their codes
         if any(codes):
-            raise RuntimeError(f"{sum(c != 0 for c in codes)} helper worker(s) failed (exit codes {codes})")
+            raise HelperFailed(f"{sum(c != 0 for c in codes)} helper worker(s) failed (exit codes {codes})")
 
     def close(self) -> None:
         for proc in self.procs:
