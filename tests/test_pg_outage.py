@@ -14,6 +14,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+from helpers.workers import wait_for_running
 from optuna.trial import TrialState
 
 from cmi_model.errors import InputError
@@ -58,19 +59,6 @@ def pg_ctl(cluster: list[str], *action: str) -> None:
     subprocess.run(["pg_ctlcluster", *cluster, *action], check=True, capture_output=True, timeout=60)
 
 
-def wait_for_running(storage, study_name: str, proc: subprocess.Popen, timeout: float = 180):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, f"the run ended early: {proc.communicate()}"
-        if study_name in optuna.get_all_study_names(storage):
-            study = optuna.load_study(study_name=study_name, storage=storage)
-            running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-            if running:
-                return running[0]
-        time.sleep(0.2)
-    raise AssertionError(f"no trial of {study_name} started running within {timeout}s")
-
-
 def test_two_workers_on_postgresql_survive_a_server_restart(postgres_url, postgres_cluster, tmp_path: Path):
     """The server stops (fast: every connection is cut) while a trial trains and is back 9 s
     later: the workers retry, the study finishes with exit 0, every arm's budget met exactly,
@@ -86,7 +74,7 @@ def test_two_workers_on_postgresql_survive_a_server_restart(postgres_url, postgr
     )
     pg = open_storage(postgres_url)
     try:
-        victim = wait_for_running(pg, f"{name}-fixed", proc)
+        victim = wait_for_running(pg, f"{name}-fixed", proc, timeout=180)
         time.sleep(0.5)  # inside the trial's first fold
         try:
             pg_ctl(postgres_cluster, "stop", "-m", "fast")

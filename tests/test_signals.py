@@ -12,7 +12,7 @@ from pathlib import Path
 import optuna
 import pytest
 from helpers import sqlite_url
-from helpers_workers import finish, load, long_trial_options, start_worker, states, wait_for_running
+from helpers.workers import finish, load, long_trial_options, start_worker, states, wait_for_running
 from optuna.trial import TrialState
 
 from study import records

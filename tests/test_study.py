@@ -6,13 +6,11 @@ Every run uses `--preset tiny` (4 synthetic subjects, 2 folds, 1 epoch) on the C
 
 from __future__ import annotations
 
-import collections
 import json
 import os
 import shlex
 import shutil
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -26,6 +24,7 @@ import optuna
 import pytest
 import sqlalchemy
 from helpers import race, sqlite_url
+from helpers.workers import finish, load, long_trial_options, start_worker, states, wait_for_running
 from optuna.trial import TrialState
 
 import cmi_model.module
@@ -41,14 +40,6 @@ from study.storage import open_storage, safe_url
 SHARED = ("lr", "weight_decay", "dropout")
 # What .ci/run creates; used when CMI_TEST_POSTGRES_URL is unset but a local server is up.
 LOCAL_POSTGRES = "postgresql://cmi:cmi-test-pw@127.0.0.1:5432/cmi_test"
-# Trials long enough (several seconds) to be caught mid-training, and heartbeats fast enough
-# that a dead worker's trial is found stale within seconds.
-LONG_TRIALS = "[study]\nheartbeat_interval = 1\ngrace_period = 3\n\n[train]\npatience = 50\n"
-LONG_EPOCHS = "8"  # ~0.2 s per epoch and fold here: trials of a few seconds
-
-
-def states(study: optuna.Study) -> collections.Counter:
-    return collections.Counter(t.state.name for t in study.get_trials(deepcopy=False))
 
 
 def budget_skips(study: optuna.Study) -> list:
@@ -62,48 +53,8 @@ def real_failures(study: optuna.Study) -> list:
     return [t for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)) if t.number not in skipped]
 
 
-def load(url, name: str) -> optuna.Study:
-    return optuna.load_study(study_name=name, storage=url)
-
-
 def worker_argv(url: str, name: str) -> list[str]:
     return [sys.executable, "-m", "study", "run", "--preset", "tiny", "--storage", url, "--study-name", name]
-
-
-def start_worker(argv: list[str], cwd: Path, *extra: str, new_session: bool = False) -> subprocess.Popen:
-    """new_session: in a process group of its own (as a terminal starts it), for Ctrl-C to it all."""
-    # Quiet workers: no progress bars and no library warnings, so stderr holds only our own lines.
-    env = os.environ | {"TQDM_DISABLE": "1", "PYTHONWARNINGS": "ignore"}
-    pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
-    return subprocess.Popen([*argv, *extra], cwd=cwd, env=env, start_new_session=new_session, **pipes)
-
-
-def finish(proc: subprocess.Popen, timeout: float = 300) -> tuple[int, str, str]:
-    out, err = proc.communicate(timeout=timeout)
-    return proc.returncode, out, err
-
-
-def wait_for_running(url: str, study_name: str, proc: subprocess.Popen, timeout: float = 120):
-    """Poll the storage until the study has a RUNNING trial; return that trial."""
-    storage = open_storage(url)  # one connection pool for all the polling
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, f"worker ended early: {proc.communicate()}"
-        try:
-            running = load(storage, study_name).get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-        except KeyError:  # the study does not exist yet
-            running = []
-        if running:
-            return running[0]
-        time.sleep(0.2)
-    proc.kill()
-    raise AssertionError(f"no trial of {study_name} started running within {timeout}s")
-
-
-def long_trial_options(tmp_path: Path) -> list[str]:
-    """Run options for 2 trials of a few seconds each, with fast heartbeats."""
-    (tmp_path / "hb.toml").write_text(LONG_TRIALS)
-    return ["--n-trials", "2", "--epochs", LONG_EPOCHS, "--config", str(tmp_path / "hb.toml")]
 
 
 def start_long_worker(tmp_path: Path, url: str, name: str):

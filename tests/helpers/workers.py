@@ -13,7 +13,8 @@ from optuna.trial import TrialState
 
 from study.storage import open_storage
 
-# Two trials of a few seconds each, with fast heartbeats.
+# Trials long enough (several seconds) to be caught mid-training, and heartbeats fast enough
+# that a dead worker's trial is found stale within seconds.
 LONG_TRIALS = "[study]\nheartbeat_interval = 1\ngrace_period = 3\n\n[train]\npatience = 50\n"
 LONG_EPOCHS = "8"  # ~0.2 s per epoch and fold here: trials of a few seconds
 
@@ -41,9 +42,9 @@ def finish(proc: subprocess.Popen, timeout: float = 300) -> tuple[int, str, str]
     return proc.returncode, out, err
 
 
-def wait_for_running(url: str, study_name: str, proc: subprocess.Popen, timeout: float = 120):
-    """Poll the storage until the study has a RUNNING trial; return that trial."""
-    storage = open_storage(url)  # one connection pool for all the polling
+def wait_for_running(url, study_name: str, proc: subprocess.Popen, timeout: float = 120):
+    """Poll the storage (a URL or an open storage) until the study has a RUNNING trial; return it."""
+    storage = open_storage(url) if isinstance(url, str) else url  # one connection pool for all the polling
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         assert proc.poll() is None, f"worker ended early: {proc.communicate()}"
