@@ -5,7 +5,7 @@ Data-generating process (study/calibration.py): H held-out subjects with true di
 one model noise N(0, 0.007²) shared by the fold's subjects; per (subject, seed, arm) a residual
 N(0, 0.01²); a per-subject baseline (sd 0.03) that cancels. τ is given in units of the seed noise
 of one subject's difference, sqrt(2 (0.007² + 0.01²)) ≈ 0.0172. Shapes: real (20 held out of 81,
-K = 5) and demo (6 held out of 24, K = 3). Rope 0.005.
+K = 5) and demo (6 held out of 18, K = 2). Rope 0.005.
 
 Per cell: coverage of Δ by the 95% interval; false directional verdicts per side (a better /
 b better); rejections of 0 per side (interval wholly below / above 0, i.e. p < 0.05); the share

@@ -50,7 +50,7 @@ class Shape:
 
 
 REAL = Shape("real", 20, 5, 81)
-DEMO = Shape("demo", 6, 3, 24)
+DEMO = Shape("demo", 6, 2, 18)  # the demo preset: 6 of 18 subjects held out, 2 folds
 
 
 def simulate(

@@ -10,7 +10,16 @@ import optuna
 import pandas as pd
 import plotly.graph_objects as go
 import pytest
-from helpers.fake_study import DEFAULT_STATES, DELTA, TERMS, K, add_arm_study, full_storage, report_of
+from helpers.fake_study import (
+    DEFAULT_STATES,
+    DELTA,
+    ENOUGH_FOR_IMPORTANCES,
+    TERMS,
+    K,
+    add_arm_study,
+    full_storage,
+    report_of,
+)
 
 from cmi_model.weighting import SCHEMES
 from study.report import analyse
@@ -71,6 +80,8 @@ def test_figure_records_are_plain_data():
         "metric parts": metric_figs.metric_parts_frame(data),
         "classes": data.class_reports(),
     }
+    # 5 complete trials per arm: a landscape (from 5), but no importances (from 8): a sentence instead
+    assert figure_records.pop("importances") == {}
     assert all(r is not None and (not hasattr(r, "__len__") or len(r)) for r in figure_records.values())
     assert _plotly_objects(figure_records) == [] and _plotly_objects(rep) == []
     search = figure_records["search"]
@@ -91,11 +102,16 @@ def test_figure_records_are_plain_data():
     sl = figure_records["slices"]
     assert sl.params == ["alpha", "nine_class_loss_weight", "kl_weight", "lr", "weight_decay", "dropout"]
     assert sl.log == {p: p in ("lr", "weight_decay") for p in sl.params}
-    assert list(figure_records["importances"]) == ["fixed", "uncertainty", "direct"]
+    enough = report_of(
+        full_storage(optuna.storages.InMemoryStorage(), "enough", states=ENOUGH_FOR_IMPORTANCES), "enough"
+    )
+    assert list(param_figs.importances_info(enough.studies.arms)) == ["fixed", "uncertainty", "direct"]
 
 
 def test_figure_smoke():
-    rep = report_of(full_storage(optuna.storages.InMemoryStorage(), "figs"), "figs")
+    rep = report_of(
+        full_storage(optuna.storages.InMemoryStorage(), "figs", states=ENOUGH_FOR_IMPORTANCES), "figs"
+    )
     data = rep.studies
     figs = [
         cmp_figs.fig_comparison(rep.comparisons[0]),
@@ -229,3 +245,21 @@ def test_forest_plot_of_every_arm_with_the_rope_and_no_tuning(all_arms):
     text, figs = render_html(rep)
     keys = [k for k, _ in figs]
     assert "forest" in keys and keys.index("forest") < keys.index("compare-fixed-uncertainty")
+
+
+def test_figures_that_need_more_trials_say_so_instead():
+    storage = optuna.storages.InMemoryStorage()
+    add_arm_study(storage, "few", "fixed", ("COMPLETE",) * 4 + ("PRUNED",))
+    add_arm_study(storage, "few", "uncertainty", ENOUGH_FOR_IMPORTANCES)
+    data = report_of(storage, "few").studies
+    assert param_figs.landscape_info(data.arms["fixed"]) is None  # 4 of the 5 a landscape needs
+    assert data.arms[
+        "fixed"
+    ].importances is None and "needs about 8 complete trials to say anything, this arm has 4" in (
+        data.arms["fixed"].importance_note
+    )
+    assert list(param_figs.importances_info(data.arms)) == ["uncertainty"]  # its 8 are enough
+    page = render_html(report_of(storage, "few"))[0]
+    assert (
+        "a landscape over alpha × kl_weight needs at least 5 complete fixed trials, this study has 4" in page
+    )

@@ -10,7 +10,6 @@ import optuna
 import pytest
 from helpers import sqlite_url
 from helpers.fake_study import (
-    ARM_PARAMS,
     DIST,
     PASSWORD,
     RATIO,
@@ -78,8 +77,11 @@ def test_extract_one_arm_without_confirmation():
     assert "out of memory" in failed["fail_reason"] and math.isnan(failed["value"])
     assert set(d.folds.columns) >= {"number", "fold", "score", "binary_f1", "macro_f1"}
     assert len(d.folds[d.folds["state"] == "COMPLETE"]) == 15
-    assert d.importances is not None and set(d.importances) <= set(ARM_PARAMS["fixed"])
-    assert sum(d.importances.values()) == pytest.approx(1.0)
+    # 5 complete trials: fewer than fANOVA needs, so a sentence instead of numbers
+    assert (
+        d.importances is None
+        and "needs about 8 complete trials to say anything, this arm has 5" in d.importance_note
+    )
     assert d.param_log["lr"] is True and d.param_log["alpha"] is False
     rep = report_of(storage, "solo")
     assert rep.comparisons == ()

@@ -1,7 +1,7 @@
 """Calibration of the subject-level comparison on simulated confirmations (study/calibration.py).
 
 Grid: τ = 0, 1, 2, 4 × the seed noise of one subject's difference; R = 2, 5, 10, 20, 50 seeds; the
-real shape (20 held out, 5 folds) and the demo's (6 held out, 3 folds); 4,000 studies per cell
+real shape (20 held out, 5 folds) and the demo's (6 held out, 2 folds); 4,000 studies per cell
 (the coverage thresholds sit about 2 standard errors of a 4,000-study rate below 95%), no true
 population difference. The same studies go through the fold-level paired_comparison as contrast.
 """

@@ -673,7 +673,14 @@ def test_confirmation_pairs_do_not_depend_on_the_worker_or_its_order(tiny_run, t
         attrs = records.trial_attrs(source_trial=best.number, params=best.params, forced=False)
         confirm.enqueue_trial({"arm": arm, "seed": seed}, user_attrs=attrs)
     proc = start_worker(
-        [sys.executable, "-m", "study", "confirm"], tmp_path, "--storage", fresh, "--study-name", name
+        [sys.executable, "-m", "study", "confirm"],
+        tmp_path,
+        "--storage",
+        fresh,
+        "--study-name",
+        name,
+        "--seeds",
+        "1",
     )
     code, _, err = finish(proc)
     assert code == 0, err

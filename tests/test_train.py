@@ -16,7 +16,7 @@ from cmi_model.metric import Score
 from cmi_model.synthetic import generate
 from cmi_model.train import fit_fold
 from study.objective import CVObjective
-from study.settings import build_settings
+from study.settings import StudySection, build_settings
 
 
 @pytest.fixture(scope="module")
@@ -239,7 +239,7 @@ def test_default_pruner_keeps_the_top_quarter_at_each_fold_from_the_third_trial(
     fold on; median keeps the top half; Wilcoxon cannot prune 3 folds."""
     from study.runner import make_pruner
 
-    assert build_settings("demo").study.pruner == "percentile"
+    assert StudySection().pruner == "percentile" and build_settings("full").study.pruner == "percentile"
 
     def run(kind: str, folds: list[list[float]]) -> list[optuna.trial.TrialState]:
         study = optuna.create_study(direction="maximize", pruner=make_pruner(kind))

@@ -294,10 +294,16 @@ def _best_number(storage, study_name: str) -> int | None:
     return best.number if best is not None else None
 
 
-def full_storage(storage, name: str, arms=("fixed", "uncertainty", "direct"), confirm=True):
+# As many complete trials as fANOVA importances need (study.report.studies.MIN_TRIALS_FOR_IMPORTANCES).
+ENOUGH_FOR_IMPORTANCES = ("COMPLETE",) * 8 + ("PRUNED", "FAIL", "RUNNING")
+
+
+def full_storage(
+    storage, name: str, arms=("fixed", "uncertainty", "direct"), confirm=True, states=DEFAULT_STATES
+):
     """Every arm with complete, pruned, failed and running trials, plus a finished confirmation study."""
     for i, arm in enumerate(arms):
-        add_arm_study(storage, name, arm, seed=i)
+        add_arm_study(storage, name, arm, states, seed=i)
     if confirm:
         add_confirm_study(storage, name, arms=arms)
     return storage
