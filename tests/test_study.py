@@ -24,7 +24,17 @@ import optuna
 import pytest
 import sqlalchemy
 from helpers import race, sqlite_url
-from helpers.workers import finish, load, long_trial_options, start_worker, states, wait_for_running
+from helpers.workers import (
+    confirm_pairs,
+    finish,
+    load,
+    long_trial_options,
+    start_long_worker,
+    start_worker,
+    states,
+    wait_for_running,
+    worker_argv,
+)
 from optuna.trial import TrialState
 
 import cmi_model.module
@@ -51,19 +61,6 @@ def budget_skips(study: optuna.Study) -> list:
 def real_failures(study: optuna.Study) -> list:
     skipped = {t.number for t in budget_skips(study)}
     return [t for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)) if t.number not in skipped]
-
-
-def worker_argv(url: str, name: str) -> list[str]:
-    return [sys.executable, "-m", "study", "run", "--preset", "tiny", "--storage", url, "--study-name", name]
-
-
-def start_long_worker(tmp_path: Path, url: str, name: str):
-    """A worker on arm fixed with trials of a few seconds and fast heartbeats, once a trial runs.
-
-    Returns (process, its RUNNING trial, the extra run options to rerun the same study)."""
-    extra = ["--arms", "fixed", *long_trial_options(tmp_path)]
-    proc = start_worker(worker_argv(url, name), tmp_path, *extra)
-    return proc, wait_for_running(url, f"{name}-fixed", proc), extra
 
 
 # ----------------------------------------------------------------------------- one tiny study
@@ -343,35 +340,6 @@ def test_killed_worker_trial_is_failed_and_retried(tmp_path):
     assert states(study)["COMPLETE"] == 2
 
 
-@pytest.mark.slow
-def test_killed_confirm_worker_pair_is_retried_and_every_pair_done_once(tmp_path):
-    url = sqlite_url(tmp_path / "kc.db")
-    proc, _victim, extra = start_long_worker(tmp_path, url, "kc")
-    assert finish(proc)[0] == 0  # the search, with fast heartbeats and trials of a few seconds
-    confirm_argv = [sys.executable, "-m", "study", "confirm", "--storage", url, "--study-name", "kc"]
-    worker = start_worker(confirm_argv, tmp_path, "--seeds", "2")
-    victim = wait_for_running(url, "kc-confirm", worker)
-    time.sleep(0.5)
-    worker.send_signal(signal.SIGKILL)
-    worker.communicate(timeout=60)
-    assert main(["confirm", "--storage", url, "--study-name", "kc", "--seeds", "2"]) == 0
-    trials = load(url, "kc-confirm").trials
-    killed = trials[victim.number]
-    assert killed.state == TrialState.FAIL
-    assert records.read_trial(killed).fail_reason == "worker lost: no heartbeat for 3 s"
-    done = [(t.params["arm"], t.params["seed"]) for t in trials if t.state == TrialState.COMPLETE]
-    assert sorted(done) == [("fixed", 1), ("fixed", 2)]  # each pair exactly once, the killed one retried
-    pair = killed.system_attrs["fixed_params"]  # queued with its pair, whether or not it got to suggest it
-    assert (pair["arm"], pair["seed"]) in done
-    # The retried pair kept what it was queued with: the source trial and its parameters.
-    best = load(url, "kc-fixed").best_trial
-    for t in trials:
-        if t.state == TrialState.COMPLETE:
-            r = records.read_trial(t)
-            assert (r.source_trial, r.params) == (best.number, best.params)
-            assert t.user_attrs["source_trial"] == best.number
-
-
 # ----------------------------------------------------------------------------- Ctrl-C
 
 
@@ -613,16 +581,6 @@ def test_workers_joining_a_new_study_together_queue_one_baseline(tmp_path):
 # ----------------------------------------------------------------------------- confirmation pairs
 
 
-def _pairs(url: str, name: str) -> dict:
-    """(arm, seed, source trial) → (fold scores, out-of-fold predictions, per-subject scores)
-    of every complete confirmation trial."""
-    out = {}
-    for t in load(url, f"{name}-confirm").get_trials(states=(TrialState.COMPLETE,)):
-        r = records.read_trial(t)
-        out[(r.arm, r.seed, r.source_trial)] = (r.scores, r.oof.y_pred, r.fold_values("subject_scores"))
-    return out
-
-
 def _check_subject_scores(url: str, study_name: str) -> int:
     """Every fold's per-subject scores equal score_indices on that subject's out-of-fold
     predictions, recomputed here; returns how many subjects were checked."""
@@ -686,7 +644,7 @@ def test_confirmation_pairs_do_not_depend_on_the_worker_or_its_order(tiny_run, t
     assert code == 0, err
     ran = [(t.params["arm"], t.params["seed"]) for t in load(fresh, f"{name}-confirm").trials]
     assert ran == list(reversed(queue)) and len(ran) == 2  # nothing queued twice
-    a, b = _pairs(here, name), _pairs(fresh, name)
+    a, b = confirm_pairs(here, name), confirm_pairs(fresh, name)
     assert sorted(a) == sorted(b) and len(a) == 2
     for key in a:
         assert a[key] == b[key], key  # exact: floats compared bit for bit
@@ -696,101 +654,3 @@ def test_confirmation_pairs_do_not_depend_on_the_worker_or_its_order(tiny_run, t
 def test_search_trials_record_per_subject_scores(tiny_run):
     url, name, _ = tiny_run
     assert _check_subject_scores(url, f"{name}-fixed") > 0
-
-
-def _one_trial_run(tmp_path: Path, arms: str = "fixed,uncertainty") -> tuple[str, list[str]]:
-    url = sqlite_url(tmp_path / "s.db")
-    common = ["--storage", url, "--study-name", "s"]
-    assert main(["run", "--preset", "tiny", "--arms", arms, "--n-trials", "1", *common]) == 0
-    return url, common
-
-
-def _add_better_trial(url: str, study_name: str) -> int:
-    """A complete trial that beats every earlier one (real scores are at most 1): the arm's new best."""
-    study = load(url, study_name)
-    best = records.best_trial(study.trials)
-    params = best.params | {"lr": best.params["lr"] * 2}
-    value = max(1.0, best.value) + 1
-    study.add_trial(optuna.trial.create_trial(value=value, params=params, distributions=best.distributions))
-    number = records.best_trial(load(url, study_name).trials).number
-    assert number == len(study.trials) - 1 != best.number
-    return number
-
-
-def test_confirm_retrains_when_the_best_moves_and_keeps_the_old_pairs(tmp_path, capsys):
-    """run; confirm; run more; confirm: the second confirm trains the new best (if it moved) and
-    says nothing to do otherwise; superseded pairs stay as history; a queued pair whose source
-    stopped being the best is failed, never trained."""
-    from study.confirm import prepare_confirm
-
-    url, common = _one_trial_run(tmp_path)
-    assert main(["confirm", "--seeds", "1", *common]) == 0
-    first = _pairs(url, "s")
-    assert sorted(first) == [("fixed", 1, 0), ("uncertainty", 1, 0)]
-    # A real second run: whether the best moves depends on the sampled trial.
-    assert main(["run", "--preset", "tiny", "--n-trials", "2", *common]) == 0
-    bests = {arm: records.best_trial(load(url, f"s-{arm}").trials).number for arm in ("fixed", "uncertainty")}
-    capsys.readouterr()
-    assert main(["confirm", "--seeds", "1", *common]) == 0
-    out = capsys.readouterr().out
-    moved = {arm for arm, n in bests.items() if n != 0}
-    assert ("nothing to do" in out) == (not moved)
-    assert set(_pairs(url, "s")) == set(first) | {(arm, 1, bests[arm]) for arm in moved}
-    # Forced to move: the fixed arm's best changes, uncertainty's does not.
-    new_best = _add_better_trial(url, "s-fixed")
-    bests["fixed"] = new_best
-    capsys.readouterr()
-    assert main(["confirm", "--seeds", "1", *common]) == 0
-    assert "nothing to do" not in capsys.readouterr().out
-    pairs = _pairs(url, "s")
-    assert ("fixed", 1, new_best) in pairs and first.keys() <= pairs.keys()  # the old pairs are kept
-    confirmed = [
-        records.read_trial(t) for t in load(url, "s-confirm").get_trials(states=(TrialState.COMPLETE,))
-    ]
-    current, superseded = records.current_pairs(confirmed, bests)
-    assert sorted((r.arm, r.source_trial) for r in current) == [
-        ("fixed", new_best),
-        ("uncertainty", bests["uncertainty"]),
-    ]
-    assert {(r.arm, r.seed, r.source_trial) for r in superseded} == set(pairs) - {
-        (r.arm, r.seed, r.source_trial) for r in current
-    }
-    new = next(r for r in current if r.arm == "fixed")
-    assert new.params == load(url, "s-fixed").trials[new_best].params and new.forced is False
-    capsys.readouterr()
-    assert main(["confirm", "--seeds", "1", *common]) == 0
-    assert "nothing to do: 2 of 2 confirmation pairs finished" in capsys.readouterr().out
-    # A pair queued for a best that moves before any worker takes it is failed as superseded.
-    prepare_confirm(url, "s", 2, None, "test")  # queues seed 2 of the current bests
-    newer = _add_better_trial(url, "s-fixed")
-    assert main(["confirm", "--seeds", "2", *common]) == 0
-    trials = load(url, "s-confirm").trials
-    stale = [t for t in trials if t.state == TrialState.FAIL]
-    assert len(stale) == 1 and stale[0].user_attrs["fail_reason"].startswith(records.SUPERSEDED)
-    assert records.read_trial(stale[0]).folds == []  # never trained
-    assert ("fixed", 2, newer) in _pairs(url, "s") and ("fixed", 2, new_best) not in _pairs(url, "s")
-
-
-def test_confirm_refuses_an_unfinished_search_unless_forced(tmp_path, capsys):
-    url, common = _one_trial_run(tmp_path, "fixed")
-    db = tmp_path / "s.db"
-    study = load(url, "s-fixed")
-    running = study.ask()  # a search trial still running
-    before = db.read_bytes()
-    capsys.readouterr()
-    assert main(["confirm", *common]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "arm fixed" in err[0] and "1 of 1 search trials finished, 1 running" in err[0]
-    assert "--force" in err[0]
-    assert db.read_bytes() == before and "s-confirm" not in optuna.get_all_study_names(url)
-    study.tell(running, state=TrialState.FAIL)
-    rec = records.read_arm_study(study)
-    records.write_study(study, rec.model_copy(update={"n_trials": 3}))  # a budget not reached yet
-    before = db.read_bytes()
-    assert main(["confirm", *common]) == 2
-    assert "arm fixed: 1 of 3 search trials finished, 0 running" in capsys.readouterr().err
-    assert db.read_bytes() == before
-    assert main(["confirm", "--force", "--seeds", "1", *common]) == 0
-    (pair,) = [records.read_trial(t) for t in load(url, "s-confirm").trials]
-    assert pair.forced is True and pair.source_trial == 0 and len(pair.scores) == 2
-    assert pair.params == load(url, "s-fixed").trials[0].params

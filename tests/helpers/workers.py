@@ -5,12 +5,14 @@ from __future__ import annotations
 import collections
 import os
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import optuna
 from optuna.trial import TrialState
 
+from study import records
 from study.storage import open_storage
 
 # Trials long enough (several seconds) to be caught mid-training, and heartbeats fast enough
@@ -63,3 +65,26 @@ def long_trial_options(tmp_path: Path) -> list[str]:
     """Run options for 2 trials of a few seconds each, with fast heartbeats."""
     (tmp_path / "hb.toml").write_text(LONG_TRIALS)
     return ["--n-trials", "2", "--epochs", LONG_EPOCHS, "--config", str(tmp_path / "hb.toml")]
+
+
+def worker_argv(url: str, name: str) -> list[str]:
+    return [sys.executable, "-m", "study", "run", "--preset", "tiny", "--storage", url, "--study-name", name]
+
+
+def start_long_worker(tmp_path: Path, url: str, name: str):
+    """A worker on arm fixed with trials of a few seconds and fast heartbeats, once a trial runs.
+
+    Returns (process, its RUNNING trial, the extra run options to rerun the same study)."""
+    extra = ["--arms", "fixed", *long_trial_options(tmp_path)]
+    proc = start_worker(worker_argv(url, name), tmp_path, *extra)
+    return proc, wait_for_running(url, f"{name}-fixed", proc), extra
+
+
+def confirm_pairs(url: str, name: str) -> dict:
+    """(arm, seed, source trial) → (fold scores, out-of-fold predictions, per-subject scores)
+    of every complete confirmation trial."""
+    out = {}
+    for t in load(url, f"{name}-confirm").get_trials(states=(TrialState.COMPLETE,)):
+        r = records.read_trial(t)
+        out[(r.arm, r.seed, r.source_trial)] = (r.scores, r.oof.y_pred, r.fold_values("subject_scores"))
+    return out
