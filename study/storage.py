@@ -184,13 +184,20 @@ def open_storage(
             "grace_period": grace_period,
             "heartbeat_stale_trial_callback": _RetryStale(max_retry=max_retry),
         }
-    for attempt in range(SCHEMA_RACE_ATTEMPTS):
+    started, attempt = time.monotonic(), 0
+    while True:
+        attempt += 1
         try:
             rdb = RDBStorage(url, engine_kwargs=engine_kwargs, **heartbeat)
             return rdb if parsed.get_backend_name() == "sqlite" else RetryingStorage(rdb)
         except (sqlalchemy.exc.SQLAlchemyError, ImportError, ModuleNotFoundError) as e:
-            if attempt + 1 < SCHEMA_RACE_ATTEMPTS and _lost_schema_race(e):
-                time.sleep(0.2 * (attempt + 1))
+            if attempt < SCHEMA_RACE_ATTEMPTS and _lost_schema_race(e):
+                time.sleep(0.2 * attempt)
+                continue
+            waited = time.monotonic() - started
+            if parsed.get_backend_name() != "sqlite" and connection_lost(e) and waited < OPEN_PATIENCE:
+                # A worker that starts (or a helper that joins) while the server restarts waits for it.
+                time.sleep(min(RETRY_MAX_DELAY, RETRY_FIRST_DELAY * 2**attempt, OPEN_PATIENCE - waited))
                 continue
             reason = str(getattr(e, "orig", None) or e).strip().splitlines()[0]
             raise InputError(f"--storage {safe_url(url)}: cannot open the storage: {reason}") from None
@@ -198,10 +205,13 @@ def open_storage(
             if "compatible with the table schema" not in str(e):
                 raise
             raise InputError(f"--storage {safe_url(url)}: {' '.join(str(e).split())}") from None
-    raise AssertionError("unreachable")
 
 
 SCHEMA_RACE_ATTEMPTS = 5
+# How long opening a server storage waits for a server that does not answer: long enough for a
+# restart, short enough that a mistyped host or port is said within seconds (a storage
+# already open waits RETRY_PATIENCE).
+OPEN_PATIENCE = 15.0
 
 
 def _lost_schema_race(e: Exception) -> bool:

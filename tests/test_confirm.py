@@ -77,7 +77,7 @@ def _add_better_trial(url: str, study_name: str) -> int:
     return number
 
 
-def test_confirm_retrains_when_the_best_moves_and_keeps_the_oldconfirm_pairs(tmp_path, capsys):
+def test_confirm_retrains_when_the_best_moves_and_keeps_the_old_pairs(tmp_path, capsys):
     """run; confirm; run more; confirm: the second confirm trains the new best (if it moved) and
     says nothing to do otherwise; superseded pairs stay as history; a queued pair whose source
     stopped being the best is failed, never trained."""
@@ -107,7 +107,7 @@ def test_confirm_retrains_when_the_best_moves_and_keeps_the_oldconfirm_pairs(tmp
     confirmed = [
         records.read_trial(t) for t in load(url, "s-confirm").get_trials(states=(TrialState.COMPLETE,))
     ]
-    current, superseded = records.currentconfirm_pairs(confirmed, bests)
+    current, superseded = records.current_pairs(confirmed, bests)
     assert sorted((r.arm, r.source_trial) for r in current) == [
         ("fixed", new_best),
         ("uncertainty", bests["uncertainty"]),
