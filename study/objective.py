@@ -13,7 +13,6 @@ from tqdm.auto import tqdm
 from cmi_model.config import DataConfig, LossConfig, ModelConfig, TrainConfig
 from cmi_model.data import SequenceData
 from cmi_model.dataset import FoldCache
-from cmi_model.errors import Interrupted
 from cmi_model.train import FoldResult, fit_fold
 from study import records, space
 from study.settings import Settings
@@ -81,8 +80,6 @@ def run_folds(
                 raise optuna.TrialPruned(f"pruned after fold {k} (score {res.score:.4f})")
     except optuna.TrialPruned:
         raise
-    except Interrupted:
-        raise  # a stop, not a failure of the trial: runner.run_one records and re-queues it
     except Exception as e:
         # Recorded on the trial so the report and dashboard can say why it failed.
         records.write(trial, fail_reason=f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")

@@ -324,52 +324,38 @@ def _special(path: Path, kind: str) -> None:
         path.symlink_to(f"/dev/{kind}")
 
 
-def train_fifo(folder: Path) -> dict:
-    places = _data(folder)
-    _special(Path(places["data"]) / "train.csv", "fifo")
-    return places
+def _special_data_file(name: str, kind: str):
+    """A prepare function: the base data set with `name` replaced by a `kind` of _special."""
+
+    def prepare(folder: Path) -> dict:
+        places = _data(folder)
+        _special(Path(places["data"]) / name, kind)
+        return places
+
+    return prepare
 
 
-def train_dev_zero(folder: Path) -> dict:
-    places = _data(folder)
-    _special(Path(places["data"]) / "train.csv", "zero")
-    return places
+train_fifo = _special_data_file("train.csv", "fifo")
+train_dev_zero = _special_data_file("train.csv", "zero")
+train_socket = _special_data_file("train.csv", "socket")
+demographics_fifo = _special_data_file("train_demographics.csv", "fifo")
+demographics_urandom = _special_data_file("train_demographics.csv", "urandom")
 
 
-def train_socket(folder: Path) -> dict:
-    places = _data(folder)
-    _special(Path(places["data"]) / "train.csv", "socket")
-    return places
+def _special_config(kind: str):
+    """A prepare function: --config cfg.toml is a `kind` of _special."""
+
+    def prepare(folder: Path) -> dict:
+        places = no_config(folder) | {"cfg": str(folder / "cfg.toml")}
+        _special(folder / "cfg.toml", kind)
+        return places
+
+    return prepare
 
 
-def demographics_fifo(folder: Path) -> dict:
-    places = _data(folder)
-    _special(Path(places["data"]) / "train_demographics.csv", "fifo")
-    return places
-
-
-def demographics_urandom(folder: Path) -> dict:
-    places = _data(folder)
-    _special(Path(places["data"]) / "train_demographics.csv", "urandom")
-    return places
-
-
-def config_fifo(folder: Path) -> dict:
-    places = no_config(folder) | {"cfg": str(folder / "cfg.toml")}
-    _special(folder / "cfg.toml", "fifo")
-    return places
-
-
-def config_dev_zero(folder: Path) -> dict:
-    places = no_config(folder) | {"cfg": str(folder / "cfg.toml")}
-    _special(folder / "cfg.toml", "zero")
-    return places
-
-
-def config_socket(folder: Path) -> dict:
-    places = no_config(folder) | {"cfg": str(folder / "cfg.toml")}
-    _special(folder / "cfg.toml", "socket")
-    return places
+config_fifo = _special_config("fifo")
+config_dev_zero = _special_config("zero")
+config_socket = _special_config("socket")
 
 
 # ----------------------------------------------------------------------------- second round: values
