@@ -189,7 +189,11 @@ def open_storage(
         attempt += 1
         try:
             rdb = RDBStorage(url, engine_kwargs=engine_kwargs, **heartbeat)
-            return rdb if parsed.get_backend_name() == "sqlite" else RetryingStorage(rdb)
+            if parsed.get_backend_name() != "sqlite":
+                return RetryingStorage(rdb)
+            if os.access(parsed.database, os.W_OK):  # a read-only file is only read: no lock to take
+                _take_the_write_lock_first(rdb.engine)
+            return rdb
         except (sqlalchemy.exc.SQLAlchemyError, ImportError, ModuleNotFoundError) as e:
             if attempt < SCHEMA_RACE_ATTEMPTS and _lost_schema_race(e):
                 time.sleep(0.2 * attempt)
@@ -205,6 +209,24 @@ def open_storage(
             if "compatible with the table schema" not in str(e):
                 raise
             raise InputError(f"--storage {safe_url(url)}: {' '.join(str(e).split())}") from None
+
+
+def _take_the_write_lock_first(engine: sqlalchemy.Engine) -> None:
+    """Every transaction on this SQLite engine begins with BEGIN IMMEDIATE (SQLAlchemy's pysqlite
+    recipe). Python's sqlite3 begins a transaction only at the first write, so Optuna's
+    read-then-update of a queued trial (Study._pop_waiting_trial_id: WAITING → RUNNING, guarded by
+    SELECT ... FOR UPDATE, which SQLite ignores) let two workers both read WAITING and both take
+    the same trial: one finished it, the other failed with "Cannot tell a COMPLETE trial"."""
+
+    @sqlalchemy.event.listens_for(engine, "connect")
+    def _no_implicit_transactions(dbapi_connection, _record) -> None:
+        dbapi_connection.isolation_level = None  # SQLAlchemy's "begin" below opens them instead
+
+    @sqlalchemy.event.listens_for(engine, "begin")
+    def _begin_immediate(connection) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    engine.dispose()  # the connections RDBStorage opened before the listeners were there
 
 
 SCHEMA_RACE_ATTEMPTS = 5
