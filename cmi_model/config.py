@@ -42,12 +42,30 @@ class LossConfig(StrictModel):
     kl_temperature: float = Field(1.0, gt=0.0)  # softens both distributions inside the KL
     nine_class_head_enabled: bool = True  # off: no 9-class head, no 9-class CE, no KL
     # "none": the fixed weights above; every other value is an arm of cmi_model.weighting.
-    auto_weighting: Literal["none", "equal", "uncertainty", "direct", "dwa", "famo", "imtl_l", "rlw"] = "none"
+    auto_weighting: Literal[
+        "none",
+        "equal",
+        "uncertainty",
+        "direct",
+        "dwa",
+        "famo",
+        "imtl_l",
+        "rlw",
+        "upgrad",
+        "mgda",
+        "pcgrad",
+        "imtl_g",
+        "aligned_mtl",
+        "cagrad",
+        "nash_mtl",
+    ] = "none"
     auto_weight_clamp: tuple[float, float] = (-10.0, 10.0)  # bounds on each learned log-weight
     uncertainty_init_value: float = 0.0  # initial s_i (weight exp(-s_i) = 1 at 0)
     weight_lr_multiplier: float = Field(0.1, gt=0.0)  # lr of weighting params = lr × this
     dwa_temperature: float = Field(2.0, gt=0.0)  # DWA softmax temperature T (paper: 2); larger: more uniform
     famo_lr: float = Field(0.025, gt=0.0)  # lr of FAMO's own Adam on its task logits (paper: 0.025)
+    cagrad_c: float = Field(0.4, ge=0.0, lt=1.0)  # CAGrad's radius c (paper: 0.4 on NYU-v2; < 1 to converge)
+    nash_update_every: int = Field(1, ge=1, le=10_000)  # Nash-MTL solves every this many steps (paper: 1)
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)  # for both cross-entropy heads
     class_weighting: bool = False  # inverse-frequency CE weights fitted on the training fold
 

@@ -50,6 +50,8 @@ class CMILitModule(pl.LightningModule):
         # The training step's batch and the random state its forward started from, for
         # `recompute_losses` after the optimizer step (FAMO): same batch, same dropout masks.
         self._step_batch: dict[str, Tensor] | None = None
+        # The step's loss terms, shared features and weights, for `backward` (the weighting's own)
+        self._step: tuple[dict[str, Tensor], Tensor | None, dict[str, Tensor]] | None = None
         self._step_rng: tuple[Tensor, Tensor | None] | None = None
         # BatchNorm-like layers would update running statistics in a training-mode forward;
         # the recomputation puts them in eval mode (CMINetwork has none: LayerNorm only).
@@ -106,7 +108,7 @@ class CMILitModule(pl.LightningModule):
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         self._step_batch, self._step_rng = batch, self._rng_state()
-        _, terms, total, weights = self.model_step(batch)
+        out, terms, total, weights = self.model_step(batch)
         if not torch.isfinite(total):
             raise TrainingDiverged(
                 f"loss became {float(total)} at epoch {self.current_epoch}, batch {batch_idx} "
@@ -118,10 +120,20 @@ class CMILitModule(pl.LightningModule):
         for k, v in {"loss": total, **{f"loss_{t}": x for t, x in terms.items()}}.items():
             self._train_sums[k] = self._train_sums.get(k, 0.0) + v.detach() * n
         self._train_count += n
+        self._step = terms, out.get("features"), weights
+        return total
+
+    def backward(self, loss: Tensor, *args, **kwargs) -> None:
+        """The weighting's backward (a gradient-level scheme combines the per-term gradients of
+        the shared features); the step's effective weights are summed once it is known."""
+        if self._step is None:
+            raise RuntimeError("backward needs a training step first")
+        terms, features, weights = self._step
+        self._step = None  # the graph is not kept past its backward
+        weights = self.weighting.backward(loss, terms, features, self.network.parameters()) or weights
         for k, w in weights.items():
             self._weight_sums[k] = self._weight_sums.get(k, 0.0) + w
         self._train_steps += 1
-        return total
 
     def on_train_epoch_start(self) -> None:
         self._train_sums, self._train_count = {}, 0
@@ -143,7 +155,7 @@ class CMILitModule(pl.LightningModule):
         self.weighting.on_train_epoch_end()  # after the epoch's validation pass, once per epoch
 
     def on_train_end(self) -> None:
-        self._step_batch = self._step_rng = None  # the last batch is not kept with the trained module
+        self._step_batch = self._step_rng = self._step = None  # nothing of the last batch is kept
 
     # The validation loop runs on the stop subjects (TrainConfig.early_stopping = "inner"), never
     # on the fold's validation subjects: hence "stop/…", the metric the early stopping watches.

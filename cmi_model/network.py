@@ -106,7 +106,11 @@ class CMINetwork(nn.Module):
             x = block(x, valid)
         w = valid[..., None].to(x.dtype)
         pooled = self.dropout((x * w).sum(1) / w.sum(1).clamp(min=1.0))  # (B, C) masked mean
-        out = {"multiclass": self.head_multiclass(pooled), "binary": self.head_binary(pooled).squeeze(-1)}
+        out = {
+            "multiclass": self.head_multiclass(pooled),
+            "binary": self.head_binary(pooled).squeeze(-1),
+            "features": pooled,  # what every head reads: the gradient-level schemes' Jacobian stops here
+        }
         if self.head_nine_class is not None:
             out["nine_class"] = self.head_nine_class(pooled)
         return out

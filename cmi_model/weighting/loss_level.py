@@ -1,112 +1,25 @@
-"""Loss-weighting strategies behind one interface, `Weighting`.
+"""The loss-level schemes: each combines the per-term losses into one scalar to minimise.
 
-Each strategy is an nn.Module whose forward takes the active per-term losses
-({"multiclass", "binary", "nine_class", "kl"} ⊇ keys) and returns
-(total loss, effective weight applied to each term). Build one with
-`build_weighting(loss_config)`.
-
-Two names meet here: `LossConfig.auto_weighting` picks a strategy ("none" for the fixed
-weights), and the study calls the same scheme an arm ("fixed"). Each class carries its
-arm, so `strategy_for_arm` and `ARMS` translate between the two from one registry.
-
-The published loss-level schemes (equal, DWA, FAMO, IMTL-L, random weights) wrap TorchJD's
-scalarizers (`torchjd.scalarization`) over the vector of active losses, in
-`LossConfig.active_terms()` order: a term that is absent is absent for the scheme too.
-Their effective weight of term i is ∂total/∂L_i: TorchJD returns only the scalar, so it is
-one `torch.autograd.grad` on the loss vector away (DWA, FAMO, random weights), or written
-down from the formula TorchJD documents (equal: 1; IMTL-L: exp(s_i)).
-
-Lifecycle: the LightningModule calls three generic hooks, no-ops by default, and never asks
-which scheme it trains: `project()` and `after_optimizer_step(recompute_losses)` after every
-optimizer step (FAMO's update, with the losses recomputed on the same batch), and
-`on_train_epoch_end()` once per training epoch (DWA's roll; never per validation pass). In
-evaluation (`.eval()` or no gradient) a stateful or random scheme changes no state and draws
-nothing: its total is Σ w_i·L_i with the weights of its last training step (random weights:
-their expectation, 1/K).
+Fixed, uncertainty (Kendall et al.) and direct weights are written here; the published
+schemes (equal, DWA, FAMO, IMTL-L, random weights) wrap TorchJD's scalarizers
+(`torchjd.scalarization`) over the vector of active losses, in `LossConfig.active_terms()`
+order: a term that is absent is absent for the scheme too. Their effective weight of term i
+is ∂total/∂L_i: TorchJD returns only the scalar, so it is one `torch.autograd.grad` on the
+loss vector away (DWA, FAMO, random weights), or written down from the formula TorchJD
+documents (equal: 1; IMTL-L: exp(s_i)).
 """
 
-import abc
 import math
 from collections.abc import Callable
-from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
 from torchjd import scalarization as tjd
 
 from cmi_model.config import LossConfig
+from cmi_model.weighting.base import Weighting, Weights, _loss_vector, _Parametric, _project
 
-Weights = dict[str, Tensor]
 FAMO_WEIGHT_DECAY = 1e-3  # weight decay of FAMO's logits: the paper's Algorithm 2 (and LibMTL)
-
-
-class Weighting(nn.Module, abc.ABC):
-    """One way of combining the per-term losses into the loss that is minimised."""
-
-    # What the scheme says of itself: the study, the report, the dashboard note and the CLI help
-    # read these, so a new scheme is described here and nowhere else.
-    arm: ClassVar[str]  # the study arm that trains with this strategy
-    label: ClassVar[str]  # in words, for headlines and tables
-    paper: ClassVar[str]  # where the scheme comes from: its paper, or how its weights are set
-    learned: ClassVar[bool] = True  # learns its weights while training: the report judges how far they moved
-    weights_vary: ClassVar[bool] = True  # its weights change during training: a panel in the weights figure
-    inverse_loss_optimum: ClassVar[bool] = False  # stationary at weight 1/L_i: drawn as its reference
-    color: ClassVar[str]  # its colour in every figure
-
-    @abc.abstractmethod
-    def forward(self, losses: dict[str, Tensor]) -> tuple[Tensor, Weights]:
-        """(total loss, the effective weight of each term, detached from the graph)."""
-
-    def logged_params(self) -> dict[str, float]:
-        """Learned quantities worth a line in the training log, by name."""
-        return {}
-
-    def project(self) -> None:
-        """Bring the learned parameters back inside their bounds; called after every optimizer step.
-
-        A projection rather than a clamp inside `forward`: a clamped value has zero gradient
-        beyond the bound, so a parameter that overshot it would sit there with no signal to
-        come back; projected, it stays a parameter on the bound with its true gradient.
-        """
-
-    def optimized_parameters(self) -> list[nn.Parameter]:
-        """The parameters the module's optimizer trains, in the weighting's own param group
-        (FAMO steps its logits with its own Adam, so it hands over none)."""
-        return list(self.parameters())
-
-    def epoch_weights(self, step_mean: Weights) -> Weights:
-        """The effective weights recorded for the training epoch that just ended.
-
-        `step_mean` is the mean over the epoch's training steps of the weights `forward`
-        returned. This default keeps it: the weights of DWA (constant within an epoch), FAMO
-        (a function of each batch's losses) and random weights (fresh every step).
-        """
-        return step_mean
-
-    def on_train_epoch_end(self) -> None:
-        """Called once at the end of every training epoch (after any validation pass in it)."""
-
-    def after_optimizer_step(self, recompute_losses: Callable[[], dict[str, Tensor]]) -> None:
-        """Called after every optimizer step (and `project`). `recompute_losses()` evaluates the
-        loss terms again on the step's batch with the updated network (no gradient, same dropout
-        masks, no running state touched); a scheme that needs them calls it, once."""
-
-
-class _Parametric(Weighting):
-    """Weights that are a function of the parameters alone: each epoch records them as they
-    stand at its end (the effective weights of unit losses)."""
-
-    def epoch_weights(self, step_mean: Weights) -> Weights:
-        device = next((w.device for w in step_mean.values()), None)
-        with torch.no_grad():
-            _, weights = self({k: torch.ones((), device=device) for k in step_mean})
-        return weights
-
-
-def _project(params: nn.ParameterDict, bounds: tuple[float, float]) -> None:
-    with torch.no_grad():
-        for p in params.values():
-            p.clamp_(*bounds)
 
 
 class FixedWeighting(_Parametric):
@@ -118,6 +31,7 @@ class FixedWeighting(_Parametric):
     learned = False
     weights_vary = False
     color = "#4C78A8"
+    family = "fixed"
 
     def __init__(self, cfg: LossConfig):
         super().__init__()
@@ -217,13 +131,6 @@ class DirectWeighting(_Parametric):
 # ----------------------------------------------------------------------------- TorchJD schemes
 
 
-def _loss_vector(w: Weighting, terms: tuple[str, ...], losses: dict[str, Tensor]) -> Tensor:
-    """The losses as one vector in `terms` order (the active terms: absent terms stay absent)."""
-    if set(losses) != set(terms):
-        raise ValueError(f"{w.arm} weights the terms {terms}, got {tuple(losses)}")
-    return torch.stack([losses[t] for t in terms])
-
-
 class _Scalarized(Weighting):
     """A TorchJD scalarizer over the vector of the active losses (`cfg.active_terms()` order).
 
@@ -270,6 +177,7 @@ class EqualWeighting(_Parametric):
     learned = False
     weights_vary = False
     color = "#7F7F7F"  # grey: no tuning, the reference
+    family = "fixed"
 
     def __init__(self, cfg: LossConfig):
         super().__init__()
@@ -392,35 +300,3 @@ class RandomWeighting(_Scalarized):
 
     def _eval_weights(self) -> Tensor:
         return torch.full_like(self.last_weights, 1.0 / len(self.terms))
-
-
-# LossConfig.auto_weighting value → strategy; the order is the arms' order in the study.
-STRATEGIES: dict[str, type[Weighting]] = {
-    "none": FixedWeighting,
-    "equal": EqualWeighting,
-    "uncertainty": UncertaintyWeighting,
-    "direct": DirectWeighting,
-    "dwa": DWAWeighting,
-    "famo": FAMOWeighting,
-    "imtl_l": IMTLLWeighting,
-    "rlw": RandomWeighting,
-}
-ARMS: tuple[str, ...] = tuple(cls.arm for cls in STRATEGIES.values())
-_STRATEGY_OF_ARM = {cls.arm: name for name, cls in STRATEGIES.items()}
-SCHEMES: dict[str, type[Weighting]] = {cls.arm: cls for cls in STRATEGIES.values()}  # arm → its class
-# Two arms have a part in every comparison: the baseline that every other arm is compared with,
-# and the reference line of what no tuning at all gives.
-BASELINE_ARM = FixedWeighting.arm
-NO_TUNING_ARM = EqualWeighting.arm
-
-
-def build_weighting(cfg: LossConfig) -> Weighting:
-    return STRATEGIES[cfg.auto_weighting](cfg)
-
-
-def strategy_for_arm(arm: str) -> str:
-    """The `LossConfig.auto_weighting` value of a study arm ("fixed" → "none")."""
-    try:
-        return _STRATEGY_OF_ARM[arm]
-    except KeyError:
-        raise ValueError(f"unknown arm {arm!r}; choose from {', '.join(ARMS)}") from None
