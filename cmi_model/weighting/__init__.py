@@ -33,6 +33,34 @@ from cmi_model.weighting.loss_level import (
     UncertaintyWeighting,
 )
 
+__all__ = [
+    "ARMS",
+    "BASELINE_ARM",
+    "FAMILIES",
+    "NO_TUNING_ARM",
+    "SCHEMES",
+    "STRATEGIES",
+    "Weighting",
+    "Weights",
+    "build_weighting",
+    "strategy_for_arm",
+    "AlignedMTLWeighting",
+    "CAGradWeighting",
+    "IMTLGWeighting",
+    "MGDAWeighting",
+    "NashMTLWeighting",
+    "PCGradWeighting",
+    "UPGradWeighting",
+    "DirectWeighting",
+    "DWAWeighting",
+    "EqualWeighting",
+    "FAMOWeighting",
+    "FixedWeighting",
+    "IMTLLWeighting",
+    "RandomWeighting",
+    "UncertaintyWeighting",
+]
+
 # LossConfig.auto_weighting value → strategy; the order is the arms' order in the study.
 STRATEGIES: dict[str, type[Weighting]] = {
     "none": FixedWeighting,
