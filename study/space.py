@@ -22,9 +22,16 @@ class Param:
     high: float
     log: bool
     section: Literal["train", "model", "loss"]  # which config the value goes into
+    integer: bool = False  # a count (trial.suggest_int), not a real number
 
     def describe(self) -> str:
-        return f"{'log-uniform' if self.log else 'uniform'} [{self.low:g}, {self.high:g}] ({self.section})"
+        kind = ("log-uniform" if self.log else "uniform") + (" integer" if self.integer else "")
+        return f"{kind} [{self.low:g}, {self.high:g}] ({self.section})"
+
+    def suggest(self, trial: optuna.Trial) -> float | int:
+        if self.integer:
+            return trial.suggest_int(self.name, int(self.low), int(self.high), log=self.log)
+        return trial.suggest_float(self.name, self.low, self.high, log=self.log)
 
 
 SHARED = (
@@ -53,6 +60,17 @@ ARM_PARAMS: dict[str, tuple[Param, ...]] = {
     # IMTL-L's scales train in the weighting param group like uncertainty's s: the same range.
     "imtl_l": (Param("weight_lr_multiplier", 0.1, 100.0, True, "loss"),),
     "rlw": (),
+    # The gradient-level schemes solve their weights from each step's gradients: only the
+    # knobs their papers name are theirs to search.
+    "upgrad": (),
+    "mgda": (),
+    "pcgrad": (),
+    "imtl_g": (),
+    "aligned_mtl": (),
+    "cagrad": (Param("cagrad_c", 0.1, 0.9, False, "loss"),),  # the paper tried 0.1-0.9
+    # Solving the bargaining problem every step costs a cvxpy solve; the paper's speed-up
+    # solves every few steps and keeps the weights in between.
+    "nash_mtl": (Param("nash_update_every", 1, 25, True, "loss", integer=True),),
 }
 assert set(ARM_PARAMS) == set(ARMS), "every weighting strategy's arm has a search space"
 
@@ -74,6 +92,13 @@ BASELINE: dict[str, dict[str, float]] = {
     "famo": {"famo_lr": _PLAN.famo_lr},  # the paper's 0.025
     "imtl_l": {"weight_lr_multiplier": _PLAN.weight_lr_multiplier},  # uncertainty's baseline
     "rlw": {},
+    "upgrad": {},
+    "mgda": {},
+    "pcgrad": {},
+    "imtl_g": {},
+    "aligned_mtl": {},
+    "cagrad": {"cagrad_c": _PLAN.cagrad_c},  # the paper's 0.4
+    "nash_mtl": {"nash_update_every": _PLAN.nash_update_every},  # the paper's every step
 }
 assert set(BASELINE) == set(ARMS), "every arm has an enqueued first trial"
 
@@ -93,7 +118,7 @@ def baseline(arm: str, train: TrainConfig, model: ModelConfig) -> dict[str, floa
 
 
 def suggest(trial: optuna.Trial, arm: str) -> dict[str, float]:
-    return {p.name: trial.suggest_float(p.name, p.low, p.high, log=p.log) for p in params_of(arm)}
+    return {p.name: p.suggest(trial) for p in params_of(arm)}
 
 
 def apply(
