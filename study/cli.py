@@ -146,8 +146,8 @@ OPTIONS: tuple[Option, ...] = (
         ("run",),
         {
             "type": _arm_list,
-            "help": "comma-separated arms (default: fixed,uncertainty): "
-            + "; ".join(f"{arm} = {SCHEMES[arm].label} ({SCHEMES[arm].paper})" for arm in ARMS),
+            "help": "comma-separated arms (default: fixed,uncertainty), or all (every arm but the "
+            "controls): " + "; ".join(f"{arm} = {SCHEMES[arm].label} ({SCHEMES[arm].paper})" for arm in ARMS),
         },
         setting="study.arms",
     ),

@@ -17,6 +17,7 @@ from cmi_model.config import (
 )
 from cmi_model.errors import InputError
 from cmi_model.reading import check_regular_file
+from cmi_model.weighting import ALL_ARMS
 from study.space import ARMS
 
 # Fold k of split seed s trains with seed s*1000 + k (study/objective.py) and the confirmation's
@@ -76,6 +77,16 @@ class StudySection(StrictModel):
         if 0 < holdout < 0.01:  # 1/holdout parts: a share this small holds out nobody
             raise ValueError(f"must be 0 (no hold-out) or between 0.01 and 0.5, got {holdout:g}")
         return holdout
+
+    @field_validator("arms", mode="before")
+    @classmethod
+    def _all_arms(cls, arms):
+        """ "all": every registered arm but the controls (cmi_model.weighting.ALL_ARMS)."""
+        if isinstance(arms, (list, tuple)) and "all" in arms:
+            if len(arms) != 1:
+                raise ValueError(f"'all' stands alone (it already holds every arm), got {','.join(arms)!r}")
+            return ALL_ARMS
+        return arms
 
     @field_validator("arms")
     @classmethod

@@ -56,7 +56,8 @@ ARM_PARAMS: dict[str, tuple[Param, ...]] = {
     "equal": (),
     "dwa": (Param("dwa_temperature", 0.5, 10.0, True, "loss"),),
     # FAMO's logits have their own Adam; its weight decay stays at the paper's 1e-3.
-    "famo": (Param("famo_lr", 1e-3, 0.1, True, "loss"),),
+    # FAMO balances the tasks; the KL term keeps a fixed weight, searched as the fixed arm's is.
+    "famo": (Param("famo_lr", 1e-3, 0.1, True, "loss"), Param("kl_weight", 0.0, 1.0, False, "loss")),
     # IMTL-L's scales train in the weighting param group like uncertainty's s: the same range.
     "imtl_l": (Param("weight_lr_multiplier", 0.1, 100.0, True, "loss"),),
     "rlw": (),
@@ -89,7 +90,7 @@ BASELINE: dict[str, dict[str, float]] = {
     "direct": {"weight_lr_multiplier": _PLAN.weight_lr_multiplier},
     "equal": {},
     "dwa": {"dwa_temperature": _PLAN.dwa_temperature},  # the paper's T = 2
-    "famo": {"famo_lr": _PLAN.famo_lr},  # the paper's 0.025
+    "famo": {"famo_lr": _PLAN.famo_lr, "kl_weight": _PLAN.kl_weight},  # the paper's lr 0.025
     "imtl_l": {"weight_lr_multiplier": _PLAN.weight_lr_multiplier},  # uncertainty's baseline
     "rlw": {},
     "upgrad": {},

@@ -106,7 +106,23 @@ def test_fixed_equals_formula_exactly():
 
 def test_every_strategy_is_a_weighting_with_an_arm():
     assert set(STRATEGIES) == set(typing.get_args(LossConfig.model_fields["auto_weighting"].annotation))
-    assert ARMS == ("fixed", "equal", "uncertainty", "direct", "dwa", "famo", "imtl_l", "rlw")
+    assert ARMS == (
+        "fixed",
+        "equal",
+        "uncertainty",
+        "direct",
+        "dwa",
+        "famo",
+        "imtl_l",
+        "rlw",
+        "upgrad",
+        "mgda",
+        "pcgrad",
+        "imtl_g",
+        "aligned_mtl",
+        "cagrad",
+        "nash_mtl",
+    )
     for arm in ARMS:
         w = build_weighting(LossConfig(auto_weighting=strategy_for_arm(arm)))
         assert isinstance(w, Weighting) and w.arm == arm

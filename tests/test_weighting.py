@@ -76,8 +76,24 @@ def test_every_new_arm_builds_from_its_strategy_and_cites_its_paper():
         w = build_weighting(LossConfig(auto_weighting=wmod.strategy_for_arm(arm)))
         assert w.arm == arm and isinstance(w, wmod.Weighting)
         if arm != "equal":  # the published schemes cite their paper: "Liu, Johns & Davison (2019)", ...
-            assert any(f"({y})" in (type(w).__doc__ or "") for y in range(2018, 2024)), arm
-    assert wmod.ARMS == ("fixed", "equal", "uncertainty", "direct", "dwa", "famo", "imtl_l", "rlw")
+            assert any(f"({y})" in (type(w).__doc__ or "") for y in range(2018, 2025)), arm
+    assert wmod.ARMS == (
+        "fixed",
+        "equal",
+        "uncertainty",
+        "direct",
+        "dwa",
+        "famo",
+        "imtl_l",
+        "rlw",
+        "upgrad",
+        "mgda",
+        "pcgrad",
+        "imtl_g",
+        "aligned_mtl",
+        "cagrad",
+        "nash_mtl",
+    )
 
 
 # ----------------------------------------------------------------------------- equal
@@ -172,39 +188,64 @@ def toy_losses(model: nn.Module, x: torch.Tensor, terms=TERMS) -> dict[str, torc
 
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_famo_matches_torchjd_over_a_few_steps_of_a_toy_model(variant):
+    """TorchJD's FAMO over the tasks; the KL term, when active, at its fixed kl_weight."""
     kwargs, terms = VARIANTS[variant]
+    tasks = tuple(t for t in terms if t != "kl")
     k = len(terms)
     torch.manual_seed(0)
     model_a = nn.Linear(3, k)
     model_b = nn.Linear(3, k)
     model_b.load_state_dict(model_a.state_dict())
     ours = FAMOWeighting(LossConfig(auto_weighting="famo", famo_lr=0.05, **kwargs))
-    ref = tjd.FAMO(k, lr=0.05, weight_decay=1e-3)
+    kl_weight = LossConfig(**kwargs).kl_weight
+    ref = tjd.FAMO(len(tasks), lr=0.05, weight_decay=1e-3)
     assert ours.optimized_parameters() == []  # its own Adam steps the logits, never the module's optimizer
     opt_a, opt_b = (torch.optim.SGD(m.parameters(), lr=0.1) for m in (model_a, model_b))
     x = torch.randn(16, 3)
+
+    def ref_total(model):
+        ls = toy_losses(model, x, terms)
+        kl = kl_weight * ls["kl"] if "kl" in ls else 0.0
+        return ref(torch.stack([ls[t] for t in tasks])) + kl
+
     for _ in range(5):
         ls = toy_losses(model_a, x, terms)
         total, weights = ours(ls)
-        v = torch.stack([toy_losses(model_b, x, terms)[t] for t in terms])
-        expected_total = ref(v)
+        expected_total = ref_total(model_b)
         assert float(total) == pytest.approx(float(expected_total), rel=1e-6)
-        # ∂total/∂L_i = z_i/L_i normalised (TorchJD's c held constant): by autograd, summing to 1
+        # ∂total/∂L_i = z_i/L_i normalised over the tasks (TorchJD's c held constant), by autograd;
+        # the KL term's is its fixed weight.
         (logits,) = ref.parameters()
         z = torch.softmax(logits.detach(), 0)
-        by_formula = (z / vector(ls, terms)) / (z / vector(ls, terms)).sum()
-        assert list(floats(weights).values()) == pytest.approx(by_formula.tolist(), rel=1e-5)
-        assert sum(floats(weights).values()) == pytest.approx(1.0)
+        by_formula = (z / vector(ls, tasks)) / (z / vector(ls, tasks)).sum()
+        got = floats(weights)
+        assert [got[t] for t in tasks] == pytest.approx(by_formula.tolist(), rel=1e-5)
+        assert sum(got[t] for t in tasks) == pytest.approx(1.0)
+        if "kl" in terms:
+            assert got["kl"] == pytest.approx(kl_weight)
         for opt, t in ((opt_a, total), (opt_b, expected_total)):
             opt.zero_grad()
             t.backward()
             opt.step()
         with torch.no_grad():
             ours.after_optimizer_step(lambda m=model_a: toy_losses(m, x, terms))
-            ref.update(torch.stack([toy_losses(model_b, x, terms)[t] for t in terms]))
+            ref.update(torch.stack([toy_losses(model_b, x, terms)[t] for t in tasks]))
         assert list(ours.logged_params().values()) == pytest.approx(logits.detach().tolist(), abs=1e-7)
     assert max(abs(v) for v in ours.logged_params().values()) > 0  # the logits moved
-    assert set(ours.logged_params()) == {f"logit_{t}" for t in terms}
+    assert set(ours.logged_params()) == {f"logit_{t}" for t in tasks}
+
+
+def test_famo_keeps_a_vanishing_kl_term_at_its_fixed_weight():
+    """Balanced, the KL term's weight ∝ 1/KL would take nearly all of it as the heads agree."""
+    ours = FAMOWeighting(LossConfig(auto_weighting="famo", kl_weight=0.1))
+    _, weights = ours(losses([2.0, 0.7, 1.5, 1e-4]))
+    got = floats(weights)
+    assert got["kl"] == pytest.approx(0.1)
+    assert got["multiclass"] + got["binary"] + got["nine_class"] == pytest.approx(1.0)
+    balanced = tjd.FAMO(4)  # the rule that balanced KL too: ~100% of the weight on it
+    v = torch.tensor([2.0, 0.7, 1.5, 1e-4], requires_grad=True)
+    (grad,) = torch.autograd.grad(balanced(v), v)
+    assert float(grad[3]) > 0.99
 
 
 def test_famo_update_needs_only_the_recomputed_losses_once():
@@ -367,8 +408,9 @@ def test_every_new_arm_weights_exactly_the_active_terms(arm, variant):
     w = build_weighting(cfg)
     total, weights = w(losses([2.0, 0.7, 1.5, 0.3][: len(terms)], terms))
     assert tuple(weights) == terms and math.isfinite(float(total))
+    balanced = tuple(t for t in terms if t != "kl") if arm == "famo" else terms  # FAMO: KL fixed
     for p in w.parameters():
-        assert p.numel() == len(terms)  # one learned scale or logit per active term
+        assert p.numel() == len(balanced)  # one learned scale or logit per (balanced) active term
     with pytest.raises(ValueError, match="weights the terms"):
         w(losses([2.0, 0.7, 1.5, 0.3], TERMS if len(terms) < 4 else TERMS[:3]))
 
@@ -561,5 +603,8 @@ def test_every_arm_records_its_effective_weights_per_epoch():
         assert all(math.isfinite(v) and v > 0 for h in m.weight_history for v in h.values()), arm
         if arm == "equal":
             assert m.weight_history == [dict.fromkeys(TERMS, 1.0)] * 3
-        if arm in ("famo", "rlw"):  # mean over the epoch's steps of weights that sum to 1
+        if arm == "rlw":  # mean over the epoch's steps of weights that sum to 1
             assert all(sum(h.values()) == pytest.approx(1.0, abs=1e-5) for h in m.weight_history), arm
+        if arm == "famo":  # the tasks' sum to 1; KL keeps kl_weight
+            assert all(sum(h.values()) - h["kl"] == pytest.approx(1.0, abs=1e-5) for h in m.weight_history)
+            assert all(h["kl"] == pytest.approx(cfg.kl_weight) for h in m.weight_history)

@@ -34,6 +34,7 @@ from cmi_model.weighting.loss_level import (
 )
 
 __all__ = [
+    "ALL_ARMS",
     "ARMS",
     "BASELINE_ARM",
     "FAMILIES",
@@ -80,6 +81,8 @@ STRATEGIES: dict[str, type[Weighting]] = {
     "nash_mtl": NashMTLWeighting,
 }
 ARMS: tuple[str, ...] = tuple(cls.arm for cls in STRATEGIES.values())
+# What `--arms all` runs: every arm but the controls (an arm that only reparametrises another).
+ALL_ARMS: tuple[str, ...] = tuple(cls.arm for cls in STRATEGIES.values() if cls.control_of is None)
 _STRATEGY_OF_ARM = {cls.arm: name for name, cls in STRATEGIES.items()}
 SCHEMES: dict[str, type[Weighting]] = {cls.arm: cls for cls in STRATEGIES.values()}  # arm → its class
 # Two arms have a part in every comparison: the baseline that every other arm is compared with,

@@ -37,6 +37,8 @@ class Weighting(nn.Module, abc.ABC):
     inverse_loss_optimum: ClassVar[bool] = False  # stationary at weight 1/L_i: drawn as its reference
     color: ClassVar[str]  # its colour in every figure
     family: ClassVar[str] = "loss-level"  # one of FAMILIES
+    # The arm this one is only a reparametrisation of: a labelled control, left out of `--arms all`.
+    control_of: ClassVar[str | None] = None
 
     @abc.abstractmethod
     def forward(self, losses: dict[str, Tensor]) -> tuple[Tensor, Weights]:

@@ -156,10 +156,14 @@ class _Scalarized(Weighting):
     def _eval_weights(self) -> Tensor:
         return self.last_weights
 
+    def _combine(self, v: Tensor) -> Tensor:
+        """The training total of the loss vector: the scalarizer's."""
+        return self.scalarizer(v)
+
     def forward(self, losses: dict[str, Tensor]) -> tuple[Tensor, Weights]:
         v = _loss_vector(self, self.terms, losses)
         if self.training and v.requires_grad:
-            total = self.scalarizer(v)
+            total = self._combine(v)
             w = self._effective(total, v)
             self.last_weights = w
         else:
@@ -218,9 +222,15 @@ class FAMOWeighting(_Scalarized):
     """Liu et al. (2023), "FAMO: Fast Adaptive Multitask Optimization".
 
     Total c·Σ z_i·log L_i with z = softmax(w) and c = 1/Σ(z_i/L_i) held constant (TorchJD
-    `FAMO`): effective weights by autograd, z_i/L_i normalised to sum to 1. After every
-    optimizer step the losses recomputed on the same batch update the logits w with FAMO's own
-    Adam (lr `famo_lr`, weight decay 1e-3); the module's optimizer never sees them.
+    `FAMO`) over the task losses, + kl_weight·KL: effective weights by autograd, z_i/L_i
+    normalised to sum to 1 over the tasks. After every optimizer step the losses recomputed on
+    the same batch update the logits w with FAMO's own Adam (lr `famo_lr`, weight decay 1e-3);
+    the module's optimizer never sees them.
+
+    The KL consistency term is not one of the tasks FAMO balances: it keeps the fixed weight
+    `kl_weight` (searched, as for the fixed arm). Balanced, its weight ∝ 1/KL grows without
+    bound as the heads come to agree (KL → 0): it took 69-89% of the weight and cost 0.12 of
+    the score on the demo (BENCHMARKS.md, "FAMO and the KL term").
     """
 
     arm = "famo"
@@ -229,19 +239,26 @@ class FAMOWeighting(_Scalarized):
     color = "#E45756"
 
     def __init__(self, cfg: LossConfig):
-        k = len(cfg.active_terms())
-        super().__init__(cfg, tjd.FAMO(k, lr=cfg.famo_lr, weight_decay=FAMO_WEIGHT_DECAY))
-        self.last_weights.fill_(1.0 / k)
+        tasks = tuple(t for t in cfg.active_terms() if t != "kl")
+        super().__init__(cfg, tjd.FAMO(len(tasks), lr=cfg.famo_lr, weight_decay=FAMO_WEIGHT_DECAY))
+        self.tasks = len(tasks)  # the first `tasks` of the loss vector; KL, when active, is last
+        self.kl_weight = cfg.kl_weight
+        self.last_weights[: self.tasks] = 1.0 / self.tasks
+        self.last_weights[self.tasks :] = self.kl_weight
+
+    def _combine(self, v: Tensor) -> Tensor:
+        return self.scalarizer(v[: self.tasks]) + self.kl_weight * v[self.tasks :].sum()
 
     def optimized_parameters(self) -> list[nn.Parameter]:
         return []
 
     def after_optimizer_step(self, recompute_losses: Callable[[], dict[str, Tensor]]) -> None:
-        self.scalarizer.update(_loss_vector(self, self.terms, recompute_losses()).detach())
+        v = _loss_vector(self, self.terms, recompute_losses()).detach()
+        self.scalarizer.update(v[: self.tasks])
 
     def logged_params(self) -> dict[str, float]:
         (logits,) = self.scalarizer.parameters()
-        return {f"logit_{t}": float(v) for t, v in zip(self.terms, logits.detach(), strict=True)}
+        return {f"logit_{t}": float(v) for t, v in zip(self.terms, logits.detach(), strict=False)}
 
 
 class IMTLLWeighting(_Parametric):
@@ -251,13 +268,20 @@ class IMTLLWeighting(_Parametric):
     searched `weight_lr_multiplier`, like uncertainty's s) and `project` keeps them inside
     `auto_weight_clamp`. Effective weights exp(s_i) from TorchJD's documented formula; the
     stationary point is exp(s_i*) = 1/L_i, as for uncertainty weighting.
+
+    A control, not a scheme of its own: exp(s_i)·L_i − s_i is uncertainty weighting's
+    exp(−s_i)·L_i + s_i with s → −s (the same loss, checked in tests/test_weighting.py), so its
+    weights are uncertainty's and, on the same fold and seed, so are its scores.
+    `--arms all` leaves it out; name it to check that the study tells two equal arms apart from
+    none.
     """
 
     arm = "imtl_l"
-    label = "learned IMTL-L scales"
+    label = "IMTL-L scales (control: uncertainty weights, s → −s)"
     paper = "Liu et al. 2021"
     inverse_loss_optimum = True
     color = "#72B7B2"
+    control_of = "uncertainty"
 
     def __init__(self, cfg: LossConfig):
         super().__init__()
