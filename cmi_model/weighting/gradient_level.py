@@ -20,7 +20,6 @@ from torchjd.autojac import jac_to_grad, mtl_backward
 from cmi_model.config import LossConfig
 from cmi_model.weighting.base import Weighting, Weights, _loss_vector
 
-
 # cvxpy's note on every process's first Nash-MTL solve (TorchJD's problem is not in its DPP form,
 # so re-solves are not cached): a fact about speed, already in BENCHMARKS.md, not a fault to report.
 warnings.filterwarnings("ignore", message="You are solving a parameterized problem that is not DPP")
