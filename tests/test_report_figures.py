@@ -27,6 +27,7 @@ from study.report import comparison_figures as cmp_figs
 from study.report import metric_figures as metric_figs
 from study.report import parameter_figures as param_figs
 from study.report import search_figures as search_figs
+from study.report import tradeoff_figures as tradeoff_figs
 from study.report import weight_figures as weight_figs
 from study.report.page import render_html
 from study.report.style import arm_color
@@ -79,6 +80,7 @@ def test_figure_records_are_plain_data():
         "importances": param_figs.importances_info(data.arms),
         "metric parts": metric_figs.metric_parts_frame(data),
         "classes": data.class_reports(),
+        "tradeoff": tradeoff_figs.tradeoff_info(data),
     }
     # 5 complete trials per arm: a landscape (from 5), but no importances (from 8): a sentence instead
     assert figure_records.pop("importances") == {}
@@ -125,6 +127,7 @@ def test_figure_smoke():
         metric_figs.fig_per_class_f1(data.class_reports()),
         metric_figs.fig_confusion("fixed", data.class_reports()["fixed"]),
         cmp_figs.fig_forest(cmp_figs.forest_info(list(rep.comparisons))),
+        tradeoff_figs.fig_tradeoff(tradeoff_figs.tradeoff_info(data)),
     ]
     for fig in figs:
         assert isinstance(fig, go.Figure) and len(fig.data) >= 1
@@ -231,7 +234,13 @@ def test_forest_plot_of_every_arm_with_the_rope_and_no_tuning(all_arms):
     assert len(rope) == 1 and (rope[0].x0, rope[0].x1) == (-0.005, 0.005)
     equal_line = [sh for sh in fig.layout.shapes if sh.type == "line" and sh.line.dash == "dash"]
     assert len(equal_line) == 1 and equal_line[0].x0 == pytest.approx(info.reference.mean)
-    assert [a.text for a in fig.layout.annotations] == ["equal: what no tuning gives"]
+    assert [a.text for a in fig.layout.annotations if a.name != "family"] == ["equal: what no tuning gives"]
+    # each row's family in the right margin and in its hover; the rows stay sorted across families
+    families = [(a.y, a.text) for a in fig.layout.annotations if a.name == "family"]
+    assert families == [(r.arm, SCHEMES[r.arm].family) for r in info.rows]
+    assert all(
+        f"{r.arm} ({SCHEMES[r.arm].family}) − fixed" in t for r, t in zip(info.rows, points.text, strict=True)
+    )
     # where scores are plotted, equal is the dashed reference line beside each other comparison
     unc = next(c for c in rep.comparisons if c.b == "uncertainty")
     ref = cmp_figs.reference_score(rep.studies, unc)

@@ -7,13 +7,14 @@
   verdict states, how far learned weights moved: one immutable :class:`~.analyse.Report`;
 - **draw**: one module per family of figures, each figure's plain record beside the function
   that draws it (as ``optuna/visualization/_slice.py``): :mod:`.comparison_figures`,
-  :mod:`.metric_figures`, :mod:`.search_figures`, :mod:`.parameter_figures`,
+  :mod:`.metric_figures`, :mod:`.tradeoff_figures` (binary against macro F1: the fixed-weight
+  front and each confirmed arm), :mod:`.search_figures`, :mod:`.parameter_figures`,
   :mod:`.weight_figures`, sharing :mod:`.style`; :mod:`.page` lays them out as numbered
   sections of one Jinja2 page (plotly.js embedded once, so it opens offline), and
   :mod:`.dashboard` saves the same verdict and figures for optuna-dashboard.
 
-What each arm is (its label, paper, colour, whether it learns) comes from its class in
-:mod:`cmi_model.weighting`: nothing here names an arm. A missing piece of data turns into a
+What each arm is (its label, paper, colour, family, whether it learns) comes from its class in
+:mod:`cmi_model.weighting`, the families' order from its ``FAMILIES``: nothing here names an arm. A missing piece of data turns into a
 sentence saying what is missing, never an exception; only a study name with no study at all
 raises :class:`~.read.StudyNotFoundError`.
 """

@@ -15,7 +15,7 @@ from plotly.subplots import make_subplots
 
 from cmi_model.weighting import NO_TUNING_ARM
 from study.report.analyse import ArmComparison
-from study.report.studies import Studies, arm_order
+from study.report.studies import Studies, arm_order, family_of
 from study.report.style import LAYOUT, NO_TUNING, arm_color, esc, hover_extra, p_value
 
 # ----------------------------------------------------------------------------- every arm against the baseline
@@ -27,6 +27,7 @@ class ForestRow:
 
     arm: str
     baseline: str
+    family: str  # the arm's (FAMILIES), shown beside its row; Holm runs over every family together
     mean: float
     low: float
     high: float
@@ -60,6 +61,7 @@ def forest_row(cmp: ArmComparison) -> ForestRow | None:
     return ForestRow(
         arm=cmp.b,
         baseline=cmp.a,
+        family=family_of(cmp.b),
         mean=float(c.mean_diff),
         low=float(c.ci_low),
         high=float(c.ci_high),
@@ -119,7 +121,7 @@ def fig_forest(info: ForestInfo | None) -> go.Figure | None:
     rows = info.rows
     labels = [esc(r.arm) + (" (search, biased)" if r.selection_biased else "") for r in rows]
     text = [
-        f"{esc(r.arm)} − {esc(r.baseline)} = {r.mean:+.4f}<br>{r.level}% interval "
+        f"{esc(r.arm)} ({esc(r.family)}) − {esc(r.baseline)} = {r.mean:+.4f}<br>{r.level}% interval "
         f"[{r.low:+.4f}, {r.high:+.4f}] {'for new subjects' if r.new_subjects else 'on these subjects'}"
         f"<br>{esc(r.verdict)}; p {p_value(r.p_value)}"
         + ("" if r.p_adjusted is None else f", Holm-adjusted {p_value(r.p_adjusted)}")
@@ -162,6 +164,18 @@ def fig_forest(info: ForestInfo | None) -> go.Figure | None:
             annotation_text=NO_TUNING,
             annotation_position="top",
         )
+    for label, r in zip(labels, rows, strict=True):  # each row's family, in the right margin
+        fig.add_annotation(
+            x=1.01,
+            xref="paper",
+            y=label,
+            yref="y",
+            text=esc(r.family),
+            showarrow=False,
+            xanchor="left",
+            font=dict(size=11, color="#6B7280"),
+            name="family",
+        )
     span = [*(r.low for r in rows), *(r.high for r in rows), -info.rope, info.rope]
     pad = 0.08 * (max(span) - min(span) or 0.01)
     base = esc(info.baseline)
@@ -174,7 +188,7 @@ def fig_forest(info: ForestInfo | None) -> go.Figure | None:
     fig.update_layout(
         title=f"Every arm against {base}: mean difference and {rows[0].level}% interval, best first",
         height=150 + 42 * len(rows),
-        **{**LAYOUT, "margin": dict(l=170, r=30, t=70, b=60)},
+        **{**LAYOUT, "margin": dict(l=170, r=120, t=70, b=60)},
     )
     return fig
 

@@ -28,10 +28,19 @@ from study.report import metric_figures as metric_figs
 from study.report import parameter_figures as param_figs
 from study.report import search_figures as search_figs
 from study.report import sentences
+from study.report import tradeoff_figures as tradeoff_figs
 from study.report import weight_figures as weight_figs
 from study.report.analyse import Report
 from study.report.sentences import ENV
-from study.report.studies import MIN_TRIALS_FOR_IMPORTANCES, ArmData, Studies, StudyRecord, arm_order
+from study.report.studies import (
+    MIN_TRIALS_FOR_IMPORTANCES,
+    ArmData,
+    Studies,
+    StudyRecord,
+    arm_order,
+    by_family,
+    family_of,
+)
 from study.report.style import arm_color, num, p_value, seconds
 from study.storage import redact
 
@@ -91,6 +100,7 @@ def _arm_row(data: Studies, arm: str) -> dict[str, Any]:
     total_fold = s_fold + c_fold
     return {
         "arm": arm,
+        "family": family_of(arm),
         "color": arm_color(arm),
         "cells": [
             f"{SCHEMES[arm].label} ({SCHEMES[arm].paper})" if arm in SCHEMES else "",
@@ -136,7 +146,7 @@ def _summary_row(cmp) -> dict[str, Any]:
     return {
         "arm": cmp.b,
         "color": arm_color(cmp.b),
-        "cells": [label, *cells, source.get(cmp.source, "none")],
+        "cells": [family_of(cmp.b), label, *cells, source.get(cmp.source, "none")],
         "no_tuning_row": cmp.b == NO_TUNING_ARM,
     }
 
@@ -152,7 +162,10 @@ def _headline(page: _Page) -> dict[str, Any]:
         "arm_names": data.arm_names(),
         "verdicts": [{"v": v, "say": sentences.verdict_text(v)} for v in report.verdicts],
         "holm": sentences.holm_text(report.holm),
-        "arm_rows": [_arm_row(data, arm) for arm in data.arm_names()],
+        "arm_groups": [
+            {"family": family, "rows": [_arm_row(data, arm) for arm in arms]}
+            for family, arms in by_family(data.arm_names())
+        ],
         "summary": [_summary_row(c) for c in cmp_figs.sorted_comparisons(comparisons)] if several else [],
         "baseline": comparisons[0].a if comparisons else BASELINE_ARM,
         "level": next((c.level for c in comparisons if c.primary is not None), 95),
@@ -306,6 +319,10 @@ def _landscape(page: _Page) -> dict[str, Any]:
 
 def _metric_parts(page: _Page) -> dict[str, Any]:
     reports = page.report.studies.class_reports()
+    info = tradeoff_figs.tradeoff_info(page.report.studies)
+    tradeoff = page.figure(
+        "tradeoff", tradeoff_figs.fig_tradeoff(info), tradeoff_figs.tradeoff_note(page.report.studies)
+    )
     parts = page.figure(
         "metric-parts",
         metric_figs.fig_metric_parts(metric_figs.metric_parts_frame(page.report.studies)),
@@ -323,7 +340,15 @@ def _metric_parts(page: _Page) -> dict[str, Any]:
         page.figure(f"confusion-{arm}", metric_figs.fig_confusion(arm, rep), "")
         for arm, rep in reports.items()
     ]
-    return {"parts": parts, "class_rows": rows, "per_class": per_class, "confusions": confusions}
+    return {
+        "tradeoff": tradeoff,
+        "tradeoff_text": sentences.tradeoff_text(info) if info is not None else "",
+        "baseline": BASELINE_ARM,
+        "parts": parts,
+        "class_rows": rows,
+        "per_class": per_class,
+        "confusions": confusions,
+    }
 
 
 # ----------------------------------------------------------------------------- 7. reproducibility

@@ -13,8 +13,10 @@ from typing import Any
 
 import jinja2
 
+from cmi_model.weighting import FAMILIES
 from study.report.analyse import MIN_PAIRS, MOVED, Movement, Verdict
 from study.report.style import count, num, p_value
+from study.report.tradeoff_figures import TradeoffInfo
 
 ENV = jinja2.Environment(
     loader=jinja2.PackageLoader("study.report", "templates"),
@@ -25,7 +27,7 @@ ENV = jinja2.Environment(
     extensions=["jinja2.ext.do"],
 )
 ENV.filters.update(num=num, p_value=p_value, count=count)
-ENV.globals.update(MOVED=MOVED, MIN_PAIRS=MIN_PAIRS)
+ENV.globals.update(MOVED=MOVED, MIN_PAIRS=MIN_PAIRS, FAMILIES=FAMILIES)
 
 
 def sentence(name: str, *args: Any) -> str:
@@ -53,3 +55,8 @@ def movement_text(m: Movement) -> str:
 
 def holm_text(family: tuple[int, str] | None) -> str:
     return sentence("holm", *family) if family else ""
+
+
+def tradeoff_text(info: TradeoffInfo) -> str:
+    """Which confirmed arms land beyond the baseline arm's front and which inside it, in one sentence."""
+    return " ".join(sentence("tradeoff", info).split())

@@ -18,6 +18,7 @@ from sklearn.metrics import confusion_matrix, f1_score
 
 from cmi_model.labels import EIGHTEEN_TO_NINE, GESTURES, NINE_CLASSES
 from cmi_model.metric import score_indices
+from cmi_model.weighting import FAMILIES, SCHEMES
 from study import records
 from study.records import ARMS, CONFIRM, ArmStudyRecord, ConfirmStudyRecord, DataInfo
 
@@ -30,6 +31,30 @@ StudyRecord = ArmStudyRecord | ConfirmStudyRecord
 def arm_order(arm: str) -> tuple[int, str]:
     """Sort key: the arms in their defined order, unknown names after them."""
     return (ARMS.index(arm) if arm in ARMS else len(ARMS), arm)
+
+
+UNKNOWN_FAMILY = "unknown family"  # of an arm this version does not know (a storage written by another one)
+
+
+def family_of(arm: str) -> str:
+    """The arm's family (one of ``FAMILIES``), as its scheme names it."""
+    scheme = SCHEMES.get(arm)
+    return scheme.family if scheme is not None else UNKNOWN_FAMILY
+
+
+def family_order(arm: str) -> tuple[int, int, str]:
+    """Sort key: by family in ``FAMILIES`` order (unknown ones last), within one in arm order."""
+    family = family_of(arm)
+    return (FAMILIES.index(family) if family in FAMILIES else len(FAMILIES), *arm_order(arm))
+
+
+def by_family(arms: Sequence[str]) -> list[tuple[str, list[str]]]:
+    """The arms grouped by family, families in ``FAMILIES`` order, each one's arms in arm order
+    (families without an arm here left out)."""
+    groups: dict[str, list[str]] = {}
+    for arm in sorted(arms, key=family_order):
+        groups.setdefault(family_of(arm), []).append(arm)
+    return list(groups.items())
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import html
 import math
 
-from cmi_model.weighting import NO_TUNING_ARM, SCHEMES
+from cmi_model.weighting import FAMILIES, NO_TUNING_ARM, SCHEMES
 
 LAYOUT = dict(template="plotly_white", margin=dict(l=60, r=30, t=60, b=50), font=dict(size=12))
 UNKNOWN_ARM_COLOR = "#7F7F7F"  # an arm this version does not know (a storage written by another one)
@@ -20,6 +20,8 @@ TERMS: tuple[str, ...] = ("multiclass", "binary", "nine_class", "kl")
 TERM_COLORS = {"multiclass": "#1B9E77", "binary": "#D95F02", "nine_class": "#7570B3", "kl": "#E7298A"}
 _OTHER_TERMS = ("#66A61E", "#E6AB02", "#A6761D", "#666666")
 GREY = "#555555"
+# Marker symbols of the families, in FAMILIES order (an unknown family gets the last one).
+_FAMILY_SYMBOLS = ("square", "circle", "diamond", "triangle-up", "pentagon", "star")
 
 esc = html.escape
 
@@ -27,6 +29,12 @@ esc = html.escape
 def arm_color(arm: str) -> str:
     scheme = SCHEMES.get(arm)
     return scheme.color if scheme is not None else UNKNOWN_ARM_COLOR
+
+
+def family_symbol(family: str) -> str:
+    """The marker symbol of an arm family (``FAMILIES`` order), the same in every figure."""
+    i = FAMILIES.index(family) if family in FAMILIES else len(FAMILIES)
+    return _FAMILY_SYMBOLS[min(i, len(_FAMILY_SYMBOLS) - 1)]
 
 
 def term_color(term: str, terms: list[str]) -> str:

@@ -13,6 +13,7 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 from optuna.trial import TrialState, create_trial
 
 from cmi_model.labels import GESTURES
+from cmi_model.weighting import SCHEMES
 from study import records
 from study.report import analyse, read
 from study.report.analyse import Report
@@ -40,11 +41,15 @@ ARM_PARAMS = {
     "famo": ("lr", "weight_decay", "dropout", "famo_lr"),
     "imtl_l": ("lr", "weight_decay", "dropout", "weight_lr_multiplier"),
     "rlw": ("lr", "weight_decay", "dropout"),
+    "upgrad": ("lr", "weight_decay", "dropout"),
+    "pcgrad": ("lr", "weight_decay", "dropout"),
 }
 BASE = {"fixed": 0.70, "uncertainty": 0.71, "direct": 0.69}
 # The arms added with TorchJD (tests of several arms against fixed): not in the default fixtures.
 MORE_BASE = {"equal": 0.695, "dwa": 0.708, "famo": 0.686, "imtl_l": 0.713, "rlw": 0.701}
 ALL_ARMS = ("fixed", "equal", "uncertainty", "direct", "dwa", "famo", "imtl_l", "rlw")
+# Two of the gradient-level arms (tests of the families): not in the default fixtures either.
+GRADIENT_BASE = {"upgrad": 0.704, "pcgrad": 0.692}
 DEFAULT_STATES = ("COMPLETE",) * 5 + ("PRUNED", "FAIL", "RUNNING")
 PASSWORD = "s3cr3t-pw"
 EVIL = "<script>window.__pwned=1</script>"
@@ -94,7 +99,7 @@ def fold_facts(
     arm: str, val: list[str], pool: list[str], *, rule: str | None, delta: float | None, epochs: int = 6
 ) -> dict:
     """The selection and learned-weight fields of records.FoldRecord for one fold."""
-    learned = arm not in ("fixed", "equal", "rlw")  # rules, nothing learned (no learned_start/end)
+    learned = SCHEMES[arm].learned if arm in SCHEMES else True  # else rules: no learned_start/end
     d = (delta if delta is not None else DELTA.get(arm, 0.3)) if learned else None
     start = {f"s_{t}": 0.0 for t in TERMS} if learned else {}
     e = np.arange(1, epochs + 1)
@@ -114,6 +119,11 @@ def fold_facts(
     )
 
 
+def halves(arm: str, i: int, f: int, s: float) -> tuple[float, float]:
+    """The default (binary F1, macro F1) of a fold scoring s: their mean is s."""
+    return s + 0.1, s - 0.1
+
+
 def add_arm_study(
     storage,
     name: str,
@@ -124,8 +134,10 @@ def add_arm_study(
     rule: str | None = "last_epoch",
     delta: float | None = None,
     holdout: tuple[str, ...] = HOLDOUT,
+    split=halves,
 ) -> optuna.Study:
-    """An arm study written in the storage format of study.records."""
+    """An arm study written in the storage format of study.records. split(arm, trial index, fold,
+    score) gives a fold's (binary F1, macro F1) (None: unrecorded, NaN, as older studies)."""
     rng = np.random.default_rng(seed + len(arm))
     pool = [s for s in SUBJECTS if s not in holdout]
     study = optuna.create_study(storage=storage, study_name=f"{name}-{arm}", direction="maximize")
@@ -160,8 +172,7 @@ def add_arm_study(
         folds = [
             records.FoldRecord(
                 score=s,
-                binary_f1=s + 0.1,
-                macro_f1=s - 0.1,
+                **_halves(split, arm, i, f, s),
                 weights=fold_weights[f],
                 weight_trajectory=traj[f],
                 epochs=6,
@@ -193,6 +204,13 @@ def add_arm_study(
             )
         )
     return study
+
+
+def _halves(split, arm: str, i: int, f: int, s: float) -> dict[str, float]:
+    if split is None:
+        return {}
+    b, m = split(arm, i, f, s)
+    return {"binary_f1": b, "macro_f1": m}
 
 
 def confirm_scores(arm: str, seed: int) -> list[float]:
@@ -227,9 +245,11 @@ def add_confirm_study(
     holdout: tuple[str, ...] = HOLDOUT,
     sources: dict[str, int] | None = None,
     forced: bool | None = None,
+    split=halves,
 ) -> optuna.Study:
     """sources: arm → the search trial its pairs re-trained (default: the arm's best, as confirm
-    would); forced: the pairs were queued by `confirm --force`."""
+    would); forced: the pairs were queued by `confirm --force`; split(arm, seed, fold, score): a
+    fold's (binary F1, macro F1), as for add_arm_study."""
     study = optuna.create_study(storage=storage, study_name=f"{name}-confirm", direction="maximize")
     ratio = RATIO if holdout else 1 / (K - 1)
     record = records.ConfirmStudyRecord(
@@ -245,8 +265,7 @@ def add_confirm_study(
             folds = [
                 records.FoldRecord(
                     score=s,
-                    binary_f1=s + 0.1,
-                    macro_f1=s - 0.1,
+                    **_halves(split, arm, seed, f, s),
                     seconds=20.0,
                     # one held-out subject per fold: its own score is the fold's
                     subject_scores={
