@@ -1,4 +1,4 @@
-"""All seven arms through the CLI: `run`, `confirm` and `report` on the tiny preset.
+"""Every arm (`--arms all`) through the CLI: `run`, `confirm` and `report` on the tiny preset.
 
 Equal budget (every arm exactly --n-trials finished trials on the same folds, the same shared
 parameters in its enqueued baseline), and a report that shows every arm in the every-arm table,
@@ -17,20 +17,17 @@ from helpers import sqlite_url
 from helpers.page import open_report, rendered
 from optuna.trial import TrialState
 
+from cmi_model.weighting import ALL_ARMS, SCHEMES
 from study import records, space
 from study.cli import main
 
-ARMS = ("fixed", "equal", "uncertainty", "dwa", "famo", "imtl_l", "rlw")
+ARMS = ALL_ARMS
 N_TRIALS = 2
-PANELS = (
-    "uncertainty",
-    "dwa",
-    "famo",
-    "imtl_l",
-    "rlw",
+PANELS = tuple(
+    a for a in ARMS if SCHEMES[a].weights_vary
 )  # a weights panel each; fixed: stars, equal: the line
 
-pytestmark = pytest.mark.slow  # ~1.5 min on 2 CPU cores
+pytestmark = pytest.mark.slow  # ~4 min on 2 CPU cores
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +35,7 @@ def arms_run(tmp_path_factory):
     """Every arm, 2 trials each (tiny: 2 folds, 1 epoch), confirmed on 2 seeds, then the report."""
     folder = tmp_path_factory.mktemp("arms")
     url = sqlite_url(folder / "study.db")
-    argv = ["run", "--preset", "tiny", "--storage", url, "--study-name", "a", "--arms", ",".join(ARMS)]
+    argv = ["run", "--preset", "tiny", "--storage", url, "--study-name", "a", "--arms", "all"]
     assert main([*argv, "--n-trials", str(N_TRIALS)]) == 0
     # 2 seeds × 2 folds: 4 paired scores per comparison, enough for an interval (at least 3)
     assert main(["confirm", "--storage", url, "--study-name", "a", "--seeds", "2"]) == 0
@@ -75,7 +72,10 @@ def test_every_arm_gets_the_same_budget_folds_and_baseline(arms_run):
     shared = {p.name for p in space.SHARED}
     assert len({json.dumps({k: b[k] for k in sorted(shared)}) for b in baselines.values()}) == 1
     assert baselines["dwa"]["dwa_temperature"] == 2.0 and baselines["famo"]["famo_lr"] == 0.025
-    assert set(baselines["equal"]) == set(baselines["rlw"]) == shared  # nothing of their own to search
+    assert baselines["famo"]["kl_weight"] == 0.1 and baselines["cagrad"]["cagrad_c"] == 0.4
+    assert baselines["nash_mtl"]["nash_update_every"] == 1
+    for arm in ("equal", "rlw", "upgrad", "mgda", "pcgrad", "imtl_g", "aligned_mtl"):
+        assert set(baselines[arm]) == shared, arm  # nothing of their own to search
 
 
 def test_every_arm_is_confirmed_on_the_same_splits(arms_run):
@@ -123,9 +123,10 @@ def test_the_report_shows_every_arm(arms_run):
     assert [t.split(":")[0] for t in titles] == list(PANELS)
     names = {t.get("name") for t in weights["data"]}
     assert {"best fixed trial", "equal arm: every weight 1 (no tuning)"} <= names
-    # 1/L references on uncertainty's and IMTL-L's panels only
+    # 1/L references on the panels of the schemes stationary at 1/L only (uncertainty's)
     refs = {t["xaxis"] for t in weights["data"] if str(t.get("name", "")).startswith("1/L ")}
-    assert refs == {"x", "x4"}  # panels 1 (uncertainty) and 4 (imtl_l)
+    axes = [f"x{i + 1}" if i else "x" for i, a in enumerate(PANELS) if SCHEMES[a].inverse_loss_optimum]
+    assert refs == set(axes) == {"x"}
     for arm in ARMS[1:]:  # and each arm's own comparison with fixed
         assert re.search(rf'id="fig-\d+-compare-fixed-{arm}"', html), arm
 
@@ -148,3 +149,9 @@ def test_the_report_renders_every_arm_in_chromium(arms_run, browser, tmp_path):
     weights = browser.find_element("css selector", "[id*='-weights']")
     text = weights.text
     assert all(f"{arm}: best trial" in text for arm in PANELS)
+    # the trade-off front: every confirmed arm placed against the fixed trials' front, and said
+    tradeoff = browser.find_element("css selector", "[id*='-tradeoff']")
+    legend = [t.text for t in tradeoff.find_elements("css selector", ".legendtext")]
+    assert set(ARMS) <= set(legend), sorted(set(ARMS) - set(legend))
+    said = browser.find_element("css selector", "p.tradeoff").text
+    assert all(re.search(rf"\b{arm}\b", said) for arm in ARMS), said
