@@ -7,6 +7,8 @@ from __future__ import annotations
 import ast
 import dataclasses
 import importlib
+import itertools
+import math
 import re
 from pathlib import Path
 
@@ -39,6 +41,11 @@ def test_every_scheme_describes_itself(arm):
 def test_the_schemes_have_distinct_colours_and_labels():
     colours = [s.color.upper() for s in SCHEMES.values()]
     assert len(set(colours)) == len(colours)
+    # Not only different strings: no two arms near-twin shades (RGB distance: fixed's #4C78A8 and
+    # a slate purple #7570B3 are 43 apart, and read as one arm in a legend).
+    rgb = {s.arm: [int(s.color[i : i + 2], 16) for i in (1, 3, 5)] for s in SCHEMES.values()}
+    close = [(a, b) for a, b in itertools.combinations(rgb, 2) if math.dist(rgb[a], rgb[b]) < 45]
+    assert close == []
     assert len({s.label for s in SCHEMES.values()}) == len(SCHEMES)
     assert {BASELINE_ARM, NO_TUNING_ARM} <= set(SCHEMES) and BASELINE_ARM != NO_TUNING_ARM
     assert [a for a in SCHEMES if analyse.learns(a)] == [a for a, s in SCHEMES.items() if s.learned]

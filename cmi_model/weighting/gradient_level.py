@@ -26,7 +26,9 @@ warnings.filterwarnings("ignore", message="You are solving a parameterized probl
 
 
 class _GradientLevel(Weighting):
-    """A TorchJD aggregator over the Jacobian of the active losses w.r.t. the encoder."""
+    """A TorchJD aggregator over the Jacobian of the active losses w.r.t. the encoder.
+
+    Colours: hues that none of the loss-level arms uses (ColorBrewer's Dark2, Paired and Set2, tab10's cyan)."""
 
     family = "gradient-level"
     learned = False  # weights solved afresh from each step's gradients, not parameters that move
@@ -71,7 +73,7 @@ class UPGradWeighting(_GradientLevel):
     arm = "upgrad"
     label = "UPGrad (Jacobian descent)"
     paper = "Quinton & Rey 2024"
-    color = "#1F77B4"
+    color = "#E7298A"
 
     def __init__(self, cfg: LossConfig):
         super().__init__(cfg, agg.UPGrad())
@@ -87,7 +89,7 @@ class MGDAWeighting(_GradientLevel):
     arm = "mgda"
     label = "MGDA (min-norm gradient)"
     paper = "Sener & Koltun 2018"
-    color = "#2CA02C"
+    color = "#FFD92F"
 
     def __init__(self, cfg: LossConfig):
         super().__init__(cfg, agg.MGDA())
@@ -102,7 +104,7 @@ class PCGradWeighting(_GradientLevel):
     arm = "pcgrad"
     label = "PCGrad (gradient surgery)"
     paper = "Yu et al. 2020"
-    color = "#D62728"
+    color = "#6A3D9A"
 
     def __init__(self, cfg: LossConfig):
         super().__init__(cfg, agg.PCGrad())
@@ -117,7 +119,7 @@ class IMTLGWeighting(_GradientLevel):
     arm = "imtl_g"
     label = "IMTL-G (impartial gradients)"
     paper = "Liu et al. 2021"
-    color = "#9467BD"
+    color = "#1B9E77"
 
     def __init__(self, cfg: LossConfig):
         super().__init__(cfg, agg.IMTLG())
@@ -132,7 +134,7 @@ class AlignedMTLWeighting(_GradientLevel):
     arm = "aligned_mtl"
     label = "Aligned-MTL (aligned gradients)"
     paper = "Senushkin et al. 2023"
-    color = "#8C564B"
+    color = "#2F2F2F"
 
     def __init__(self, cfg: LossConfig):
         super().__init__(cfg, agg.AlignedMTL())
@@ -147,7 +149,7 @@ class CAGradWeighting(_GradientLevel):
     arm = "cagrad"
     label = "CAGrad (conflict-averse)"
     paper = "Liu et al. 2021 (CAGrad)"
-    color = "#E377C2"
+    color = "#A6CEE3"
 
     def __init__(self, cfg: LossConfig):
         super().__init__(cfg, agg.CAGrad(c=cfg.cagrad_c))
@@ -163,7 +165,7 @@ class NashMTLWeighting(_GradientLevel):
     arm = "nash_mtl"
     label = "Nash-MTL (bargaining)"
     paper = "Navon et al. 2022"
-    color = "#BCBD22"
+    color = "#17BECF"
 
     def __init__(self, cfg: LossConfig):
         aggregator = agg.NashMTL(n_tasks=len(cfg.active_terms()), update_weights_every=cfg.nash_update_every)
