@@ -9,11 +9,14 @@ Per arm (`--section arms`; tiny and small presets): the Lightning training step 
 weighting arm against fixed, with all its hooks (FAMO's extra forward after each optimizer
 step, DWA's roll), interleaved over rounds so that drift hits every arm alike, and the cost of
 FAMO's extra forward (`CMILitModule.recompute_losses`) alone.
+Precision (`--section precision`): the plain loop's step in fp32 and under bf16 autocast, tiny,
+small and public presets, interleaved, each as a share of its dtype's matmul peak measured in the
+same run: when `--precision bf16-mixed` pays on this CPU.
 Beside the timings: the machine's fp32 2048x2048 matmul GFLOP/s, to compare runs across machines.
 On a CUDA machine the same runs use bf16 autocast (`--device cuda`).
 Ends with one JSON line of figures.
 
-    python benchmarks/bench_model.py [--device cpu|cuda] [--threads N] [--section all|throughput|arms]
+    python benchmarks/bench_model.py [--device cpu|cuda] [--threads N] [--section all|throughput|arms|precision]
 """
 
 import argparse
@@ -45,8 +48,11 @@ def to(batch: dict, device: str) -> dict:
     return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
 
 
-def plain_loop(module: CMILitModule, batches, epochs: int, device: str, train: TrainConfig) -> list[float]:
-    """The same work as Lightning's step, by hand. Returns seconds per epoch."""
+def plain_loop(
+    module: CMILitModule, batches, epochs: int, device: str, train: TrainConfig, bf16: bool | None = None
+) -> list[float]:
+    """The same work as Lightning's step, by hand, under bf16 autocast if `bf16` (default: on
+    CUDA, as `precision = "auto"`). Returns seconds per epoch."""
     module.to(device).train()
     opt = torch.optim.AdamW(
         [
@@ -61,7 +67,9 @@ def plain_loop(module: CMILitModule, batches, epochs: int, device: str, train: T
     )
     total = epochs * len(batches)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + np.cos(np.pi * min(1.0, s / total))))
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device == "cuda")
+    autocast = torch.autocast(
+        device, dtype=torch.bfloat16, enabled=device == "cuda" if bf16 is None else bf16
+    )
     times = []
     for _ in range(epochs):
         sync(device)
@@ -121,9 +129,10 @@ def sync(device: str) -> None:
 
 
 def step_flops(module: CMILitModule, batch: dict, device: str) -> int:
+    """FLOPs of one forward + backward (the same count in either dtype)."""
     module.to(device).train()
     counter = FlopCounterMode(display=False)
-    with counter, torch.autocast("cuda", dtype=torch.bfloat16, enabled=device == "cuda"):
+    with counter, torch.autocast(device, dtype=torch.bfloat16, enabled=device == "cuda"):
         _, _, loss, _ = module.model_step(to(batch, device))
         loss.backward()
     module.zero_grad(set_to_none=True)
@@ -157,9 +166,10 @@ def bench(preset: str, device: str, n_batches: int, epochs: int, batch: int, t: 
     }
 
 
-def matmul_gflops(device: str, n: int = 2048, reps: int = 10) -> float:
-    """fp32 n x n matmul GFLOP/s: how fast this machine is, printed beside the timings."""
-    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+def matmul_gflops(device: str, n: int = 2048, reps: int = 10, dtype: torch.dtype = torch.float32) -> float:
+    """n x n matmul GFLOP/s in `dtype`: how fast this machine is, printed beside the timings (and
+    each dtype's peak, against which a step's FLOP/s is a share)."""
+    a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
     for _ in range(2):
         a @ b
     sync(device)
@@ -185,6 +195,39 @@ def extra_forward_ms(preset: str, device: str, batch: dict, reps: int = 20) -> f
         sync(device)
         times.append(time.perf_counter() - t)
     return 1e3 * float(np.median(times))
+
+
+def precision_costs(device: str, rounds: int) -> dict:
+    """fp32 and bf16-autocast steps of the plain loop per preset, interleaved, against each dtype's
+    matmul peak measured in the same run: the fastest epoch after the first of any round."""
+    peaks = {"fp32": matmul_gflops(device), "bf16": matmul_gflops(device, dtype=torch.bfloat16)}
+    train = TrainConfig(warmup_epochs=0)
+    rows = []
+    for preset, n_batches, batch, t in [("tiny", 10, 64, 64), ("small", 6, 64, 64), ("public", 2, 32, 128)]:
+        batches = make_batches(n_batches, batch, t)
+        flops = step_flops(CMILitModule(CMINetwork(MODEL_PRESETS[preset]), LOSS, train), batches[0], device)
+        per_step: dict[str, list[float]] = {"fp32": [], "bf16": []}
+        for _ in range(rounds):
+            for dtype in per_step:  # interleaved: a slower stretch of the machine hits both alike
+                torch.manual_seed(0)
+                module = CMILitModule(CMINetwork(MODEL_PRESETS[preset]), LOSS, train)
+                times = plain_loop(module, batches, 3, device, train, bf16=dtype == "bf16")
+                per_step[dtype] += [x / n_batches for x in times[1:]]
+        step = {k: min(v) for k, v in per_step.items()}
+        achieved = {k: flops / v / 1e9 for k, v in step.items()}
+        rows.append(
+            {
+                "preset": preset,
+                "batch": batch,
+                "seq_len": t,
+                "gflop_per_step": round(flops / 1e9, 2),
+                "ms_per_step": {k: round(1e3 * v, 1) for k, v in step.items()},
+                "gflop_per_s": {k: round(v, 1) for k, v in achieved.items()},
+                "pct_of_peak": {k: round(100 * v / peaks[k], 1) for k, v in achieved.items()},
+                "bf16_speedup": round(step["fp32"] / step["bf16"], 2),
+            }
+        )
+    return {"matmul_peak_gflop_per_s": {k: round(v, 1) for k, v in peaks.items()}, "presets": rows}
 
 
 def arm_costs(preset: str, device: str, n_batches: int, epochs: int, batch: int, t: int, rounds: int) -> dict:
@@ -216,7 +259,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--threads", type=int, default=os.cpu_count())
-    ap.add_argument("--section", choices=("all", "throughput", "arms"), default="all")
+    ap.add_argument("--section", choices=("all", "throughput", "arms", "precision"), default="all")
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds of the per-arm timings")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -250,10 +293,23 @@ def main() -> None:
                     f"{r['vs_fixed_pct'][arm]:+6.1f}%"
                 )
             print(f"  FAMO's extra forward alone: {r['famo_extra_forward_ms']:.2f} ms")
+    precision = None
+    if args.section in ("all", "precision"):
+        precision = precision_costs(args.device, args.rounds)
+        peaks = precision["matmul_peak_gflop_per_s"]
+        print(
+            f"fp32 vs bf16 autocast, plain loop; matmul peak fp32 {peaks['fp32']} / bf16 {peaks['bf16']} GFLOP/s"
+        )
+        for r in precision["presets"]:
+            ms, pct = r["ms_per_step"], r["pct_of_peak"]
+            print(
+                f"  {r['preset']:7s} {r['gflop_per_step']:8.2f} GFLOP/step  fp32 {ms['fp32']:8.1f} ms "
+                f"({pct['fp32']:5.1f}% of peak)  bf16 {ms['bf16']:8.1f} ms ({pct['bf16']:5.1f}% of peak)  "
+                f"bf16 {r['bf16_speedup']:.2f}x"
+            )
     device = torch.cuda.get_device_name(0) if args.device == "cuda" else f"cpu x{args.threads} threads"
-    print(
-        json.dumps({"device": device, "matmul_gflop_per_s": round(gflops, 1), "results": rows, "arms": arms})
-    )
+    figures = {"device": device, "matmul_gflop_per_s": round(gflops, 1), "results": rows, "arms": arms}
+    print(json.dumps(figures | {"precision": precision}))
 
 
 if __name__ == "__main__":

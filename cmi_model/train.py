@@ -35,6 +35,7 @@ class FoldResult:
     epochs: int  # epochs actually run ("inner" early stopping may end sooner)
     seconds: float
     device: str
+    precision: str  # the Lightning precision it trained and predicted in ("32-true", "bf16-mixed")
     weights: dict[str, float]  # effective weights of the chosen epoch's model
     weight_trajectory: dict[str, list[float]]  # term → effective weight after each epoch
     loss_trajectory: dict[str, list[float]]  # term → mean training loss of each epoch (unweighted)
@@ -53,10 +54,13 @@ class FoldResult:
     phase_seconds: dict[str, float] = field(default_factory=dict, repr=False)
 
 
-def resolve_accelerator(requested: str) -> tuple[str, str]:
-    """(Lightning accelerator, precision): bf16-mixed on CUDA, fp32 on CPU."""
+def resolve_accelerator(requested: str, precision: str = "auto") -> tuple[str, str]:
+    """(Lightning accelerator, precision): `precision` as asked, or for "auto" bf16-mixed on CUDA
+    and 32-true on CPU."""
     use_gpu = requested in ("gpu", "cuda") or (requested == "auto" and torch.cuda.is_available())
-    return ("gpu", "bf16-mixed") if use_gpu else ("cpu", "32-true")
+    if precision == "auto":
+        precision = "bf16-mixed" if use_gpu else "32-true"
+    return ("gpu" if use_gpu else "cpu"), precision
 
 
 def quiet_lightning() -> None:
@@ -142,7 +146,7 @@ def fit_fold(
     val_tensors = cache.tensors(data, val_idx, fit_idx, data_cfg)
     fit_batches = TensorBatches(fit_tensors, data_cfg.batch_size, shuffle=True, seed=train_cfg.seed)
     prepared = time.perf_counter()
-    accelerator, precision = resolve_accelerator(train_cfg.accelerator)
+    accelerator, precision = resolve_accelerator(train_cfg.accelerator, train_cfg.precision)
     fold_state(train_cfg.seed, deterministic=accelerator == "cpu")
     class_weights = _class_weights(data.gesture[fit_idx]) if loss_cfg.class_weighting else None
     network = CMINetwork(model_cfg, nine_class_head=loss_cfg.nine_class_head_enabled)
@@ -202,6 +206,7 @@ def fit_fold(
         epochs=epochs,
         seconds=time.perf_counter() - start,
         device=torch.cuda.get_device_name(0) if accelerator == "gpu" else "cpu",
+        precision=precision,
         weights=module.weight_history[best_epoch] if module.weight_history else {},
         weight_trajectory={t: [h[t] for h in module.weight_history] for t in terms},
         loss_trajectory={t: [h[t] for h in module.loss_history] for t in terms},

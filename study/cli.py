@@ -27,6 +27,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from pydantic import ValidationError
 
+from cmi_model.config import TrainConfig
 from cmi_model.errors import InputError, Interrupted, clear_stop, request_stop, stop_signal
 from cmi_model.reading import check_regular_file
 from cmi_model.weighting import ARMS, SCHEMES
@@ -168,6 +169,16 @@ OPTIONS: tuple[Option, ...] = (
         ("run",),
         {"type": _positive(int), "help": "maximum epochs per fold"},
         setting="train.max_epochs",
+    ),
+    Option(
+        "--precision",
+        ("run",),
+        {
+            "choices": typing.get_args(TrainConfig.model_fields["precision"].annotation),
+            "help": "training precision: auto (bf16-mixed on CUDA, 32-true on CPU; the default), 32-true, "
+            "or bf16-mixed (also on a CPU: faster where it has bf16 units)",
+        },
+        setting="train.precision",
     ),
     Option(
         "--seed",

@@ -142,6 +142,13 @@ def prepare_confirm(
     first = next(iter(arm_studies.values()))
     recorded = recorded_arms[next(iter(arm_studies))]
     settings = Settings(**recorded.settings)
+    # The precision the search resolved to, not this machine's "auto": the confirmation must train
+    # what was searched (a CPU confirming a GPU's bf16 search would otherwise train in fp32).
+    searched = recorded.score_settings.get("train.precision")
+    if settings.train.precision == "auto" and searched in ("32-true", "bf16-mixed"):
+        settings = settings.model_copy(
+            update={"train": settings.train.model_copy(update={"precision": searched})}
+        )
     st = settings.study
     data, info = load_study_data(settings, data_dir)
     if recorded.data.fingerprint != info.fingerprint:

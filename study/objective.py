@@ -41,7 +41,14 @@ def _record(trial: optuna.Trial, results: list[FoldResult], data: SequenceData) 
     pred = np.concatenate([r.val_probs.argmax(1) for r in results])
     # Compact out-of-fold predictions (18-class indices) for per-class F1 and confusion matrices.
     oof = records.OOF(y_true=data.gesture[idx].tolist(), y_pred=pred.tolist())
-    records.write(trial, folds=folds, device=results[-1].device, oof=oof, threads=torch.get_num_threads())
+    records.write(
+        trial,
+        folds=folds,
+        device=results[-1].device,
+        precision=results[-1].precision,
+        oof=oof,
+        threads=torch.get_num_threads(),
+    )
 
 
 def run_folds(

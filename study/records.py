@@ -114,6 +114,7 @@ class TrialRecord(_Record):
     oof: OOF | None = None
     fail_reason: str | None = None
     threads: int | None = None  # torch CPU threads of the worker that trained it (changes the last bits)
+    precision: str | None = None  # Lightning precision it trained in (None: recorded before it was)
     # A confirmation trial says which arm and split seed it re-trained, and from what: the arm
     # study's trial number and its parameters (stored when the pair is queued, so whichever
     # worker takes it trains exactly that), and whether the search was unfinished then

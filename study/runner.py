@@ -20,6 +20,7 @@ from cmi_model.data import SequenceData, default_cache_dir, describe, load_dir
 from cmi_model.dataset import FoldCache
 from cmi_model.errors import InputError, Interrupted, raise_if_stopping
 from cmi_model.folds import SubjectSplit, inner_split, split_subjects, subject_folds
+from cmi_model.train import resolve_accelerator
 from study import records, space
 from study.objective import CVObjective, budget_counts
 from study.settings import Settings, StudySection
@@ -105,6 +106,9 @@ def score_settings(arm: str, settings: Settings, data_info: records.DataInfo) ->
     for section in ("model", "loss", "data", "train"):
         for key, value in getattr(settings, section).model_dump(mode="json").items():
             flat[f"{section}.{key}"] = value
+    # As resolved on this worker: "auto" is bf16 on a GPU and fp32 on a CPU, two different scores.
+    train = settings.train
+    flat["train.precision"] = resolve_accelerator(train.accelerator, train.precision)[1]
     for key in ("folds", "seed", "holdout", "pruner"):
         flat[f"study.{key}"] = getattr(settings.study, key)
     flat |= {f"search_space.{p}": d for p, d in space.describe(arm).items()}

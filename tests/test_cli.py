@@ -128,6 +128,20 @@ def test_joining_with_other_options_is_refused_before_any_trial(tmp_path, capsys
     assert len(study.trials) == 1 and records.read_arm_study(study).epochs == 1
 
 
+def test_a_study_refuses_a_worker_whose_precision_resolves_to_another(tmp_path, capsys):
+    # "auto" on a CPU is 32-true: the study records what it resolved to, so an explicit 32-true
+    # worker joins it and a bf16-mixed one (another score) is refused before training anything.
+    assert main(run_argv(tmp_path, "--arms", "fixed", "--n-trials", "1")) == 0
+    capsys.readouterr()
+    line = one_line_error(
+        capsys, run_argv(tmp_path, "--arms", "fixed", "--n-trials", "1", "--precision", "bf16-mixed")
+    )
+    assert "train.precision='32-true'" in line and "'bf16-mixed'" in line and "another --study-name" in line
+    assert main(run_argv(tmp_path, "--arms", "fixed", "--n-trials", "2", "--precision", "32-true")) == 0
+    study = optuna.load_study(study_name="b-fixed", storage=sqlite_url(tmp_path / "x.db"))
+    assert [records.read_trial(t).precision for t in study.trials] == ["32-true", "32-true"]
+
+
 # ----------------------------------------------------------------------------- report and confirm
 
 

@@ -409,6 +409,8 @@ def _reproducibility(page: _Page) -> dict[str, Any]:
     studies = data.studies()
     info = page.report.data_info
     devices = {x for d in data.arms.values() for x in d.trials["device"] if x}
+    # Trials recorded before the precision was: shown as such, not guessed.
+    precisions = {x or "not recorded" for d in data.arms.values() for x in d.trials["precision"]}
     facts = [  # (label, value, shown as code)
         ("storage", data.storage_url, True),
         ("study name", data.name, False),
@@ -416,6 +418,7 @@ def _reproducibility(page: _Page) -> dict[str, Any]:
         ("data source", info.source if info and info.source else "—", False),
         ("data fingerprint", info.fingerprint if info and info.fingerprint else "—", True),
         ("devices", ", ".join(sorted(devices)) or "—", False),
+        ("precision", ", ".join(sorted(precisions)) or "—", True),
         ("generated", data.generated_at, False),
     ]
     return {

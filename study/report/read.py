@@ -39,7 +39,7 @@ from study.storage import open_storage
 from study.storage import safe_url as redact_url
 
 _TRIAL_COLUMNS = ["number", "state", "value", "fold_mean", "n_folds_done", "fold_trainings", "seconds"]
-_TRIAL_COLUMNS += ["fail_reason", "device", "datetime_start", "duration_s"]
+_TRIAL_COLUMNS += ["fail_reason", "device", "precision", "datetime_start", "duration_s"]
 _FOLD_COLUMNS = ["number", "state", "fold", "score", "binary_f1", "macro_f1", "seconds", "epochs"]
 _SCORE_COLUMNS = ["arm", "seed", "fold", "score", "binary_f1", "macro_f1", "seconds", "number"]
 _SUBJECT_COLUMNS = ["arm", "seed", "fold", "subject", "score", "binary_f1", "macro_f1", "n"]
@@ -108,6 +108,7 @@ def _trial_row(t: FrozenTrial, rec: TrialRecord) -> dict[str, Any]:
         "seconds": float(np.nansum(rec.fold_values("seconds"))),
         "fail_reason": rec.fail_reason or "",
         "device": rec.device or "",
+        "precision": rec.precision or "",
         "datetime_start": t.datetime_start,
         "duration_s": t.duration.total_seconds() if t.duration is not None else math.nan,
     }
