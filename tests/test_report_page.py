@@ -28,6 +28,7 @@ from helpers.page import headline_html, open_report, rendered
 from markupsafe import escape
 from plotly.offline import get_plotlyjs
 
+from cmi_model.weighting import SCHEMES
 from study import report
 from study.report import analyse, dashboard, page, sentences
 from study.report.page import SECTION_TITLES, SECTIONS, render_html, section_titles
@@ -62,7 +63,8 @@ def test_every_arm_against_fixed_in_one_sorted_table(all_arms):
         assert f"{c.comparison.mean_diff:+.4f}" in table
         assert p_value(c.p_adjusted).replace("<", "&lt;") in table
     assert table.count('class="reference"') == 1  # equal: what no tuning gives
-    assert "learned IMTL-L scales (Liu et al. 2021)" in html  # the arms table cites each scheme
+    for arm in ALL_ARMS:  # the arms table cites each scheme
+        assert escape(f"{SCHEMES[arm].label} ({SCHEMES[arm].paper})") in html, arm
 
 
 def test_two_arms_have_no_every_arm_table_and_no_forest():
