@@ -227,7 +227,14 @@ def precision_costs(device: str, rounds: int) -> dict:
                 "bf16_speedup": round(step["fp32"] / step["bf16"], 2),
             }
         )
-    return {"matmul_peak_gflop_per_s": {k: round(v, 1) for k, v in peaks.items()}, "presets": rows}
+    # The CPU's vector ISA as torch dispatches it (e.g. AVX2, AVX512): bf16 arithmetic is native
+    # only with AVX512-BF16 or AMX units; elsewhere it is converted to fp32 and back.
+    capability = torch.backends.cpu.get_cpu_capability() if device == "cpu" else torch.cuda.get_device_name(0)
+    return {
+        "capability": capability,
+        "matmul_peak_gflop_per_s": {k: round(v, 1) for k, v in peaks.items()},
+        "presets": rows,
+    }
 
 
 def arm_costs(preset: str, device: str, n_batches: int, epochs: int, batch: int, t: int, rounds: int) -> dict:
@@ -298,7 +305,8 @@ def main() -> None:
         precision = precision_costs(args.device, args.rounds)
         peaks = precision["matmul_peak_gflop_per_s"]
         print(
-            f"fp32 vs bf16 autocast, plain loop; matmul peak fp32 {peaks['fp32']} / bf16 {peaks['bf16']} GFLOP/s"
+            f"fp32 vs bf16 autocast, plain loop ({precision['capability']}); "
+            f"matmul peak fp32 {peaks['fp32']} / bf16 {peaks['bf16']} GFLOP/s"
         )
         for r in precision["presets"]:
             ms, pct = r["ms_per_step"], r["pct_of_peak"]
