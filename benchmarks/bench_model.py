@@ -17,6 +17,7 @@ On a CUDA machine the same runs use bf16 autocast (`--device cuda`).
 Ends with one JSON line of figures.
 
     python benchmarks/bench_model.py [--device cpu|cuda] [--threads N] [--section all|throughput|arms|precision]
+                                     [--presets tiny,small,public]
 """
 
 import argparse
@@ -197,13 +198,17 @@ def extra_forward_ms(preset: str, device: str, batch: dict, reps: int = 20) -> f
     return 1e3 * float(np.median(times))
 
 
-def precision_costs(device: str, rounds: int) -> dict:
+PRECISION_RUNS = {"tiny": (10, 64, 64), "small": (6, 64, 64), "public": (2, 32, 128)}  # batches, batch, T
+
+
+def precision_costs(device: str, rounds: int, presets: list[str]) -> dict:
     """fp32 and bf16-autocast steps of the plain loop per preset, interleaved, against each dtype's
     matmul peak measured in the same run: the fastest epoch after the first of any round."""
     peaks = {"fp32": matmul_gflops(device), "bf16": matmul_gflops(device, dtype=torch.bfloat16)}
     train = TrainConfig(warmup_epochs=0)
     rows = []
-    for preset, n_batches, batch, t in [("tiny", 10, 64, 64), ("small", 6, 64, 64), ("public", 2, 32, 128)]:
+    for preset in presets:
+        n_batches, batch, t = PRECISION_RUNS[preset]
         batches = make_batches(n_batches, batch, t)
         flops = step_flops(CMILitModule(CMINetwork(MODEL_PRESETS[preset]), LOSS, train), batches[0], device)
         per_step: dict[str, list[float]] = {"fp32": [], "bf16": []}
@@ -268,6 +273,11 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--section", choices=("all", "throughput", "arms", "precision"), default="all")
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds of the per-arm timings")
+    ap.add_argument(
+        "--presets",
+        default=",".join(PRECISION_RUNS),
+        help="presets of the precision section (without bf16 units a public bf16 step takes minutes)",
+    )
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     quiet_lightning()
@@ -302,7 +312,7 @@ def main() -> None:
             print(f"  FAMO's extra forward alone: {r['famo_extra_forward_ms']:.2f} ms")
     precision = None
     if args.section in ("all", "precision"):
-        precision = precision_costs(args.device, args.rounds)
+        precision = precision_costs(args.device, args.rounds, args.presets.split(","))
         peaks = precision["matmul_peak_gflop_per_s"]
         print(
             f"fp32 vs bf16 autocast, plain loop ({precision['capability']}); "
