@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from cmi_model.weighting import BASELINE_ARM, NO_TUNING_ARM, SCHEMES
-from study.report import analyse
+from study.report import analyse, style
 
 ROOT = Path(__file__).resolve().parents[1]
 REPORT_MODULES = sorted((ROOT / "study" / "report").glob("*.py"))
@@ -46,6 +46,15 @@ def test_the_schemes_have_distinct_colours_and_labels():
     rgb = {s.arm: [int(s.color[i : i + 2], 16) for i in (1, 3, 5)] for s in SCHEMES.values()}
     close = [(a, b) for a, b in itertools.combinations(rgb, 2) if math.dist(rgb[a], rgb[b]) < 45]
     assert close == []
+    # Nor a loss term's colour (the weights figure colours its lines by term, beside arm legends).
+    terms = [*style.TERM_COLORS.values(), *style._OTHER_TERMS]
+    near = [
+        (a, t)
+        for a in rgb
+        for t in terms
+        if math.dist(rgb[a], [int(t[i : i + 2], 16) for i in (1, 3, 5)]) < 30
+    ]
+    assert near == []
     assert len({s.label for s in SCHEMES.values()}) == len(SCHEMES)
     assert {BASELINE_ARM, NO_TUNING_ARM} <= set(SCHEMES) and BASELINE_ARM != NO_TUNING_ARM
     assert [a for a in SCHEMES if analyse.learns(a)] == [a for a, s in SCHEMES.items() if s.learned]

@@ -28,7 +28,7 @@ warnings.filterwarnings("ignore", message="You are solving a parameterized probl
 class _GradientLevel(Weighting):
     """A TorchJD aggregator over the Jacobian of the active losses w.r.t. the encoder.
 
-    Colours: hues that none of the loss-level arms uses (ColorBrewer's Dark2, Paired and Set2, tab10's cyan)."""
+    Colours: hues that neither a loss-level arm nor a loss term (study/report/style.py) uses."""
 
     family = "gradient-level"
     learned = False  # weights solved afresh from each step's gradients, not parameters that move
@@ -73,7 +73,7 @@ class UPGradWeighting(_GradientLevel):
     arm = "upgrad"
     label = "UPGrad (Jacobian descent)"
     paper = "Quinton & Rey 2024"
-    color = "#E7298A"
+    color = "#F781BF"
 
     def __init__(self, cfg: LossConfig):
         super().__init__(cfg, agg.UPGrad())
@@ -119,7 +119,7 @@ class IMTLGWeighting(_GradientLevel):
     arm = "imtl_g"
     label = "IMTL-G (impartial gradients)"
     paper = "Liu et al. 2021"
-    color = "#1B9E77"
+    color = "#01665E"
 
     def __init__(self, cfg: LossConfig):
         super().__init__(cfg, agg.IMTLG())
@@ -134,7 +134,7 @@ class AlignedMTLWeighting(_GradientLevel):
     arm = "aligned_mtl"
     label = "Aligned-MTL (aligned gradients)"
     paper = "Senushkin et al. 2023"
-    color = "#2F2F2F"
+    color = "#8E0152"
 
     def __init__(self, cfg: LossConfig):
         super().__init__(cfg, agg.AlignedMTL())
