@@ -40,6 +40,7 @@ FIELDS = dict(
     source_trial=4,
     forced=True,
     threads=2,
+    precision="bf16-mixed",
 )
 
 
