@@ -1,5 +1,6 @@
 """Error types the command line maps to exit codes (bad input → 2)."""
 
+import contextlib
 import signal
 
 
@@ -56,3 +57,24 @@ def clear_stop() -> None:
 def raise_if_stopping() -> None:
     if _stop:
         raise Interrupted(_stop[0])
+
+
+# While a trial is being taken from or handed back to the storage (Optuna's ask and tell), a
+# stopping signal is recorded but not raised: raised there, it would leave the trial RUNNING with
+# no heartbeat yet, which no worker ever finds lost. study.runner.run_one defers around them and
+# raises the recorded stop once its objective starts (the trial is then failed and re-queued).
+_deferred: list[bool] = [False]
+
+
+@contextlib.contextmanager
+def stops_deferred(deferred: bool = True):
+    before = _deferred[0]
+    _deferred[0] = deferred
+    try:
+        yield
+    finally:
+        _deferred[0] = before
+
+
+def stop_deferred() -> bool:
+    return _deferred[0]

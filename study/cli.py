@@ -28,7 +28,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 from pydantic import ValidationError
 
 from cmi_model.config import TrainConfig
-from cmi_model.errors import InputError, Interrupted, clear_stop, request_stop, stop_signal
+from cmi_model.errors import InputError, Interrupted, clear_stop, request_stop, stop_deferred, stop_signal
 from cmi_model.reading import check_regular_file
 from cmi_model.weighting import ARMS, SCHEMES
 from study.helper import Helpers, forward_to_helpers
@@ -530,7 +530,8 @@ def _stop(signum, frame):
     if not request_stop(signum):
         return
     forward_to_helpers(signum)
-    raise Interrupted(signum)
+    if not stop_deferred():  # else raised where it cannot strand a trial (cmi_model.errors)
+        raise Interrupted(signum)
 
 
 def _stopped_line(command: str) -> str:

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from cmi_model.data import SequenceData, default_cache_dir, describe, load_dir
 from cmi_model.dataset import FoldCache
-from cmi_model.errors import InputError, Interrupted, raise_if_stopping
+from cmi_model.errors import InputError, Interrupted, raise_if_stopping, stops_deferred
 from cmi_model.folds import SubjectSplit, inner_split, split_subjects, subject_folds
 from cmi_model.train import resolve_accelerator
 from study import records, space
@@ -346,7 +346,9 @@ def run_one(study: optuna.Study, objective) -> optuna.trial.FrozenTrial:
     def tracked(trial: optuna.Trial) -> float:
         numbers.append(trial.number)
         try:
-            return objective(trial)
+            with stops_deferred(False):  # a stop now interrupts the training itself
+                raise_if_stopping()  # one that came while Optuna was taking this trial
+                return objective(trial)
         except Interrupted as e:
             # Ctrl-C or SIGTERM (cli.main) anywhere in the trial, past Lightning now: as a plain
             # KeyboardInterrupt Optuna marks the trial FAIL at once (instead of leaving it RUNNING)
@@ -355,19 +357,21 @@ def run_one(study: optuna.Study, objective) -> optuna.trial.FrozenTrial:
             raise KeyboardInterrupt from None
 
     try:
-        study.optimize(
-            tracked,
-            n_trials=1,
-            catch=(Exception,),
-            gc_after_trial=True,
-            callbacks=[lambda _study, t: ran.append(t)],
-        )
+        with stops_deferred():  # not while Optuna takes or hands back the trial (cmi_model.errors)
+            study.optimize(
+                tracked,
+                n_trials=1,
+                catch=(Exception,),
+                gc_after_trial=True,
+                callbacks=[lambda _study, t: ran.append(t)],
+            )
     except KeyboardInterrupt:
         if numbers:
             interrupted = study.get_trials(deepcopy=True)[numbers[-1]]
             if interrupted.state == TrialState.FAIL:
                 requeue(study, interrupted)
         raise
+    raise_if_stopping()  # a stop that came while the finished trial was handed back
     return ran[-1]
 
 
