@@ -116,10 +116,8 @@ def test_a_sigkilled_driver_leaves_no_helper_alive(tmp_path):
             assert any(q.system_attrs.get("failed_trial") == t.number for q in helper_arm.trials)
 
 
-# SIGINT only: a SIGTERM sent to the driver alone (with a helper at work) hung the driver past 60 s in
-# 2 of 3 runs on an idle machine; that case is a known defect, not yet covered here.
 @pytest.mark.slow
-@pytest.mark.parametrize("signum", [signal.SIGINT])
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_a_signal_to_the_driver_alone_stops_its_helpers_within_seconds(tmp_path, signum):
     proc, url, cache = _two_workers_training(tmp_path, "d")
     started = time.monotonic()
