@@ -224,6 +224,13 @@ def _take_the_write_lock_first(engine: sqlalchemy.Engine) -> None:
 
     @sqlalchemy.event.listens_for(engine, "begin")
     def _begin_immediate(connection) -> None:
+        dbapi_connection = connection.connection.dbapi_connection
+        if dbapi_connection is not None and dbapi_connection.in_transaction:
+            # Left open by a call that a stop signal cut short between SQLite's BEGIN and
+            # SQLAlchemy's record of it: no one's work (a connection serves one thread at a
+            # time), and BEGIN would fail with "cannot start a transaction within a transaction"
+            # (seen in Optuna's heartbeat thread after a SIGTERM).
+            dbapi_connection.rollback()
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
     engine.dispose()  # the connections RDBStorage opened before the listeners were there
