@@ -12,8 +12,12 @@ FAMO's extra forward (`CMILitModule.recompute_losses`) alone.
 Precision (`--section precision`): the plain loop's step in fp32 and under bf16 autocast, tiny,
 small and public presets, interleaved, each as a share of its dtype's matmul peak measured in the
 same run: when `--precision bf16-mixed` pays on this CPU.
-Beside the timings: the machine's fp32 2048x2048 matmul GFLOP/s, to compare runs across machines.
-On a CUDA machine the same runs use bf16 autocast (`--device cuda`).
+Beside the timings: the machine's fp32 and bf16 2048x2048 matmul GFLOP/s, to compare runs across
+machines. On a CUDA machine (`--device cuda`) the same runs use the precision `auto` picks for the
+card (bf16-mixed with native bf16) and report each step's share of that dtype's matmul peak (MFU)
+and the peak GPU memory of one worker (`torch.cuda.max_memory_allocated`), which sizes how many
+workers share a GPU. The batches are on the device before timing starts, as a fold's are in
+training (cmi_model.dataset.FoldCache), and both loops clip the network's gradients only.
 Ends with one JSON line of figures.
 
     python benchmarks/bench_model.py [--device cpu|cuda] [--threads N] [--section all|throughput|arms|precision]
@@ -35,14 +39,19 @@ from cmi_model.config import MODEL_PRESETS, LossConfig, TrainConfig
 from cmi_model.dataset import example_batch
 from cmi_model.module import CMILitModule
 from cmi_model.network import CMINetwork
-from cmi_model.train import quiet_lightning
+from cmi_model.train import quiet_lightning, resolve_accelerator
 from cmi_model.weighting import ARMS, strategy_for_arm
 
 LOSS = LossConfig(auto_weighting="uncertainty")  # the arm with the most work per step
 
 
-def make_batches(n: int, batch: int, t: int) -> list[dict]:
-    return [example_batch(batch, t, seed=i) for i in range(n)]
+def make_batches(n: int, batch: int, t: int, device: str = "cpu") -> list[dict]:
+    return [to(example_batch(batch, t, seed=i), device) for i in range(n)]
+
+
+def uses_bf16(device: str) -> bool:
+    """What `precision = "auto"` trains in on this device."""
+    return resolve_accelerator("gpu" if device == "cuda" else "cpu")[1] == "bf16-mixed"
 
 
 def to(batch: dict, device: str) -> dict:
@@ -52,8 +61,8 @@ def to(batch: dict, device: str) -> dict:
 def plain_loop(
     module: CMILitModule, batches, epochs: int, device: str, train: TrainConfig, bf16: bool | None = None
 ) -> list[float]:
-    """The same work as Lightning's step, by hand, under bf16 autocast if `bf16` (default: on
-    CUDA, as `precision = "auto"`). Returns seconds per epoch."""
+    """The same work as Lightning's step, by hand, under bf16 autocast if `bf16` (default: as
+    `precision = "auto"` on this device). Returns seconds per epoch."""
     module.to(device).train()
     opt = torch.optim.AdamW(
         [
@@ -69,7 +78,7 @@ def plain_loop(
     total = epochs * len(batches)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + np.cos(np.pi * min(1.0, s / total))))
     autocast = torch.autocast(
-        device, dtype=torch.bfloat16, enabled=device == "cuda" if bf16 is None else bf16
+        device, dtype=torch.bfloat16, enabled=uses_bf16(device) if bf16 is None else bf16
     )
     times = []
     for _ in range(epochs):
@@ -81,7 +90,7 @@ def plain_loop(
                 _, _, loss, _ = module.model_step(b)
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(module.parameters(), train.grad_clip)
+            torch.nn.utils.clip_grad_norm_(module.network.parameters(), train.grad_clip)  # as the module
             opt.step()
             sched.step()
         sync(device)
@@ -109,9 +118,9 @@ def lightning_loop(
     trainer = pl.Trainer(
         accelerator="gpu" if device == "cuda" else "cpu",
         devices=1,
-        precision="bf16-mixed" if device == "cuda" else "32-true",
+        precision="bf16-mixed" if uses_bf16(device) else "32-true",
         max_epochs=epochs,
-        gradient_clip_val=train.grad_clip,
+        # No gradient_clip_val, as in fit_fold: CMILitModule clips the network only.
         callbacks=[timer],
         logger=False,
         enable_checkpointing=False,
@@ -133,7 +142,7 @@ def step_flops(module: CMILitModule, batch: dict, device: str) -> int:
     """FLOPs of one forward + backward (the same count in either dtype)."""
     module.to(device).train()
     counter = FlopCounterMode(display=False)
-    with counter, torch.autocast(device, dtype=torch.bfloat16, enabled=device == "cuda"):
+    with counter, torch.autocast(device, dtype=torch.bfloat16, enabled=uses_bf16(device)):
         _, _, loss, _ = module.model_step(to(batch, device))
         loss.backward()
     module.zero_grad(set_to_none=True)
@@ -143,12 +152,16 @@ def step_flops(module: CMILitModule, batch: dict, device: str) -> int:
 def bench(preset: str, device: str, n_batches: int, epochs: int, batch: int, t: int) -> dict:
     torch.manual_seed(0)
     train = TrainConfig(warmup_epochs=0)
-    batches = make_batches(n_batches, batch, t)
-    results = {}
+    batches = make_batches(n_batches, batch, t, device)
+    results, peak_mib = {}, None
     for name, loop in (("plain", plain_loop), ("lightning", lightning_loop), ("plain_again", plain_loop)):
         torch.manual_seed(0)
         module = CMILitModule(CMINetwork(MODEL_PRESETS[preset]), LOSS, train)
+        if device == "cuda":
+            torch.cuda.reset_peak_memory_stats()
         times = loop(module, batches, epochs, device, train)
+        if device == "cuda" and name == "lightning":  # a worker's training step, batches included
+            peak_mib = round(torch.cuda.max_memory_allocated() / 2**20, 1)
         results[name] = float(np.median(times[1:]))  # first epoch is warm-up
     plain = min(results["plain"], results["plain_again"])  # runs before and after Lightning: drift shows
     module = CMILitModule(CMINetwork(MODEL_PRESETS[preset]), LOSS, train)
@@ -164,6 +177,8 @@ def bench(preset: str, device: str, n_batches: int, epochs: int, batch: int, t: 
         "lightning_overhead_pct": round(100 * (results["lightning"] / plain - 1), 1),
         "flops_per_step": flops,
         "achieved_gflop_per_s": round(flops * n_batches / plain / 1e9, 2),
+        "precision": "bf16-mixed" if uses_bf16(device) else "32-true",
+        "peak_gpu_mib": peak_mib,
     }
 
 
@@ -187,12 +202,16 @@ def extra_forward_ms(preset: str, device: str, batch: dict, reps: int = 20) -> f
     module.to(device).train()
     b = to(batch, device)
     module._step_batch, module._step_rng = b, module._rng_state()  # as a training step leaves them
-    module.recompute_losses()  # warm-up
+    # Lightning's precision context around it in training: here by hand, the same autocast.
+    autocast = torch.autocast(device, dtype=torch.bfloat16, enabled=uses_bf16(device))
+    with autocast:
+        module.recompute_losses()  # warm-up
     times = []
     for _ in range(reps):
         sync(device)
         t = time.perf_counter()
-        module.recompute_losses()
+        with autocast:
+            module.recompute_losses()
         sync(device)
         times.append(time.perf_counter() - t)
     return 1e3 * float(np.median(times))
@@ -209,7 +228,7 @@ def precision_costs(device: str, rounds: int, presets: list[str]) -> dict:
     rows = []
     for preset in presets:
         n_batches, batch, t = PRECISION_RUNS[preset]
-        batches = make_batches(n_batches, batch, t)
+        batches = make_batches(n_batches, batch, t, device)
         flops = step_flops(CMILitModule(CMINetwork(MODEL_PRESETS[preset]), LOSS, train), batches[0], device)
         per_step: dict[str, list[float]] = {"fp32": [], "bf16": []}
         for _ in range(rounds):
@@ -246,7 +265,7 @@ def arm_costs(preset: str, device: str, n_batches: int, epochs: int, batch: int,
     """ms per Lightning training step of every arm: the fastest epoch after the first of any round (the
     one least disturbed by other processes on a shared machine), and the median epoch."""
     train = TrainConfig(warmup_epochs=0)
-    batches = make_batches(n_batches, batch, t)
+    batches = make_batches(n_batches, batch, t, device)
     per_step: dict[str, list[float]] = {arm: [] for arm in ARMS}
     for _ in range(rounds):
         for arm in ARMS:  # interleaved: a slower stretch of the machine hits every arm alike
@@ -282,7 +301,9 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     quiet_lightning()
     gflops = matmul_gflops(args.device)
-    print(f"fp32 2048x2048 matmul: {gflops:.1f} GFLOP/s")
+    bf16_gflops = matmul_gflops(args.device, dtype=torch.bfloat16)
+    print(f"2048x2048 matmul: fp32 {gflops:.1f} GFLOP/s, bf16 {bf16_gflops:.1f} GFLOP/s")
+    peak = bf16_gflops if uses_bf16(args.device) else gflops  # the dtype the steps run in
     rows, arms = [], []
     if args.section in ("all", "throughput"):
         if args.device == "cuda":
@@ -295,8 +316,11 @@ def main() -> None:
             print(
                 f"{preset:7s} {r['params']:>10,} params  plain {r['plain_seq_per_s']:>8.1f} seq/s  "
                 f"lightning {r['lightning_seq_per_s']:>8.1f} seq/s  overhead {r['lightning_overhead_pct']:+.1f}%  "
-                f"{r['flops_per_step'] / 1e9:.2f} GFLOP/step  {r['achieved_gflop_per_s']:.1f} GFLOP/s"
+                f"{r['flops_per_step'] / 1e9:.2f} GFLOP/step  {r['achieved_gflop_per_s']:.1f} GFLOP/s "
+                f"({100 * r['achieved_gflop_per_s'] / peak:.1f}% of the {r['precision']} matmul peak)"
+                + (f"  peak GPU memory {r['peak_gpu_mib']} MiB" if r["peak_gpu_mib"] is not None else "")
             )
+            r["mfu_pct"] = round(100 * r["achieved_gflop_per_s"] / peak, 2)
     if args.section in ("all", "arms"):
         for preset, n_batches, epochs, batch, t in [("tiny", 20, 3, 64, 64), ("small", 8, 3, 64, 64)]:
             r = arm_costs(preset, args.device, n_batches, epochs, batch, t, args.rounds)
@@ -326,7 +350,13 @@ def main() -> None:
                 f"bf16 {r['bf16_speedup']:.2f}x"
             )
     device = torch.cuda.get_device_name(0) if args.device == "cuda" else f"cpu x{args.threads} threads"
-    figures = {"device": device, "matmul_gflop_per_s": round(gflops, 1), "results": rows, "arms": arms}
+    figures = {
+        "device": device,
+        "matmul_gflop_per_s": round(gflops, 1),
+        "bf16_matmul_gflop_per_s": round(bf16_gflops, 1),
+        "results": rows,
+        "arms": arms,
+    }
     print(json.dumps(figures | {"precision": precision}))
 
 

@@ -152,6 +152,9 @@ class FoldTensors:
     lengths: torch.Tensor  # (N,) int64
     labels: dict[str, torch.Tensor]  # y18, y9, ybin (N,) int64
     index: torch.Tensor  # (N,) int64: each sequence's index into the SequenceData
+    # `lengths` kept on the host too when the rest moved to a device (`to`): batch widths are
+    # read from it without waiting for the device.
+    host_lengths: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.index)
@@ -169,12 +172,25 @@ class FoldTensors:
         )
         return sum(t.element_size() * t.nelement() for t in tensors)
 
-    def batch(self, rows: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The batch of these rows, padded to its own longest sequence (what `collate` makes)."""
+    def to(self, device: torch.device) -> FoldTensors:
+        """The same tensors on `device` (itself where they are there already)."""
+        if self.index.device == torch.device(device):
+            return self
+        moved = {k: getattr(self, k).to(device) for k in ("imu", "thm", "tof", "present", "lengths", "index")}
+        labels = {k: v.to(device) for k, v in self.labels.items()}
+        return FoldTensors(**moved, labels=labels, host_lengths=self.lengths_on_host)
+
+    @property
+    def lengths_on_host(self) -> torch.Tensor:
+        return self.host_lengths if self.host_lengths is not None else self.lengths.cpu()
+
+    def batch(self, rows: torch.Tensor, width: int | None = None) -> dict[str, torch.Tensor]:
+        """The batch of these rows (on the tensors' device), padded to its own longest sequence
+        (what `collate` makes); `width`: that length where the caller knows it (no device sync)."""
         lengths = self.lengths[rows]
-        t = int(lengths.max())
+        t = int(lengths.max()) if width is None else width
         out = {key: getattr(self, key)[rows, :t] for key in ("imu", "thm", "tof", "present")}
-        out["valid"] = torch.arange(t)[None, :] < lengths[:, None]
+        out["valid"] = torch.arange(t, device=lengths.device)[None, :] < lengths[:, None]
         out |= {key: v[rows] for key, v in self.labels.items()}
         out["index"] = self.index[rows]
         return out
@@ -225,13 +241,18 @@ class TensorBatches:
     Shuffled, each epoch (each `iter`) takes from its generator exactly what
     `DataLoader(shuffle=True, generator=g)` takes (a base seed for worker processes, the epoch's
     permutation, and `RandomSampler`'s trailing empty-slice permutation), so the epochs see the
-    same batches in the same order: each sequence once per epoch. Nothing is drawn before the first batch is asked for (Lightning
-    calls `iter` once just to check that the object is iterable).
+    same batches in the same order: each sequence once per epoch. Nothing is drawn before the
+    first batch is asked for (Lightning calls `iter` once just to check that the object is iterable).
+
+    The tensors may live on an accelerator: the order is drawn on the host (the same draws
+    everywhere), moved there once per epoch, and each batch's width is read from a host copy of
+    the lengths, so that no batch makes the host wait for the device.
     """
 
     def __init__(self, tensors: FoldTensors, batch_size: int, *, shuffle: bool, seed: int = 0):
         self.tensors, self.batch_size, self.shuffle = tensors, batch_size, shuffle
         self.generator = torch.Generator().manual_seed(seed)
+        self._lengths = tensors.lengths_on_host
 
     def __len__(self) -> int:
         return math.ceil(len(self.tensors) / self.batch_size)
@@ -246,8 +267,11 @@ class TensorBatches:
             torch.randperm(n, generator=g)
         else:
             order = torch.arange(n)
+        on_device = order.to(self.tensors.index.device)
         for start in range(0, n, self.batch_size):
-            yield self.tensors.batch(order[start : start + self.batch_size])
+            rows = slice(start, start + self.batch_size)
+            width = int(self._lengths[order[rows]].max())
+            yield self.tensors.batch(on_device[rows], width)
 
 
 def _array_key(a: np.ndarray) -> tuple[int, str]:
@@ -263,11 +287,19 @@ class FoldCache:
     most `max_bytes` of tensors (per process); a set that does not fit is prepared, used and not
     kept. Owned by one study's objective, so it holds that study's folds only. `builds` and
     `hits` count preparations and reuses.
+
+    Tensors asked for on an accelerator are prepared on the host, moved there once and kept
+    there only (batches are then gathered on the device). The bound follows the device: on the
+    host `max_bytes`; on a CUDA device a set is kept while at least as much of its memory stays
+    free after it (training needs the rest; the full preset's ~5.5 GB of folds fits a large
+    card, not the host bound). `max_bytes=0` keeps nothing anywhere. `nbytes` counts what is
+    kept, on every device.
     """
 
     def __init__(self, max_bytes: int = 2 << 30):
         self.max_bytes = max_bytes
         self.builds = self.hits = self.nbytes = 0
+        self._host_bytes = 0
         self._tensors: dict[tuple, FoldTensors] = {}
         self._norms: dict[tuple, Normalizer] = {}
         self._data: dict[int, SequenceData] = {}  # keeps identity-keyed data alive: ids stay unique
@@ -288,21 +320,37 @@ class FoldCache:
         return self._norms[key]
 
     def tensors(
-        self, data: SequenceData, indices: np.ndarray, fit_idx: np.ndarray, cfg: DataConfig
+        self,
+        data: SequenceData,
+        indices: np.ndarray,
+        fit_idx: np.ndarray,
+        cfg: DataConfig,
+        device: torch.device | str = "cpu",
     ) -> FoldTensors:
-        """`indices` normalised with the Normalizer fitted on `fit_idx`, padded (see prepare_tensors)."""
+        """`indices` normalised with the Normalizer fitted on `fit_idx`, padded (see prepare_tensors),
+        on `device`."""
         indices = np.asarray(indices, dtype=np.int64)
         fit_idx = np.asarray(fit_idx, dtype=np.int64)
-        key = (self._data_key(data), _array_key(indices), _array_key(fit_idx), cfg)
+        device = torch.device(device)
+        key = (self._data_key(data), _array_key(indices), _array_key(fit_idx), cfg, str(device))
         if (hit := self._tensors.get(key)) is not None:
             self.hits += 1
             return hit
-        prepared = prepare_tensors(data, indices, self.normalizer(data, fit_idx), cfg)
+        prepared = prepare_tensors(data, indices, self.normalizer(data, fit_idx), cfg).to(device)
         self.builds += 1
-        if self.nbytes + prepared.nbytes <= self.max_bytes:
+        if self._room(device, prepared.nbytes):
             self._tensors[key] = prepared
             self.nbytes += prepared.nbytes
+            self._host_bytes += prepared.nbytes if device.type == "cpu" else 0
         return prepared
+
+    def _room(self, device: torch.device, nbytes: int) -> bool:
+        """Whether a set of `nbytes`, already on `device`, may stay there (see the class)."""
+        if self.max_bytes == 0:
+            return False
+        if device.type == "cuda":
+            return torch.cuda.mem_get_info(device)[0] >= nbytes
+        return self._host_bytes + nbytes <= self.max_bytes
 
 
 def example_batch(

@@ -1,5 +1,7 @@
 """Per-head loss terms. Weighting them is the job of cmi_model.weighting."""
 
+import functools
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -10,6 +12,12 @@ from cmi_model.labels import aggregation_matrix
 _AGGREGATE = torch.from_numpy(aggregation_matrix())  # (18, 9), from the label hierarchy, never by position
 
 
+@functools.cache
+def _aggregate_on(device: torch.device) -> Tensor:
+    """The aggregation matrix on `device`, copied there once (not once per step)."""
+    return _AGGREGATE.to(device)
+
+
 def inverse_frequency_weights(labels, n_classes: int) -> Tensor:
     """w_y ∝ 1/n_y on the training fold, scaled so a sample's mean weight is 1; unseen classes get 0."""
     counts = torch.bincount(torch.as_tensor(labels), minlength=n_classes).double()
@@ -18,11 +26,16 @@ def inverse_frequency_weights(labels, n_classes: int) -> Tensor:
 
 
 def kl_consistency(logits18: Tensor, logits9: Tensor, temperature: float) -> Tensor:
-    """KL(p9_from_18 || p9): the 9-class head should agree with the 18-class head summed by hierarchy."""
-    p18 = torch.softmax(logits18.float() / temperature, dim=-1)  # (B, 18)
-    p9_from_18 = p18 @ _AGGREGATE.to(p18.device)  # (B, 9)
-    log_p9 = torch.log_softmax(logits9.float() / temperature, dim=-1)
-    return F.kl_div(log_p9, p9_from_18, reduction="batchmean")
+    """KL(p9_from_18 || p9): the 9-class head should agree with the 18-class head summed by hierarchy.
+
+    In fp32 with autocast off: autocast would run the aggregation matmul in bf16, whose rounding
+    (std 1.5e-4 against a converged KL of ~2e-4) makes the KL negative on some batches, and the
+    schemes that take its log (FAMO, uncertainty weights) would chase that noise or reach NaN."""
+    with torch.autocast(logits18.device.type, enabled=False):
+        p18 = torch.softmax(logits18.float() / temperature, dim=-1)  # (B, 18)
+        p9_from_18 = p18 @ _aggregate_on(p18.device)  # (B, 9)
+        log_p9 = torch.log_softmax(logits9.float() / temperature, dim=-1)
+        return F.kl_div(log_p9, p9_from_18, reduction="batchmean")
 
 
 def loss_terms(

@@ -42,7 +42,7 @@ class CMILitModule(pl.LightningModule):
         # subjects set aside from training): its best epoch's scores and a copy of its weights.
         self.best: dict | None = None
         self.best_state: dict[str, Tensor] | None = None
-        self._val_outputs: list[tuple[Tensor, Tensor]] = []  # (probs, y18) per batch
+        self._val_outputs: list[tuple[Tensor, Tensor]] = []  # (probs, y18) per batch, on the device
         self._train_sums: dict[str, Tensor] = {}
         self._train_count = 0
         self._weight_sums: dict[str, Tensor] = {}  # effective weights summed over the epoch's steps
@@ -53,6 +53,11 @@ class CMILitModule(pl.LightningModule):
         # The step's loss terms, shared features and weights, for `backward` (the weighting's own)
         self._step: tuple[dict[str, Tensor], Tensor | None, dict[str, Tensor]] | None = None
         self._step_rng: tuple[Tensor, Tensor | None] | None = None
+        # The epoch's first non-finite step, kept on the device and read once per epoch (a check
+        # per step would make the CPU wait for the GPU before queueing the backward): its batch
+        # index (−1: none) and its [total, *terms].
+        self._bad_batch: Tensor | None = None
+        self._bad_values: Tensor | None = None
         # BatchNorm-like layers would update running statistics in a training-mode forward;
         # the recomputation puts them in eval mode (CMINetwork has none: LayerNorm only).
         self._running_stat_layers = [
@@ -71,7 +76,10 @@ class CMILitModule(pl.LightningModule):
     def model_step(self, batch: dict[str, Tensor]):
         out = self(batch)
         terms = self._loss_terms(out, batch)
-        total, weights = self.weighting(terms)
+        # fp32 with autocast off: the schemes take logs, ratios and exponentials of the terms
+        # (and TorchJD's scalarizers a matmul, which autocast would run in bf16).
+        with torch.autocast(self.device.type, enabled=False):
+            total, weights = self.weighting(terms)
         return out, terms, total, weights
 
     def _rng_state(self) -> tuple[Tensor, Tensor | None]:
@@ -109,11 +117,7 @@ class CMILitModule(pl.LightningModule):
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         self._step_batch, self._step_rng = batch, self._rng_state()
         out, terms, total, weights = self.model_step(batch)
-        if not torch.isfinite(total):
-            raise TrainingDiverged(
-                f"loss became {float(total)} at epoch {self.current_epoch}, batch {batch_idx} "
-                f"(terms: {', '.join(f'{k}={float(v):.4g}' for k, v in terms.items())})"
-            )
+        self._note_if_diverged(batch_idx, total, terms)
         # Summed here and logged once per epoch: a self.log call per term per step cost
         # more than 10% of a tiny model's step (benchmarks/bench_model.py).
         n = len(batch["y18"])
@@ -123,6 +127,25 @@ class CMILitModule(pl.LightningModule):
         self._step = terms, out.get("features"), weights
         return total
 
+    def _note_if_diverged(self, batch_idx: int, total: Tensor, terms: dict[str, Tensor]) -> None:
+        """Record the epoch's first step with a NaN/inf loss, on the device (no host sync)."""
+        values = torch.stack([total.detach(), *(v.detach() for v in terms.values())])
+        if self._bad_batch is None:  # a step outside an epoch (tests, benchmarks): its own record
+            self._reset_divergence()
+        hit = (self._bad_batch < 0) & ~torch.isfinite(values[0])
+        self._bad_batch = torch.where(hit, batch_idx, self._bad_batch)
+        self._bad_values = torch.where(hit, values, self._bad_values)
+
+    def raise_if_diverged(self) -> None:
+        """TrainingDiverged naming the epoch, batch and terms of this epoch's first non-finite loss."""
+        if self._bad_batch is None or int(self._bad_batch) < 0:
+            return
+        total, *terms = self._bad_values.tolist()
+        named = ", ".join(f"{k}={v:.4g}" for k, v in zip(self.loss_cfg.active_terms(), terms, strict=True))
+        raise TrainingDiverged(
+            f"loss became {total} at epoch {self.current_epoch}, batch {int(self._bad_batch)} (terms: {named})"
+        )
+
     def backward(self, loss: Tensor, *args, **kwargs) -> None:
         """The weighting's backward (a gradient-level scheme combines the per-term gradients of
         the shared features); the step's effective weights are summed once it is known."""
@@ -130,7 +153,11 @@ class CMILitModule(pl.LightningModule):
             raise RuntimeError("backward needs a training step first")
         terms, features, weights = self._step
         self._step = None  # the graph is not kept past its backward
-        weights = self.weighting.backward(loss, terms, features, self.network.parameters()) or weights
+        try:
+            weights = self.weighting.backward(loss, terms, features, self.network.parameters()) or weights
+        except Exception:  # a solver fed NaN gradients (UPGrad's QP, CAGrad's cvxpy): say why first
+            self.raise_if_diverged()
+            raise
         for k, w in weights.items():
             self._weight_sums[k] = self._weight_sums.get(k, 0.0) + w
         self._train_steps += 1
@@ -138,8 +165,14 @@ class CMILitModule(pl.LightningModule):
     def on_train_epoch_start(self) -> None:
         self._train_sums, self._train_count = {}, 0
         self._weight_sums, self._train_steps = {}, 0
+        self._reset_divergence()
+
+    def _reset_divergence(self) -> None:
+        self._bad_batch = torch.full((), -1, dtype=torch.long, device=self.device)
+        self._bad_values = torch.zeros(1 + len(self.loss_cfg.active_terms()), device=self.device)
 
     def on_train_epoch_end(self) -> None:
+        self.raise_if_diverged()
         terms = self.loss_cfg.active_terms()
         if self._train_steps:
             step_mean = {k: self._weight_sums[k] / self._train_steps for k in terms}
@@ -163,12 +196,12 @@ class CMILitModule(pl.LightningModule):
         out, terms, total, _ = self.model_step(batch)
         self.log("stop/loss", total, on_step=False, on_epoch=True, batch_size=len(batch["y18"]))
         probs = torch.softmax(out["multiclass"].float(), dim=-1)
-        self._val_outputs.append((probs.cpu(), batch["y18"].cpu()))
+        self._val_outputs.append((probs, batch["y18"]))  # to the host once, at the epoch's end
 
     def on_validation_epoch_end(self) -> None:
         if not self._val_outputs:
             return
-        probs, y = (torch.cat(t) for t in zip(*self._val_outputs, strict=True))
+        probs, y = (torch.cat(t).cpu() for t in zip(*self._val_outputs, strict=True))
         self._val_outputs.clear()
         s = score_indices(y.numpy(), probs.argmax(-1).numpy())
         self.log_dict({"stop/score": s.score, "stop/binary_f1": s.binary_f1, "stop/macro_f1": s.macro_f1})
@@ -180,9 +213,10 @@ class CMILitModule(pl.LightningModule):
             self.best_state = {k: v.detach().clone() for k, v in self.state_dict().items()}
 
     def predict_step(self, batch: dict[str, Tensor], batch_idx: int) -> tuple[Tensor, Tensor]:
-        """(18-class probabilities, sequence indices) of a batch: the one evaluation of a fold."""
+        """(18-class probabilities, sequence indices) of a batch, left on the device (train._predict
+        copies the whole pass to the host at once): the one evaluation of a fold."""
         probs = torch.softmax(self(batch)["multiclass"].float(), dim=-1)
-        return probs.cpu(), batch["index"].cpu()
+        return probs, batch["index"]
 
     def configure_gradient_clipping(
         self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None

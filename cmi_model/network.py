@@ -106,11 +106,15 @@ class CMINetwork(nn.Module):
             x = block(x, valid)
         w = valid[..., None].to(x.dtype)
         pooled = self.dropout((x * w).sum(1) / w.sum(1).clamp(min=1.0))  # (B, C) masked mean
-        out = {
-            "multiclass": self.head_multiclass(pooled),
-            "binary": self.head_binary(pooled).squeeze(-1),
-            "features": pooled,  # what every head reads: the gradient-level schemes' Jacobian stops here
-        }
-        if self.head_nine_class is not None:
-            out["nine_class"] = self.head_nine_class(pooled)
+        # The heads in fp32 with autocast off (a few thousand multiply-adds): bf16 logits tie
+        # exactly often enough to move an argmax, and every loss term starts from them.
+        with torch.autocast(pooled.device.type, enabled=False):
+            pooled = pooled.float()
+            out = {
+                "multiclass": self.head_multiclass(pooled),
+                "binary": self.head_binary(pooled).squeeze(-1),
+                "features": pooled,  # what every head reads: the gradient-level schemes' Jacobian stops here
+            }
+            if self.head_nine_class is not None:
+                out["nine_class"] = self.head_nine_class(pooled)
         return out

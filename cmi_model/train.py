@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import time
 import warnings
@@ -54,13 +55,32 @@ class FoldResult:
     phase_seconds: dict[str, float] = field(default_factory=dict, repr=False)
 
 
+NATIVE_BF16 = (8, 0)  # compute capability of Ampere, the first NVIDIA GPUs with bf16 units
+
+
 def resolve_accelerator(requested: str, precision: str = "auto") -> tuple[str, str]:
-    """(Lightning accelerator, precision): `precision` as asked, or for "auto" bf16-mixed on CUDA
-    and 32-true on CPU."""
+    """(Lightning accelerator, precision): `precision` as asked, or for "auto" see `auto_precision`."""
     use_gpu = requested in ("gpu", "cuda") or (requested == "auto" and torch.cuda.is_available())
     if precision == "auto":
-        precision = "bf16-mixed" if use_gpu else "32-true"
+        precision = auto_precision(use_gpu)[0]
     return ("gpu" if use_gpu else "cpu"), precision
+
+
+def auto_precision(use_gpu: bool) -> tuple[str, str]:
+    """(precision, why) for `precision = "auto"`: bf16-mixed on a GPU with native bf16, else fp32.
+
+    Not `torch.cuda.is_bf16_supported()`, which is true on older cards (T4, V100, P100) through
+    emulation, slower there than fp32. Nor 16-mixed on them: its loss scaling reaches the total
+    that Lightning backpropagates, not the per-term backward of the gradient-level arms, and
+    Lightning skips unscaling before clipping with the fused AdamW used here."""
+    if not use_gpu:
+        return "32-true", "the CPU"
+    capability = torch.cuda.get_device_capability()
+    name = torch.cuda.get_device_name()
+    cc = f"compute capability {capability[0]}.{capability[1]}"
+    if tuple(capability) >= NATIVE_BF16:
+        return "bf16-mixed", f"{name} has native bf16 ({cc})"
+    return "32-true", f"{name} has no native bf16 ({cc} < 8.0)"
 
 
 def quiet_lightning() -> None:
@@ -92,25 +112,29 @@ def _class_weights(y18: np.ndarray) -> dict[str, torch.Tensor]:
 def _predict(trainer: pl.Trainer, module: CMILitModule, batches) -> tuple[np.ndarray, np.ndarray]:
     """(probabilities, sequence indices) of one pass over the batches, in index order."""
     parts = trainer.predict(module, batches)
-    probs, idx = (torch.cat(t).numpy() for t in zip(*parts, strict=True))
+    probs, idx = (torch.cat(t).cpu().numpy() for t in zip(*parts, strict=True))
     order = np.argsort(idx)
     return probs[order].astype(np.float32), idx[order]
 
 
-def fold_state(seed: int | None, *, deterministic: bool) -> None:
+def fold_state(seed: int | None) -> None:
     """The process-wide state a fold's numbers depend on, set from the fold alone (seed: every
     random generator, as `pl.seed_everything`; None: leave them), so that what the process ran
     before (other folds, trials, arms, tests) cannot reach it.
 
-    Deterministic algorithms on the CPU; without them also fill every new uninitialised tensor
-    with NaN (a debugging aid: ~4% of the tiny model's CPU step, in torch.profiler). No result
-    reads uninitialised memory, so the results are the same without it (tested). The one
-    setting left to the worker is its torch thread count (`--threads`): reductions split over
-    more threads round differently in the last bits, so it is recorded with every trial.
+    Deterministic algorithms on every device: on CUDA the attention and convolution backward
+    kernels otherwise vary from run to run, and the sampler's draws with them after the first
+    trial. cuBLAS needs its workspace fixed before its first call (what Lightning's
+    `deterministic=True` sets too). Without `fill_uninitialized_memory = False` every new
+    uninitialised tensor would be filled with NaN (a debugging aid: ~4% of the tiny model's CPU
+    step, in torch.profiler); no result reads uninitialised memory, so the results are the same
+    without it (tested). The one setting left to the worker is its torch thread count
+    (`--threads`): reductions split over more threads round differently in the last bits, so it
+    is recorded with every trial.
     """
-    torch.use_deterministic_algorithms(deterministic)
-    if deterministic:
-        torch.utils.deterministic.fill_uninitialized_memory = False
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True)
+    torch.utils.deterministic.fill_uninitialized_memory = False
     if seed is not None:
         pl.seed_everything(seed, workers=True, verbose=False)
 
@@ -141,13 +165,16 @@ def fit_fold(
     else:
         fit_idx, stop_idx = train_idx, train_idx[:0]
     cache = fold_cache if fold_cache is not None else FoldCache(max_bytes=0)
+    accelerator, precision = resolve_accelerator(train_cfg.accelerator, train_cfg.precision)
+    # On the device the Trainer trains on (devices=1: the first visible), moved there once: the
+    # batches are gathered there, not on the host and copied at every step.
+    device = torch.device("cuda", 0) if accelerator == "gpu" else torch.device("cpu")
     # Normalised with the statistics of the rows the model is fitted on (fit_idx) only.
-    fit_tensors = cache.tensors(data, fit_idx, fit_idx, data_cfg)
-    val_tensors = cache.tensors(data, val_idx, fit_idx, data_cfg)
+    fit_tensors = cache.tensors(data, fit_idx, fit_idx, data_cfg, device)
+    val_tensors = cache.tensors(data, val_idx, fit_idx, data_cfg, device)
     fit_batches = TensorBatches(fit_tensors, data_cfg.batch_size, shuffle=True, seed=train_cfg.seed)
     prepared = time.perf_counter()
-    accelerator, precision = resolve_accelerator(train_cfg.accelerator, train_cfg.precision)
-    fold_state(train_cfg.seed, deterministic=accelerator == "cpu")
+    fold_state(train_cfg.seed)
     class_weights = _class_weights(data.gesture[fit_idx]) if loss_cfg.class_weighting else None
     network = CMINetwork(model_cfg, nine_class_head=loss_cfg.nine_class_head_enabled)
     module = CMILitModule(network, loss_cfg, train_cfg, class_weights)
@@ -165,13 +192,13 @@ def fit_fold(
         enable_progress_bar=False,
         enable_model_summary=False,
         num_sanity_val_steps=0,
-        deterministic=accelerator == "cpu",
+        deterministic=True,
     )
-    fold_state(None, deterministic=accelerator == "cpu")  # the Trainer set the flags again
+    fold_state(None)  # the Trainer set the flags again
     set_up = time.perf_counter()
     stop_batches = None
     if inner:
-        stop_tensors = cache.tensors(data, stop_idx, fit_idx, data_cfg)
+        stop_tensors = cache.tensors(data, stop_idx, fit_idx, data_cfg, device)
         stop_batches = TensorBatches(stop_tensors, data_cfg.batch_size, shuffle=False)
     try:  # without stop batches: no validation loop at all, nothing to choose
         trainer.fit(module, fit_batches, stop_batches)

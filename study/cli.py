@@ -31,6 +31,7 @@ from cmi_model.config import TrainConfig
 from cmi_model.errors import InputError, Interrupted, clear_stop, request_stop, stop_deferred, stop_signal
 from cmi_model.reading import check_regular_file
 from cmi_model.weighting import ARMS, SCHEMES
+from study.gpus import parse_gpu_list as gpus_arg
 from study.helper import Helpers, forward_to_helpers
 from study.settings import MAX_CONFIRM_SEEDS, MAX_SYNTHETIC_SUBJECTS, MAX_WORKERS, StudySection
 
@@ -220,6 +221,15 @@ OPTIONS: tuple[Option, ...] = (
         },
     ),
     Option(
+        "--gpu",
+        ("run", "confirm", "demo"),
+        {
+            "type": gpus_arg,
+            "help": "the GPUs (numbers among the visible ones, e.g. 0,2) this command's workers are "
+            "spread over, one each while there are enough (default: every visible GPU)",
+        },
+    ),
+    Option(
         "--threads",
         ("run", "confirm"),
         {"type": _positive(int), "default": 1, "help": "torch CPU threads per worker (default 1)"},
@@ -386,11 +396,17 @@ def _helpers(args, n: int):
     if getattr(args, "helpers", None) is not None:
         yield args.helpers
         return
-    helpers = Helpers(n)
-    try:
-        yield helpers
-    finally:
-        helpers.close()
+    from study import gpus
+
+    with gpus.placed(n + 1, args.gpu) as placement:
+        if (line := placement.line()) is not None and not args.helper:
+            print(line)
+        gpus.cap_memory()
+        helpers = Helpers(n, [placement.helper_env(i + 1) for i in range(n)])
+        try:
+            yield helpers
+        finally:
+            helpers.close()
 
 
 def owned_arms(arms: tuple[str, ...], workers: int) -> list[tuple[str, ...]] | None:
@@ -405,6 +421,7 @@ def owned_arms(arms: tuple[str, ...], workers: int) -> list[tuple[str, ...]] | N
 def cmd_run(args) -> None:
     import torch
 
+    from cmi_model.train import auto_precision, resolve_accelerator
     from study.runner import run_arms, summarize
     from study.storage import safe_url
 
@@ -416,6 +433,10 @@ def cmd_run(args) -> None:
         f"study {args.study_name}: arms {', '.join(st.arms)}, {st.n_trials} trials per arm, {st.folds} folds, "
         f"{args.workers} worker(s), storage {safe_url(url)}"
     )
+    accelerator, precision = resolve_accelerator(settings.train.accelerator, settings.train.precision)
+    if accelerator == "gpu":
+        why = auto_precision(True)[1] if settings.train.precision == "auto" else "asked for"
+        print(f"precision {precision}: {why}")
     owned = owned_arms(st.arms, args.workers) if args.only_arms is None else [args.only_arms]
     with _helpers(args, args.workers - 1) as helpers:
 
@@ -555,6 +576,7 @@ def main(argv: list[str] | None = None, *, helper: bool = False) -> int:
     except SystemExit as e:  # bad options (exit 2, one line) or --help (0): a return for in-process callers
         return int(e.code or 0)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # stored with the studies (masked)
+    args.helper = helper
     import optuna
     import sqlalchemy
 

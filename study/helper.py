@@ -73,12 +73,14 @@ class Helpers:
     that their imports overlap the driver's start-up; they take one command line after another
     (the demo's run `run`, then `confirm`)."""
 
-    def __init__(self, n: int):
+    def __init__(self, n: int, envs: list[dict[str, str]] | None = None):
+        """envs: each helper's own additions to the environment (its GPU: study.gpus)."""
         # One progress bar: this process's, which counts every worker's trials.
         env = os.environ | {"TQDM_DISABLE": "1", DRIVER_PID: str(os.getpid())}
         cmd = [sys.executable, "-m", "study", SERVE]
         pipes = {"stdin": subprocess.PIPE, "stdout": subprocess.PIPE, "text": True}
-        self.procs = [subprocess.Popen(cmd, env=env, **pipes) for _ in range(n)]
+        own = envs or [{} for _ in range(n)]
+        self.procs = [subprocess.Popen(cmd, env=env | own[i], **pipes) for i in range(n)]
         _LIVE.extend(self.procs)
         self.busy: list[subprocess.Popen] = []
         self.used: set[int] = set()  # pids of the helpers that were sent a command

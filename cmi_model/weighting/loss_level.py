@@ -35,15 +35,19 @@ class FixedWeighting(_Parametric):
 
     def __init__(self, cfg: LossConfig):
         super().__init__()
-        self.coef = {
+        coef = {
             "multiclass": cfg.alpha,
             "binary": 1.0 - cfg.alpha,
             "nine_class": cfg.nine_class_loss_weight,
             "kl": cfg.kl_weight,
         }
+        self.terms = tuple(coef)
+        # A buffer, moved to the device with the module once: a tensor built from each float in
+        # every step is a host-to-device copy per term per step on a GPU.
+        self.register_buffer("coef", torch.tensor(list(coef.values())), persistent=False)
 
     def forward(self, losses: dict[str, Tensor]) -> tuple[Tensor, Weights]:
-        weights = {k: torch.tensor(self.coef[k], device=v.device) for k, v in losses.items()}
+        weights = {k: self.coef[self.terms.index(k)] for k in losses}
         return sum(weights[k] * v for k, v in losses.items()), weights
 
 
