@@ -32,4 +32,4 @@ bench: $(VENV)/.installed
 	$(PY) benchmarks/bench_study.py
 
 clean:
-	rm -rf $(VENV) reports/*.db reports/*.html
+	rm -rf $(VENV) reports/*.db reports/*.html reports/*-artifacts

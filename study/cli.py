@@ -253,6 +253,16 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option("--out", ("report", "demo"), {"type": Path, "help": "HTML file (default: reports/NAME.html)"}),
     Option(
+        "--artifact-dir",
+        ("report", "demo"),
+        {
+            "type": Path,
+            "help": "folder the report is also stored in, as an Optuna artifact of NAME-confirm (default: "
+            "reports/NAME-artifacts; a rerun replaces it); see it with "
+            "`optuna-dashboard STORAGE --artifact-dir FOLDER`",
+        },
+    ),
+    Option(
         "--force",
         ("report", "demo"),
         {"action": "store_true", "help": "overwrite an --out file that is not a cmi-study report"},
@@ -484,16 +494,46 @@ def cmd_confirm(args) -> None:
 
 def cmd_report(args) -> Path:
     from study.report import write_report
-    from study.storage import REPORTS_DIR, open_storage
+    from study.report.artifact import check_folder, save_report_artifact
+    from study.storage import REPORTS_DIR, open_storage, safe_url
 
     out = args.out or REPORTS_DIR / f"{args.study_name}.html"
+    artifact_dir = _artifact_dir(args)
     _check_out(out, args.force)
+    check_folder(artifact_dir)
     # Opened like run and confirm open it (same driver choice, one-line errors, no new database).
-    storage = open_storage(_storage_url(args), must_exist=True)
+    url = _storage_url(args)
+    storage = open_storage(url, must_exist=True)
     # A missing study raises StudyNotFoundError, an InputError: exit 2, one line.
     path = write_report(storage, args.study_name, out, command=_command_line(args))
     print(f"report: {Path(path).resolve()}")
+    try:
+        saved = save_report_artifact(storage, args.study_name, path, artifact_dir)
+    except Exception as e:  # the report is written; a read-only storage must not lose it
+        print(
+            f"cmi-study {args.command}: warning: the report is not stored as an artifact: {e}",
+            file=sys.stderr,
+        )
+        return Path(path)
+    if saved is None:
+        print("artifact: none yet (no confirmation study: run `confirm` first)")
+    else:
+        how = "replaced" if saved.replaced else "stored"
+        print(f"artifact: {how} as {saved.path} (study {saved.study_name})")
+    if args.command == "report":  # the demo prints it with its summary
+        print(f"dashboard: {_dashboard_command(safe_url(url), artifact_dir)}")
     return Path(path)
+
+
+def _artifact_dir(args) -> Path:
+    from study.storage import REPORTS_DIR
+
+    return args.artifact_dir or REPORTS_DIR / f"{args.study_name}-artifacts"
+
+
+def _dashboard_command(url: str, artifact_dir: Path) -> str:
+    """The live view of the storage, with the report among the confirmation study's artifacts."""
+    return f"optuna-dashboard {shlex.quote(url)} --artifact-dir {shlex.quote(str(artifact_dir))}"
 
 
 def _check_out(out: Path, force: bool) -> None:
@@ -510,8 +550,12 @@ def _check_out(out: Path, force: bool) -> None:
 
 
 def cmd_demo(args) -> None:
-    from study.storage import safe_url
+    from study.report.artifact import check_folder
+    from study.storage import REPORTS_DIR, safe_url
 
+    # The report's outputs are refused now, not after minutes of training.
+    _check_out(args.out or REPORTS_DIR / f"{args.study_name}.html", args.force)
+    check_folder(_artifact_dir(args))
     start = time.perf_counter()
     args.threads = 1  # the demo's options are its own; run and confirm take their defaults
     with _helpers(args, args.workers - 1) as args.helpers:  # one start-up for both stages
@@ -526,7 +570,7 @@ def cmd_demo(args) -> None:
     print(f"\ndone in {time.perf_counter() - start:.0f}s")
     print(f"report:    {report.resolve()}")
     print(f"database:  {safe_url(url)}")
-    print(f"dashboard: optuna-dashboard {shlex.quote(safe_url(url))}")
+    print(f"dashboard: {_dashboard_command(safe_url(url), _artifact_dir(args))}")
 
 
 COMMANDS = {

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from cmi_model.errors import InputError, raise_if_stopping
 from cmi_model.folds import SubjectSplit, holdout_folds
-from study import records, space
+from study import records, space, trial_notes
 from study.objective import BudgetTaken, TrialConfigs, budget_counts, run_folds
 from study.runner import load_study_data, run_one, shared_settings
 from study.settings import Settings, StudySection
@@ -59,7 +59,7 @@ class ConfirmObjective:
         s = self.settings
         records.write(trial, arm=arm, seed=seed, params=params, source_trial=source, forced=forced)
         model, loss, train = space.apply(arm, params, s.model, s.loss, s.train)
-        return run_folds(
+        value = run_folds(
             trial,
             self.data,
             holdout_folds(self.data, self.split, s.study.folds, seed),
@@ -68,6 +68,8 @@ class ConfirmObjective:
             prune=False,  # the verdict never prunes
             label=f"confirm {arm} s{seed}",
         )
+        trial_notes.save(trial, trial_notes.confirm_note(records.read_trial(trial)))
+        return value
 
     @property
     def sources(self) -> dict[str, int]:
@@ -177,6 +179,7 @@ def prepare_confirm(
         direction="maximize",
         load_if_exists=True,
     )
+    records.name_metric(confirm, records.CONFIRM)
     earlier = records.read_confirm_study(confirm).seeds
     records.write_study(
         confirm,
@@ -219,6 +222,7 @@ def _supersede(confirm: optuna.Study, t: FrozenTrial, best_number: int | None) -
     for key, value in records.trial_attrs(fail_reason=reason).items():
         storage.set_trial_user_attr(t._trial_id, key, value)
     storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+    trial_notes.save_finished(confirm, t._trial_id, trial_notes.fail_note(reason))
 
 
 def work_confirm(confirm: optuna.Study, objective: ConfirmObjective, st: StudySection) -> dict:

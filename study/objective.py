@@ -51,6 +51,11 @@ def _record(trial: optuna.Trial, results: list[FoldResult], data: SequenceData) 
     )
 
 
+def error_reason(e: BaseException) -> str:
+    """A failed trial's fail_reason: the exception's type and the first line of its message."""
+    return f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+
+
 def run_folds(
     trial: optuna.Trial,
     data: SequenceData,
@@ -89,7 +94,7 @@ def run_folds(
         raise
     except Exception as e:
         # Recorded on the trial so the report and dashboard can say why it failed.
-        records.write(trial, fail_reason=f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+        records.write(trial, fail_reason=error_reason(e))
         raise
     return float(np.mean([r.score for r in results]))
 

@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import math
 import sys
+import warnings
 from collections.abc import Iterable, Mapping
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 import optuna
+from optuna.exceptions import ExperimentalWarning
 from optuna.trial import FrozenTrial, TrialState
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -33,6 +35,10 @@ BUDGET_TAKEN = "BudgetTaken"  # fail_reason prefix of a trial that stepped aside
 SUPERSEDED = "Superseded"
 # TrialRecord fields a confirmation pair is queued with (kept when a lost worker's pair is re-queued).
 QUEUED = ("source_trial", "params", "forced")
+# What a trial's value is, as optuna-dashboard labels it (study.set_metric_names): the competition
+# score (binary F1 + 9-class macro F1) / 2, averaged over the trial's folds.
+SEARCH_METRIC = "CV score: mean over folds of (binary F1 + 9-class macro F1) / 2"
+CONFIRM_METRIC = "held-out score: mean over folds of (binary F1 + 9-class macro F1) / 2"
 PACKAGES = ("torch", "pytorch-lightning", "optuna", "optuna-dashboard", "numpy", "pandas")
 PACKAGES += ("scipy", "scikit-learn", "plotly", "torchjd")
 
@@ -153,8 +159,8 @@ def write(trial: optuna.Trial, **fields: Any) -> None:
         trial.set_user_attr(key, value)
 
 
-def read_trial(t: FrozenTrial) -> TrialRecord:
-    """The record of a stored trial; RecordError if its attributes are not this format."""
+def read_trial(t: FrozenTrial | optuna.Trial) -> TrialRecord:
+    """The record of a stored or running trial; RecordError if its attributes are not this format."""
     ua = t.user_attrs
     columns = {f: ua[f"fold_{f}"] for f in FoldRecord.model_fields if isinstance(ua.get(f"fold_{f}"), list)}
     n = len(columns.get("score", []))
@@ -248,6 +254,16 @@ class ConfirmStudyRecord(_Record):
     command: str | None = None
     holdout_subjects: list[str] = []  # every validation fold is made of these (empty: no hold-out)
     test_train_ratio: float | None = None  # mean n_test/n_train of the folds (corrected t-test)
+
+
+def name_metric(study: optuna.Study, part: str) -> None:
+    """Label the study's value for optuna-dashboard (its axes and tables): a search's or the
+    confirmation's score."""
+    names = [CONFIRM_METRIC if part == CONFIRM else SEARCH_METRIC]
+    if study.metric_names != names:  # a joining worker finds it set: no write
+        with warnings.catch_warnings():  # experimental since Optuna 3.2, and what optuna-dashboard reads
+            warnings.simplefilter("ignore", ExperimentalWarning)
+            study.set_metric_names(names)
 
 
 def write_study(study: optuna.Study, record: _Record) -> None:

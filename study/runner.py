@@ -21,8 +21,8 @@ from cmi_model.dataset import FoldCache
 from cmi_model.errors import InputError, Interrupted, raise_if_stopping, stops_deferred
 from cmi_model.folds import SubjectSplit, inner_split, split_subjects, subject_folds
 from cmi_model.train import resolve_accelerator
-from study import records, space
-from study.objective import CVObjective, budget_counts
+from study import records, space, trial_notes
+from study.objective import CVObjective, budget_counts, error_reason
 from study.settings import Settings, StudySection
 from study.storage import fail_lost_trials, open_storage, requeue
 
@@ -224,9 +224,11 @@ def open_arm_study(
         have = _creators_record(study)
     if have is None:
         records.write_study(study, want)
+        records.name_metric(study, arm)
         study.enqueue_trial(space.baseline(arm, settings.train, settings.model), skip_if_exists=True)
         return study
     _refuse_other_settings(study_name, have, want)
+    records.name_metric(study, arm)  # a study made before its value was named gets the name too
     if settings.study.n_trials > (have.n_trials or 0):
         # A later run may extend the budget.
         records.write_study(study, have.model_copy(update={"n_trials": settings.study.n_trials}))
@@ -354,7 +356,19 @@ def run_one(study: optuna.Study, objective) -> optuna.trial.FrozenTrial:
             # KeyboardInterrupt Optuna marks the trial FAIL at once (instead of leaving it RUNNING)
             # and re-raises it, and below it is queued again; the CLI exits 130 or 143.
             records.write(trial, fail_reason=e.reason)
+            trial_notes.save(trial, trial_notes.fail_note(e.reason))
             raise KeyboardInterrupt from None
+        except optuna.TrialPruned:
+            raise
+        except Exception as e:
+            # Every failed trial says why: in its record (the report's) and as its note (the
+            # dashboard's). The objective records its own reasons; anything else, here.
+            reason = trial.user_attrs.get("fail_reason")
+            if not isinstance(reason, str):
+                reason = error_reason(e)
+                records.write(trial, fail_reason=reason)
+            trial_notes.save(trial, trial_notes.fail_note(reason))
+            raise
 
     try:
         with stops_deferred():  # not while Optuna takes or hands back the trial (cmi_model.errors)

@@ -21,7 +21,7 @@ from optuna.storages._rdb import models
 from optuna.trial import FrozenTrial, TrialState
 
 from cmi_model.errors import InputError
-from study import records
+from study import records, trial_notes
 
 REPORTS_DIR = Path("reports")
 
@@ -81,6 +81,7 @@ def fail_lost_trials(study: optuna.Study, grace_period: int) -> None:
                 continue
         except optuna.exceptions.UpdateFinishedTrialError:
             continue  # another worker failed it first
+        trial_notes.save_finished(study, trial_id, trial_notes.fail_note(reason))
         storage.get_heartbeat_stale_trial_callback()(study, storage.get_trial(trial_id))
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import optuna
 import pytest
 from helpers import sqlite_url
+from helpers.dashboard import Dashboard
 from helpers.workers import (
     confirm_pairs,
     finish,
@@ -23,6 +24,7 @@ from optuna.trial import TrialState
 
 from study import records
 from study.cli import main
+from study.trial_notes import fail_note
 
 SHARED = ("lr", "weight_decay", "dropout")
 # What .ci/run creates; used when CMI_TEST_POSTGRES_URL is unset but a local server is up.
@@ -128,6 +130,8 @@ def test_confirm_retrains_when_the_best_moves_and_keeps_the_old_pairs(tmp_path, 
     stale = [t for t in trials if t.state == TrialState.FAIL]
     assert len(stale) == 1 and stale[0].user_attrs["fail_reason"].startswith(records.SUPERSEDED)
     assert records.read_trial(stale[0]).folds == []  # never trained
+    # The dashboard says why on the pair itself.
+    assert Dashboard(url).notes("s-confirm")[stale[0].number] == fail_note(stale[0].user_attrs["fail_reason"])
     assert ("fixed", 2, newer) in confirm_pairs(url, "s") and ("fixed", 2, new_best) not in confirm_pairs(
         url, "s"
     )

@@ -24,6 +24,7 @@ import optuna
 import pytest
 import sqlalchemy
 from helpers import race, sqlite_url
+from helpers.dashboard import Dashboard
 from helpers.workers import (
     confirm_pairs,
     finish,
@@ -331,6 +332,7 @@ def test_killed_worker_trial_is_failed_and_retried(tmp_path):
     killed = study.trials[victim.number]
     assert killed.state == TrialState.FAIL
     assert records.read_trial(killed).fail_reason == "worker lost: no heartbeat for 3 s"
+    assert Dashboard(url).notes("k-fixed")[victim.number] == "**Failed:** worker lost: no heartbeat for 3 s"
     retries = [t for t in study.trials if t.system_attrs.get("failed_trial") == victim.number]
     assert len(retries) == 1
     retry = retries[0]
@@ -467,10 +469,13 @@ def test_demo_prints_report_database_and_dashboard_command(tmp_path, monkeypatch
     assert "sqlite:///" in lines["database"]
     db = Path(lines["database"].removeprefix("sqlite:///"))
     assert db.is_file()
-    assert lines["dashboard"].startswith("optuna-dashboard ")
-    url = lines["dashboard"].removeprefix("optuna-dashboard ").strip("'")
+    program, url, flag, artifact_dir = shlex.split(lines["dashboard"])
+    assert (program, flag) == ("optuna-dashboard", "--artifact-dir")
     names = set(optuna.get_all_study_names(url))
     assert {"cmi-fixed", "cmi-uncertainty", "cmi-confirm"} <= names
+    # The command shows the report: the confirmation study's artifact, in that folder.
+    (artifact,) = Dashboard(url, Path(artifact_dir)).study("cmi-confirm")["artifacts"]
+    assert (Path(artifact_dir) / artifact["artifact_id"]).read_bytes() == report.read_bytes()
 
 
 @pytest.mark.slow

@@ -11,7 +11,8 @@
   front and each confirmed arm), :mod:`.search_figures`, :mod:`.parameter_figures`,
   :mod:`.weight_figures`, sharing :mod:`.style`; :mod:`.page` lays them out as numbered
   sections of one Jinja2 page (plotly.js embedded once, so it opens offline), and
-  :mod:`.dashboard` saves the same verdict and figures for optuna-dashboard.
+  :mod:`.dashboard` saves the same verdict and figures for optuna-dashboard (:mod:`.artifact`,
+  used by the ``report`` command, stores the written page as the confirmation study's artifact).
 
 What each arm is (its label, paper, colour, family, whether it learns) comes from its class in
 :mod:`cmi_model.weighting`, the families' order from its ``FAMILIES``: nothing here names an arm. A missing piece of data turns into a

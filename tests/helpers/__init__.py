@@ -1,6 +1,7 @@
 """Helpers shared by the test modules: plain functions and fake-study builders (fixtures live in
 conftest.py). Submodules: :mod:`helpers.fake_study` (tiny studies in the storage format),
-:mod:`helpers.page` (the rendered page and the browser)."""
+:mod:`helpers.page` (the rendered page and the browser), :mod:`helpers.dashboard` (optuna-dashboard's
+own WSGI app, as its users see a storage)."""
 
 from __future__ import annotations
 
