@@ -34,10 +34,8 @@ def visible_gpus() -> list[str]:
     """The GPUs this process may use, by the names `CUDA_VISIBLE_DEVICES` gives them (indices or
     UUIDs), or their indices where it is not set."""
     n = _device_count()
-    listed = os.environ.get(VISIBLE)
-    if listed is None:
-        return [str(i) for i in range(n)]
-    return [name.strip() for name in listed.split(",") if name.strip()][:n]
+    names = visible_names_unread()
+    return [str(i) for i in range(n)] if names is None else names[:n]
 
 
 def parse_gpu_list(text: str) -> tuple[int, ...]:
