@@ -113,7 +113,7 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "--storage",
         ("run", "confirm", "report", "demo"),
-        {"help": "SQLAlchemy URL (default: sqlite:///reports/NAME.db)"},
+        {"help": "SQLAlchemy URL (default: $CMI_STORAGE, else sqlite:///reports/NAME.db)"},
         forward=True,
     ),
     Option(
@@ -323,9 +323,9 @@ def _settings_from(args):
 
 
 def _storage_url(args) -> str:
-    from study.storage import default_url
+    from study.storage import resolve_url
 
-    return args.storage or default_url(args.study_name)
+    return resolve_url(args.storage, args.study_name)
 
 
 def _command_line(args) -> str:
@@ -461,8 +461,12 @@ def cmd_run(args) -> None:
                 helpers.send(_forwarded(args, "run"), extra)
 
         only = owned[0] if owned is not None else None
+        # Arms handed over by the `run` that made their studies are replayed with --seed.
+        replay = args.only_arms is not None
         with helpers.waited():
-            studies = run_arms(settings, url, args.study_name, args.data, _command_line(args), spawn, only)
+            studies = run_arms(
+                settings, url, args.study_name, args.data, _command_line(args), spawn, only, replay
+            )
     for arm, study in studies.items():  # after the helpers: every worker's trials
         s = summarize(study)
         best = f"{s['best_value']:.4f}" if s["best_value"] is not None else "none"
@@ -495,7 +499,7 @@ def cmd_confirm(args) -> None:
 def cmd_report(args) -> Path:
     from study.report import write_report
     from study.report.artifact import check_folder, save_report_artifact
-    from study.storage import REPORTS_DIR, open_storage, safe_url
+    from study.storage import REPORTS_DIR, open_storage
 
     out = args.out or REPORTS_DIR / f"{args.study_name}.html"
     artifact_dir = _artifact_dir(args)
@@ -521,7 +525,7 @@ def cmd_report(args) -> Path:
         how = "replaced" if saved.replaced else "stored"
         print(f"artifact: {how} as {saved.path} (study {saved.study_name})")
     if args.command == "report":  # the demo prints it with its summary
-        print(f"dashboard: {_dashboard_command(safe_url(url), artifact_dir)}")
+        print(f"dashboard: {_dashboard_command(url, artifact_dir)}")
     return Path(path)
 
 
@@ -532,8 +536,13 @@ def _artifact_dir(args) -> Path:
 
 
 def _dashboard_command(url: str, artifact_dir: Path) -> str:
-    """The live view of the storage, with the report among the confirmation study's artifacts."""
-    return f"optuna-dashboard {shlex.quote(url)} --artifact-dir {shlex.quote(str(artifact_dir))}"
+    """The live view of the storage, with the report among the confirmation study's artifacts.
+    A URL from the environment is named by its variable: the command then works as printed,
+    and its password stays out of the output and of the dashboard's command line."""
+    from study.storage import STORAGE_ENV, origin, safe_url
+
+    where = f'"${STORAGE_ENV}"' if origin(url) == STORAGE_ENV else shlex.quote(safe_url(url))
+    return f"optuna-dashboard {where} --artifact-dir {shlex.quote(str(artifact_dir))}"
 
 
 def _check_out(out: Path, force: bool) -> None:
@@ -570,7 +579,7 @@ def cmd_demo(args) -> None:
     print(f"\ndone in {time.perf_counter() - start:.0f}s")
     print(f"report:    {report.resolve()}")
     print(f"database:  {safe_url(url)}")
-    print(f"dashboard: {_dashboard_command(safe_url(url), _artifact_dir(args))}")
+    print(f"dashboard: {_dashboard_command(url, _artifact_dir(args))}")
 
 
 COMMANDS = {

@@ -22,7 +22,7 @@ from study import records, space, trial_notes
 from study.objective import BudgetTaken, TrialConfigs, budget_counts, run_folds
 from study.runner import load_study_data, run_one, shared_settings
 from study.settings import Settings, StudySection
-from study.storage import fail_lost_trials, open_storage
+from study.storage import close, fail_lost_trials, open_storage
 
 SEED_RANGE = (0, 2**31 - 1)  # the seed parameter's distribution; the values come from the queue
 
@@ -167,6 +167,7 @@ def prepare_confirm(
     split = SubjectSplit(tuple(recorded.search_subjects), tuple(recorded.holdout_subjects))
     seeds = [st.seed + 1 + r for r in range(n_seeds or st.confirm_seeds)]  # never the search's seed
     folds = holdout_folds(data, split, st.folds, seeds[0])
+    close(storage)  # what was read is read; the heartbeat storage below is the one this worker keeps
     storage = open_storage(
         storage_url,
         heartbeat_interval=st.heartbeat_interval,

@@ -255,6 +255,7 @@ def run_arms(
     command: str,
     on_ready=None,
     only: tuple[str, ...] | None = None,
+    replay: bool = False,
 ) -> dict:
     """Work on the arms until each has n_trials complete + pruned trials (across all workers);
     return their studies.
@@ -262,6 +263,12 @@ def run_arms(
     only: the arms this worker owns and runs alone, trial after trial with the arm's seeded
     sampler, so the same command gives the same trials. Without it the worker shares every
     arm with any other worker (more workers than arms).
+
+    replay: the studies were just created by the `run` that started this worker and handed it
+    its arms (`only`), so joining them it seeds their samplers with --seed. Any other worker
+    joining a study may not be alone on it (separately started workers, as on many machines,
+    all join the same studies): it gets a seed of its own, or all of them would draw the same
+    trials.
     """
     data, info = load_study_data(settings, data_dir)
     st = settings.study
@@ -280,7 +287,7 @@ def run_arms(
     )
     check_joinable(storage, name, {arm: arm_record(arm, settings, info, split, command) for arm in st.arms})
     studies = {
-        arm: open_arm_study(storage, name, arm, settings, info, split, command, owner=only is not None)
+        arm: open_arm_study(storage, name, arm, settings, info, split, command, owner=replay)
         for arm in st.arms
     }
     if all(budget_counts(study)[0] >= st.n_trials for study in studies.values()):

@@ -21,13 +21,28 @@ from optuna.storages._rdb import models
 from optuna.trial import FrozenTrial, TrialState
 
 from cmi_model.errors import InputError
-from study import records, trial_notes
+from study import postgres, records, trial_notes
 
 REPORTS_DIR = Path("reports")
 
 
+# The storage URL when --storage is not given: from the environment, so that a password never
+# sits in a command line (readable by anyone with `ps` on a shared node).
+STORAGE_ENV = "CMI_STORAGE"
+
+
 def default_url(study_name: str) -> str:
     return f"sqlite:///{REPORTS_DIR / study_name}.db"
+
+
+def resolve_url(given: str | None, study_name: str) -> str:
+    """--storage, else $CMI_STORAGE, else the study's own SQLite file under reports/."""
+    return given or os.environ.get(STORAGE_ENV) or default_url(study_name)
+
+
+def origin(url: str) -> str:
+    """Where the user gave url, for error lines: the option or the environment variable."""
+    return STORAGE_ENV if url == os.environ.get(STORAGE_ENV) else "--storage"
 
 
 # The one place secrets are masked: the driver (printed URLs, the stored command line) and the
@@ -95,37 +110,37 @@ def requeue(study: optuna.Study, trial: FrozenTrial) -> None:
 _OPTUNA_TABLES = {*models.BaseModel.metadata.tables, "alembic_version"}
 
 
-def _check_sqlite_file(path: Path, must_exist: bool) -> None:
+def _check_sqlite_file(path: Path, must_exist: bool, where: str) -> None:
     """Refuse, before SQLAlchemy creates Optuna's tables in it, a file that is not an Optuna
     database: a command that reads a run must never turn a wrong file into one."""
     if not path.exists():
         if must_exist:
-            raise InputError(f"--storage: no SQLite database at {path}")
+            raise InputError(f"{where}: no SQLite database at {path}")
         return
     if not path.is_file():
-        raise InputError(f"--storage: {path} is not a file")
+        raise InputError(f"{where}: {path} is not a file")
     if path.stat().st_size == 0:
         if must_exist:
-            raise InputError(f"--storage: {path} is an empty file, not an Optuna database")
+            raise InputError(f"{where}: {path} is an empty file, not an Optuna database")
         return
     try:
         with open(path, "rb") as f:
             magic = f.read(16)
         if magic != b"SQLite format 3\x00":
-            raise InputError(f"--storage: {path} is not a SQLite database")
+            raise InputError(f"{where}: {path} is not a SQLite database")
         with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=120)) as db:
             tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
             problems = [r[0] for r in db.execute("PRAGMA quick_check")]
     except (OSError, sqlite3.DatabaseError) as e:
-        raise InputError(f"--storage: cannot read {path}: {e}") from None
+        raise InputError(f"{where}: cannot read {path}: {e}") from None
     if problems != ["ok"]:
-        raise InputError(f"--storage: {path} is damaged: {' '.join(problems[0].split())[:200]}")
+        raise InputError(f"{where}: {path} is damaged: {' '.join(problems[0].split())[:200]}")
     # A worker started beside another may look while that one is still creating the tables: a
     # database holding only Optuna's own tables is a storage being made, not a foreign file.
     if not {"studies", "trials", "alembic_version"} <= tables and not tables <= _OPTUNA_TABLES:
-        raise InputError(f"--storage: {path} is a SQLite database but not an Optuna storage")
+        raise InputError(f"{where}: {path} is a SQLite database but not an Optuna storage")
     if not must_exist and not os.access(path, os.W_OK):
-        raise InputError(f"--storage: {path} is read-only")
+        raise InputError(f"{where}: {path} is read-only")
 
 
 def open_storage(
@@ -144,12 +159,13 @@ def open_storage(
     must_exist: for commands that only read an earlier run's studies (confirm, report): a
     SQLite file that is not there is an input error, not a new empty database.
     """
+    where = origin(url)
     try:
         parsed = sqlalchemy.engine.make_url(url)
     except (sqlalchemy.exc.ArgumentError, ValueError):
         # Masked: an unparseable URL can still hold a password.
         raise InputError(
-            f"--storage: {safe_url(url)!r} is not a SQLAlchemy database URL (e.g. sqlite:///study.db)"
+            f"{where}: {safe_url(url)!r} is not a SQLAlchemy database URL (e.g. sqlite:///study.db)"
         ) from None
     if parsed.drivername == "postgresql":
         # SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3, which is not installed;
@@ -164,20 +180,19 @@ def open_storage(
         ):
             # Nothing in it would survive the process, and helper workers would each get their own.
             raise InputError(
-                f"--storage {safe_url(url)}: an in-memory SQLite database vanishes with this process and "
+                f"{where} {safe_url(url)}: an in-memory SQLite database vanishes with this process and "
                 "no other worker can see it; give a file, e.g. sqlite:///reports/study.db"
             )
         if parsed.database:
-            _check_sqlite_file(Path(parsed.database), must_exist)
+            _check_sqlite_file(Path(parsed.database), must_exist, where)
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         # Parallel workers on one SQLite file wait for the lock instead of failing.
         engine_kwargs["connect_args"] = {"timeout": 120}
+    elif parsed.get_backend_name() == "postgresql":
+        engine_kwargs = postgres.engine_kwargs(parsed.query)
     else:
         # A pooled connection the server dropped (restart, failover) is replaced before use.
         engine_kwargs["pool_pre_ping"] = True
-        if parsed.drivername.startswith("postgresql") and "connect_timeout" not in parsed.query:
-            # libpq waits forever for an unreachable host: a retry must come back (RetryingStorage).
-            engine_kwargs["connect_args"] = {"connect_timeout": 10}
     heartbeat = {}
     if heartbeat_interval:
         heartbeat = {
@@ -189,13 +204,19 @@ def open_storage(
     while True:
         attempt += 1
         try:
-            rdb = RDBStorage(url, engine_kwargs=engine_kwargs, **heartbeat)
+            if parsed.get_backend_name() == "postgresql":
+                with postgres.schema_lock(url, parsed.query):
+                    rdb = RDBStorage(url, engine_kwargs=engine_kwargs, **heartbeat)
+            else:
+                rdb = RDBStorage(url, engine_kwargs=engine_kwargs, **heartbeat)
             if parsed.get_backend_name() != "sqlite":
                 return RetryingStorage(rdb)
             if os.access(parsed.database, os.W_OK):  # a read-only file is only read: no lock to take
                 _take_the_write_lock_first(rdb.engine)
             return rdb
         except (sqlalchemy.exc.SQLAlchemyError, ImportError, ModuleNotFoundError) as e:
+            if (said := postgres.server_full(e)) is not None:
+                raise ServerFull(safe_url(url), said) from None
             if attempt < SCHEMA_RACE_ATTEMPTS and _lost_schema_race(e):
                 time.sleep(0.2 * attempt)
                 continue
@@ -205,11 +226,21 @@ def open_storage(
                 time.sleep(min(RETRY_MAX_DELAY, RETRY_FIRST_DELAY * 2**attempt, OPEN_PATIENCE - waited))
                 continue
             reason = str(getattr(e, "orig", None) or e).strip().splitlines()[0]
-            raise InputError(f"--storage {safe_url(url)}: cannot open the storage: {reason}") from None
+            raise InputError(f"{where} {safe_url(url)}: cannot open the storage: {reason}") from None
         except RuntimeError as e:  # Optuna's "no longer compatible with the table schema (set up by ...)"
             if "compatible with the table schema" not in str(e):
                 raise
-            raise InputError(f"--storage {safe_url(url)}: {' '.join(str(e).split())}") from None
+            raise InputError(f"{where} {safe_url(url)}: {' '.join(str(e).split())}") from None
+
+
+def close(storage: BaseStorage) -> None:
+    """Give back the storage's pooled connections now, not when the process ends: a worker that
+    opened a storage only to read (confirm's checks) must not hold its connections while it trains."""
+    rdb = storage._rdb if isinstance(storage, RetryingStorage) else storage
+    if isinstance(rdb, RDBStorage):
+        with contextlib.suppress(Exception):  # closing connections to a server that is gone
+            rdb.scoped_session.remove()
+            rdb.engine.dispose()
 
 
 def _take_the_write_lock_first(engine: sqlalchemy.Engine) -> None:
@@ -278,6 +309,15 @@ class StorageLost(BaseException):
 
     def __init__(self, url: str, seconds: float, reason: str):
         super().__init__(f"the storage {url} stopped answering for {seconds:.0f} s: {reason}")
+
+
+class ServerFull(StorageLost):
+    """The server refused a connection because it has none left (study.postgres). Not retried:
+    waiting would only hold the workers that did connect, and only fewer workers or a larger
+    limit help. Stops the worker like StorageLost (one line, exit 1)."""
+
+    def __init__(self, url: str, said: str):
+        BaseException.__init__(self, postgres.full_line(url, said))
 
 
 def connection_lost(e: BaseException) -> bool:
@@ -364,6 +404,8 @@ class RetryingStorage(BaseStorage, BaseHeartbeat):
             try:
                 return fn(*args, **kwargs)
             except Exception as e:
+                if (said := postgres.server_full(e)) is not None:
+                    raise ServerFull(safe_url(self.url), said) from None
                 if not connection_lost(e):
                     raise
                 now = time.monotonic()
