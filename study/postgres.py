@@ -14,7 +14,9 @@ import sqlalchemy
 # a TCP and often a TLS handshake, more than the call). No overflow: the bound is hard, so W
 # workers hold at most 2·W connections, and 48 workers fit under PostgreSQL's default
 # max_connections = 100 (minus superuser_reserved_connections = 3). A third caller would wait
-# POOL_TIMEOUT for one of the two, not open more.
+# POOL_TIMEOUT for one of the two, not open more. Opening the storage takes one more connection
+# for a moment, for the schema lock (schema_lock): workers take it one at a time, so W workers
+# hold at most 2·W + 1 connections.
 POOL_SIZE = 2
 MAX_OVERFLOW = 0
 POOL_TIMEOUT = (

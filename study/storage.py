@@ -205,8 +205,16 @@ def open_storage(
         attempt += 1
         try:
             if parsed.get_backend_name() == "postgresql":
+                # Tables made under the lock (study.postgres.schema_lock); Optuna's own version
+                # check nests two connections, so it runs only when the quick one finds an old
+                # schema, to raise its message.
                 with postgres.schema_lock(url, parsed.query):
-                    rdb = RDBStorage(url, engine_kwargs=engine_kwargs, **heartbeat)
+                    rdb = RDBStorage(
+                        url, engine_kwargs=engine_kwargs, skip_compatibility_check=True, **heartbeat
+                    )
+                    versions = rdb._version_manager
+                    if versions.get_current_version() != versions.get_head_version():
+                        versions.check_table_schema_compatibility()
             else:
                 rdb = RDBStorage(url, engine_kwargs=engine_kwargs, **heartbeat)
             if parsed.get_backend_name() != "sqlite":

@@ -59,3 +59,27 @@ def all_arms(monkeypatch):
     for arm, base in MORE_BASE.items():
         monkeypatch.setitem(BASE, arm, base)
     return confirmed("all", arms=ALL_ARMS)
+
+
+# What .ci/run creates; used when CMI_TEST_POSTGRES_URL is unset but a local server is up.
+LOCAL_POSTGRES = "postgresql://cmi:cmi-test-pw@127.0.0.1:5432/cmi_test"
+
+
+@pytest.fixture
+def postgres_url():
+    """CMI_TEST_POSTGRES_URL (.ci/run sets it), else the local server .ci/run would set up.
+
+    Skips only when neither is reachable and CI is unset; under CI a missing server fails.
+    """
+    from cmi_model.errors import InputError
+    from study.storage import close, open_storage
+
+    configured = os.environ.get("CMI_TEST_POSTGRES_URL")
+    url = configured or LOCAL_POSTGRES
+    try:
+        close(open_storage(url))  # how the driver connects (driver choice included)
+    except InputError as e:  # its message masks the password
+        if configured or os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL for the multi-worker tests: {e}")
+        pytest.skip(f"no PostgreSQL server: {e}")
+    return url

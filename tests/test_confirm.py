@@ -27,8 +27,6 @@ from study.cli import main
 from study.trial_notes import fail_note
 
 SHARED = ("lr", "weight_decay", "dropout")
-# What .ci/run creates; used when CMI_TEST_POSTGRES_URL is unset but a local server is up.
-LOCAL_POSTGRES = "postgresql://cmi:cmi-test-pw@127.0.0.1:5432/cmi_test"
 
 
 @pytest.mark.slow

@@ -17,7 +17,6 @@ import pytest
 from helpers.workers import wait_for_running
 from optuna.trial import TrialState
 
-from cmi_model.errors import InputError
 from study import records
 from study.storage import open_storage
 
@@ -27,21 +26,6 @@ EPOCHS = "8"  # ~0.2 s per epoch and fold: trials of a few seconds, long enough 
 # stale (failed and re-run) meanwhile.
 OUTAGE_TRIALS = "[study]\nheartbeat_interval = 2\ngrace_period = 40\n\n[train]\npatience = 50\n"
 OUTAGE_S = 9
-
-
-@pytest.fixture
-def postgres_url():
-    """CMI_TEST_POSTGRES_URL; skips without it, fails under CI (like the multi-worker test)."""
-    url = os.environ.get("CMI_TEST_POSTGRES_URL")
-    if not url:
-        if os.environ.get("CI"):
-            pytest.fail("CMI_TEST_POSTGRES_URL is unset: .ci/run sets it")
-        pytest.skip("CMI_TEST_POSTGRES_URL unset")
-    try:
-        open_storage(url)
-    except InputError as e:  # its message masks the password
-        pytest.fail(f"PostgreSQL for the outage test: {e}")
-    return url
 
 
 @pytest.fixture

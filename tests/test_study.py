@@ -26,6 +26,7 @@ import sqlalchemy
 from helpers import race, sqlite_url
 from helpers.dashboard import Dashboard
 from helpers.workers import (
+    check_exact_totals,
     confirm_pairs,
     finish,
     load,
@@ -39,7 +40,6 @@ from helpers.workers import (
 from optuna.trial import TrialState
 
 import cmi_model.module
-from cmi_model.errors import InputError
 from cmi_model.folds import SubjectSplit
 from study import records
 from study.cli import main
@@ -49,19 +49,6 @@ from study.settings import build_settings
 from study.storage import open_storage, safe_url
 
 SHARED = ("lr", "weight_decay", "dropout")
-# What .ci/run creates; used when CMI_TEST_POSTGRES_URL is unset but a local server is up.
-LOCAL_POSTGRES = "postgresql://cmi:cmi-test-pw@127.0.0.1:5432/cmi_test"
-
-
-def budget_skips(study: optuna.Study) -> list:
-    return [
-        t for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)) if records.is_budget_skip(t)
-    ]
-
-
-def real_failures(study: optuna.Study) -> list:
-    skipped = {t.number for t in budget_skips(study)}
-    return [t for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)) if t.number not in skipped]
 
 
 # ----------------------------------------------------------------------------- one tiny study
@@ -274,20 +261,6 @@ def test_nan_trial_fails_with_its_reason_and_the_study_goes_on(tmp_path, monkeyp
 # ----------------------------------------------------------------------------- parallel workers
 
 
-def _check_parallel_result(url, name: str, n_trials: int) -> None:
-    for arm in ("fixed", "uncertainty"):
-        study = load(url, f"{name}-{arm}")
-        counts = states(study)
-        # Exactly the requested total, however the workers raced; a BudgetTaken trial is a
-        # designed step-aside, anything else failing is a bug.
-        assert counts["COMPLETE"] + counts["PRUNED"] == n_trials, counts
-        assert real_failures(study) == [], [t.user_attrs for t in real_failures(study)]
-        assert counts["RUNNING"] == counts["WAITING"] == 0
-        # The baseline was queued once, not once per worker.
-        baseline = [t for t in study.trials if "fixed_params" in t.system_attrs]
-        assert len(baseline) == 1, [t.number for t in baseline]
-
-
 @pytest.mark.slow
 def test_three_worker_processes_share_one_budget(tmp_path):
     url = sqlite_url(tmp_path / "par.db")
@@ -298,7 +271,7 @@ def test_three_worker_processes_share_one_budget(tmp_path):
         assert code == 0, err
         assert "database is locked" not in err
         assert "Traceback" not in err
-    _check_parallel_result(url, "p", 3)
+    check_exact_totals(url, "p", 3)
 
 
 @pytest.mark.slow
@@ -309,7 +282,7 @@ def test_workers_option_runs_helpers_on_one_budget(tmp_path):
     assert code == 0, err
     assert "3 worker(s)" in out
     assert "database is locked" not in err and "Traceback" not in err
-    _check_parallel_result(url, "w", 3)
+    check_exact_totals(url, "w", 3)
 
 
 # ----------------------------------------------------------------------------- a killed worker
@@ -398,23 +371,6 @@ def test_ctrl_c_on_two_workers_exits_130_with_one_line(tmp_path):
 # ----------------------------------------------------------------------------- PostgreSQL
 
 
-@pytest.fixture
-def postgres_url():
-    """CMI_TEST_POSTGRES_URL (.ci/run sets it), else the local server .ci/run would set up.
-
-    Skips only when neither is reachable and CI is unset; under CI a missing server fails.
-    """
-    configured = os.environ.get("CMI_TEST_POSTGRES_URL")
-    url = configured or LOCAL_POSTGRES
-    try:
-        open_storage(url)  # how the driver connects (driver choice included)
-    except InputError as e:  # its message masks the password
-        if configured or os.environ.get("CI"):
-            pytest.fail(f"PostgreSQL for the multi-worker test: {e}")
-        pytest.skip(f"no PostgreSQL server: {e}")
-    return url
-
-
 @pytest.mark.slow
 def test_two_workers_on_postgresql_never_show_the_password(postgres_url, tmp_path, capsys):
     password = sqlalchemy.engine.make_url(postgres_url).password
@@ -430,7 +386,7 @@ def test_two_workers_on_postgresql_never_show_the_password(postgres_url, tmp_pat
             assert code == 0, err.replace(password, "***")
             assert password not in out and password not in err
             assert f"storage {masked}" in out  # the storage line, masked
-        _check_parallel_result(pg, name, 3)
+        check_exact_totals(pg, name, 3)
         report_argv = ["report", "--storage", postgres_url, "--study-name", name]
         assert main([*report_argv, "--out", str(tmp_path / "r.html")]) == 0
         captured = capsys.readouterr()

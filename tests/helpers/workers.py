@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import json
 import os
 import subprocess
 import sys
@@ -23,6 +24,36 @@ LONG_EPOCHS = "8"  # ~0.2 s per epoch and fold here: trials of a few seconds
 
 def states(study: optuna.Study) -> collections.Counter:
     return collections.Counter(t.state.name for t in study.get_trials(deepcopy=False))
+
+
+def budget_skips(study: optuna.Study) -> list:
+    return [
+        t for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)) if records.is_budget_skip(t)
+    ]
+
+
+def real_failures(study: optuna.Study) -> list:
+    skipped = {t.number for t in budget_skips(study)}
+    return [t for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)) if t.number not in skipped]
+
+
+def check_exact_totals(url, name: str, n_trials: int, arms=("fixed", "uncertainty")) -> None:
+    """What workers sharing a budget must leave, however they raced: exactly n_trials finished
+    per arm, nothing running, queued or failed for real, one baseline, and no trial drawn twice
+    (workers started separately that replayed one sampler seed would draw the same trials)."""
+    for arm in arms:
+        study = load(url, f"{name}-{arm}")
+        counts = states(study)
+        # A BudgetTaken trial is a designed step-aside; anything else failing is a bug.
+        assert counts["COMPLETE"] + counts["PRUNED"] == n_trials, counts
+        assert real_failures(study) == [], [t.user_attrs for t in real_failures(study)]
+        assert counts["RUNNING"] == counts["WAITING"] == 0
+        # The baseline was queued once, not once per worker.
+        baseline = [t for t in study.trials if "fixed_params" in t.system_attrs]
+        assert len(baseline) == 1, [t.number for t in baseline]
+        finished = [t for t in study.trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+        drawn = [json.dumps(t.params, sort_keys=True) for t in finished]
+        assert len(set(drawn)) == len(drawn), drawn
 
 
 def load(url, name: str) -> optuna.Study:

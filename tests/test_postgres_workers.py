@@ -1,0 +1,127 @@
+"""Many workers on one PostgreSQL server: few connections each, one line when the server has
+none left, one schema for workers started together, and separately started workers that share
+a budget without drawing the same trials."""
+
+import os
+import threading
+import time
+
+import psycopg2
+import pytest
+import sqlalchemy
+from helpers import race
+from helpers.postgres import connections_by_worker, scratch_database
+from helpers.workers import check_exact_totals, finish, start_worker, worker_argv
+
+from study import postgres
+from study.storage import close, open_storage
+
+
+def _cmdlines() -> list[str]:
+    """Every process's command line on this machine, as `ps` shows them."""
+    lines = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                lines.append(f.read().replace(b"\0", b" ").decode(errors="replace"))
+        except OSError:  # gone meanwhile
+            continue
+    return lines
+
+
+class Watch(threading.Thread):
+    """While workers run: the most pooled connections any one of them held, the most
+    connections of all of them together, and any process's command line showing the password."""
+
+    def __init__(self, url: str, password: str):
+        super().__init__(daemon=True)
+        self.url, self.password = url, password
+        self.per_worker, self.total, self.leaked = 0, 0, []
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            held = connections_by_worker(self.url).values()
+            self.per_worker = max([self.per_worker, *(pooled for _, pooled in held)])
+            self.total = max(self.total, sum(n for n, _ in held))
+            self.leaked += [c for c in _cmdlines() if self.password in c]
+            self.stop.wait(0.1)
+
+
+@pytest.mark.slow
+def test_separate_workers_hold_two_connections_each_and_draw_different_trials(postgres_url, tmp_path):
+    """Four `run` processes started alone, as on four machines, with the URL in CMI_STORAGE."""
+    password = sqlalchemy.engine.make_url(postgres_url).password
+    with scratch_database(postgres_url) as url:
+        env = {"CMI_STORAGE": url}
+        argv = [a for a in worker_argv(url, "sep") if a not in ("--storage", url)]
+        watch = Watch(url, password)
+        watch.start()
+        procs = [start_worker(argv, tmp_path, "--n-trials", "5", env=env) for _ in range(4)]
+        results = [finish(p) for p in procs]
+        watch.stop.set()
+        watch.join()
+        for code, out, err in results:
+            assert code == 0, err.replace(password, "***")
+            assert password not in out + err
+        check_exact_totals(url, "sep", 5)
+        # Two pooled connections each; one worker at a time (the one opening the storage under
+        # the schema lock) holds the lock's connection beside them.
+        assert 1 <= watch.per_worker <= postgres.PER_WORKER == 2
+        assert watch.total <= 4 * postgres.PER_WORKER + 1
+        assert watch.leaked == []
+
+
+def test_a_server_without_connections_left_says_so_in_one_line(postgres_url, tmp_path):
+    with scratch_database(postgres_url, connection_limit=1) as url:
+        holder = psycopg2.connect(sqlalchemy.engine.make_url(url).render_as_string(hide_password=False))
+        try:
+            code, out, err = finish(start_worker(worker_argv(url, "full"), tmp_path, "--n-trials", "1"))
+        finally:
+            holder.close()
+    assert code == 1, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("cmi-study run: error: the PostgreSQL server of postgresql")
+    assert "too many connections for database" in lines[0]
+    for advice in ("fewer workers", "max_connections", "PgBouncer", "at most 2"):
+        assert advice in lines[0]
+    assert sqlalchemy.engine.make_url(postgres_url).password not in err
+
+
+def test_workers_opening_a_new_database_together_create_one_schema(postgres_url):
+    """Without the schema lock, PostgreSQL fails all but one of them on its catalog
+    (duplicate key in pg_type) and they rely on retries."""
+    attempts = []
+    real = postgres.schema_lock
+
+    def counted(*args):
+        attempts.append(time.monotonic())
+        return real(*args)
+
+    for _ in range(2):
+        with scratch_database(postgres_url) as url, pytest.MonkeyPatch.context() as mp:
+            mp.setattr(postgres, "schema_lock", counted)
+            attempts.clear()
+            assert race(lambda url=url: close(open_storage(url)), n=8) == []
+            assert len(attempts) == 8  # each opened at its first attempt: no race lost and retried
+            engine = sqlalchemy.create_engine(url.replace("postgresql://", "postgresql+psycopg2://"))
+            with engine.connect() as c:
+                assert c.exec_driver_sql("SELECT count(*) FROM alembic_version").scalar() == 1
+            engine.dispose()
+
+
+def test_a_worker_holds_no_more_than_its_pool(postgres_url):
+    """A third caller waits for one of the two pooled connections instead of opening a third."""
+    storage = open_storage(postgres_url)
+    try:
+        engine = storage._rdb.engine
+        assert (engine.pool.size(), engine.pool._max_overflow) == (2, 0)
+        first, second = engine.connect(), engine.connect()
+        engine.pool._timeout = 0.5
+        with pytest.raises(sqlalchemy.exc.TimeoutError):
+            engine.connect()
+        first.close()
+        second.close()
+    finally:
+        close(storage)
