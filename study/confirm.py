@@ -48,6 +48,15 @@ class ConfirmObjective:
             # Another worker took the last queued pair between our look at the queue and this trial.
             records.write(trial, fail_reason=f"{records.BUDGET_TAKEN}: no queued pair left")
             raise BudgetTaken()
+        # Workers started separately (array tasks, pods) queue the missing pairs at the same
+        # time, so a pair can be queued twice: the lowest-numbered copy that did not fail trains.
+        pair = pair_of(mine)
+        others = trial.study.get_trials(
+            deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)
+        )
+        if first := next((t for t in others if t.number < trial.number and pair_of(t) == pair), None):
+            records.write(trial, fail_reason=f"{records.BUDGET_TAKEN}: the same pair as trial {first.number}")
+            raise BudgetTaken()
         queued = records.read_trial(mine)  # what prepare_confirm stored with the pair
         arm = trial.suggest_categorical("arm", records.ARMS)
         seed = trial.suggest_int("seed", *SEED_RANGE)
@@ -234,9 +243,9 @@ def work_confirm(confirm: optuna.Study, objective: ConfirmObjective, st: StudySe
     def count(*states) -> int:
         return len(confirm.get_trials(deepcopy=False, states=states))
 
-    def current(*states) -> int:
+    def current(*states) -> int:  # pairs, not trials: a pair queued twice trains once
         trials = confirm.get_trials(deepcopy=False, states=states)
-        return sum(sources.get(arm) == source for arm, _, source in map(pair_of, trials))
+        return len({(arm, seed) for arm, seed, source in map(pair_of, trials) if sources.get(arm) == source})
 
     total = current(TrialState.WAITING, TrialState.RUNNING, TrialState.COMPLETE)
     if not count(TrialState.WAITING, TrialState.RUNNING):
