@@ -19,9 +19,9 @@ import sqlalchemy
 # hold at most 2·W + 1 connections.
 POOL_SIZE = 2
 MAX_OVERFLOW = 0
-POOL_TIMEOUT = (
-    120  # seconds; a heartbeat or a storage call is milliseconds: only a hung server waits this long
-)
+# Seconds a third caller waits: a heartbeat or a storage call is milliseconds, so only a hung
+# server makes anyone wait this long.
+POOL_TIMEOUT = 120
 PER_WORKER = POOL_SIZE + MAX_OVERFLOW
 
 # What the server says when it has no connection left for us: max_connections reached ("sorry,
