@@ -99,13 +99,14 @@ def run_folds(
     return float(np.mean([r.score for r in results]))
 
 
-def budget_counts(study: optuna.Study) -> tuple[int, int]:
-    """(finished trials that count towards the budget: complete + pruned, trials running)."""
+def budget_counts(study: optuna.Study, before: int | None = None) -> tuple[int, int]:
+    """(finished trials that count towards the budget: complete + pruned, trials running; of
+    those only the ones numbered below `before` when it is given)."""
     trials = study.get_trials(
         deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
     )
-    running = sum(t.state == TrialState.RUNNING for t in trials)
-    return len(trials) - running, running
+    running = sum(t.state == TrialState.RUNNING and (before is None or t.number < before) for t in trials)
+    return sum(t.state != TrialState.RUNNING for t in trials), running
 
 
 class CVObjective:
@@ -126,9 +127,8 @@ class CVObjective:
 
     def __call__(self, trial: optuna.Trial) -> float:
         # Trials started before this one have the budget first; if they fill it, step aside.
-        done, _ = budget_counts(trial.study)
-        older = trial.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-        if done + sum(t.number < trial.number for t in older) >= self.n_total:
+        done, older = budget_counts(trial.study, before=trial.number)
+        if done + older >= self.n_total:
             records.write(
                 trial, fail_reason=f"{records.BUDGET_TAKEN}: other workers already run the rest of the budget"
             )

@@ -12,6 +12,7 @@ folds it finished). Adding a per-fold metric is one field of :class:`FoldRecord`
 
 from __future__ import annotations
 
+import contextlib
 import math
 import sys
 import warnings
@@ -154,9 +155,12 @@ def trial_attrs(**fields: Any) -> dict[str, Any]:
 
 
 def write(trial: optuna.Trial, **fields: Any) -> None:
-    """Store TrialRecord fields on a running trial, e.g. ``write(trial, folds=[...], device="cpu")``."""
-    for key, value in trial_attrs(**fields).items():
-        trial.set_user_attr(key, value)
+    """Store TrialRecord fields on a running trial, e.g. ``write(trial, folds=[...], device="cpu")``.
+    The tool's own storage (study.storage.RetryingStorage) writes them in one transaction."""
+    attrs = trial_attrs(**fields)
+    with getattr(trial.storage, "one_transaction", contextlib.nullcontext)():
+        for key, value in attrs.items():
+            trial.set_user_attr(key, value)
 
 
 def read_trial(t: FrozenTrial | optuna.Trial) -> TrialRecord:

@@ -313,11 +313,12 @@ def work(jobs: dict, st: StudySection, desc: str) -> None:
     broken: dict[str, str] = {}
     with tqdm(total=n_trials * len(jobs), desc=desc, unit="trial") as bar:
         while True:
-            progressed, finished = False, 0
+            progressed, finished, counted = False, 0, 0
             for key, (study, objective) in jobs.items():
                 raise_if_stopping()  # a stopping signal whose exception was swallowed (cmi_model.errors)
                 fail_lost_trials(study, st.grace_period)  # a dead worker's trial: failed and re-queued
                 done, running = budget_counts(study)
+                counted += min(n_trials, done)
                 if done >= n_trials or key in broken:
                     finished += 1
                     continue
@@ -325,6 +326,7 @@ def work(jobs: dict, st: StudySection, desc: str) -> None:
                     continue  # other workers hold the rest of the budget; wait in case one dies
                 trial = run_one(study, objective)
                 progressed = True
+                counted += trial.state in (TrialState.COMPLETE, TrialState.PRUNED)
                 if trial.state != TrialState.FAIL:
                     failures[key] = 0
                     continue
@@ -336,7 +338,7 @@ def work(jobs: dict, st: StudySection, desc: str) -> None:
                 if failures[key] >= MAX_CONSECUTIVE_FAILURES:
                     broken[key] = reason
                     tqdm.write(f"{key}: {failures[key]} trials in a row failed; giving up on it")
-            bar.n = sum(min(n_trials, budget_counts(s)[0]) for s, _ in jobs.values())
+            bar.n = counted  # as counted in this pass (one storage read per arm, not two)
             bar.refresh()
             if finished == len(jobs):
                 break

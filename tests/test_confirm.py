@@ -69,7 +69,9 @@ def _add_better_trial(url: str, study_name: str) -> int:
     """A complete trial that beats every earlier one (real scores are at most 1): the arm's new best."""
     study = load(url, study_name)
     best = records.best_trial(study.trials)
-    params = best.params | {"lr": best.params["lr"] * 2}
+    # Another lr inside its range (a joining run draws with its own seed: any lr may be the best).
+    lr = best.distributions["lr"]
+    params = best.params | {"lr": lr.low if best.params["lr"] > (lr.low * lr.high) ** 0.5 else lr.high}
     value = max(1.0, best.value) + 1
     study.add_trial(optuna.trial.create_trial(value=value, params=params, distributions=best.distributions))
     number = records.best_trial(load(url, study_name).trials).number

@@ -204,3 +204,49 @@ def test_a_queued_trial_taken_before_its_answer_was_lost_gets_a_heartbeat(tmp_pa
     assert storage.set_trial_state_values(waiting, TrialState.RUNNING) is False
     assert flaky.calls["record_heartbeat"] == 1
     assert study.trials[0].state == TrialState.RUNNING
+
+
+def commits(storage: RetryingStorage) -> list[int]:
+    """A list that grows by one at every commit on the storage's engine."""
+    seen: list[int] = []
+    sqlalchemy.event.listen(storage._rdb.engine, "commit", lambda conn: seen.append(1))
+    return seen
+
+
+def test_a_record_is_one_transaction_retried_whole_after_a_lost_connection(tmp_path, fast_retries):
+    storage, _ = retrying(tmp_path, {})
+    study = optuna.create_study(storage=storage, study_name="s")
+    trial = study.ask()
+    write_one = storage._rdb._set_trial_attr_without_commit
+    plan = iter(["ok", "fail"])  # the second attribute's write loses the connection, once
+
+    def flaky_write(*args):
+        if next(plan, "ok") == "fail":
+            raise lost_connection()
+        write_one(*args)
+
+    storage._rdb._set_trial_attr_without_commit = flaky_write
+    seen = commits(storage)
+    folds = [records.FoldRecord(score=0.5, epochs=3), records.FoldRecord(score=0.7, epochs=4)]
+    records.write(trial, folds=folds, device="cpu", threads=2)
+    assert len(seen) == 1  # ~20 attributes, one commit: the first attempt's first write was rolled back
+    stored = records.read_trial(study.trials[0])
+    assert (stored.scores, stored.fold_values("epochs"), stored.device) == ([0.5, 0.7], [3, 4], "cpu")
+    assert trial.user_attrs.keys() == study.trials[0].user_attrs.keys()  # the running trial's own copy
+    assert records.read_trial(trial).scores == [0.5, 0.7]
+
+
+def test_a_record_whose_writing_raises_leaves_nothing_and_other_threads_write_at_once(tmp_path):
+    storage, _ = retrying(tmp_path, {})
+    study = optuna.create_study(storage=storage, study_name="s")
+    trial = study.ask()
+    with pytest.raises(RuntimeError), storage.one_transaction():
+        trial.set_user_attr("a", 1)
+        with storage.one_transaction():  # nested: written by the outer one, or not at all
+            trial.set_user_attr("b", 2)
+        other = threading.Thread(target=storage.set_trial_user_attr, args=(trial._trial_id, "beat", 3))
+        other.start()
+        other.join()  # the heartbeat thread's calls are not held for this thread's transaction
+        assert study.trials[0].user_attrs == {"beat": 3}
+        raise RuntimeError("the record could not be made")
+    assert study.trials[0].user_attrs == {"beat": 3}
