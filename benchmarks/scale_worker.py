@@ -17,7 +17,7 @@ started = time.perf_counter()
 import pytorch_lightning  # noqa: E402, F401
 import torch  # noqa: E402, F401  the libraries a worker holds, before any data
 
-from study import storage  # noqa: E402
+from study import retrying  # noqa: E402
 from study.cli import main  # noqa: E402
 
 
@@ -29,7 +29,7 @@ def _rss_mib() -> float:
 libraries_mib = _rss_mib()
 in_storage = [0.0, 0]  # seconds and calls of this worker's own thread (the heartbeat thread's run beside it)
 by_call: dict[str, float] = {}  # seconds per storage method
-_call = storage.RetryingStorage._call
+_call = retrying.RetryingStorage._call
 
 
 def _timed(self, fn, *args, **kwargs):
@@ -46,7 +46,7 @@ def _timed(self, fn, *args, **kwargs):
         by_call[name] = by_call.get(name, 0.0) + took
 
 
-storage.RetryingStorage._call = _timed
+retrying.RetryingStorage._call = _timed
 code = main(sys.argv[1:])
 with open(os.environ["SCALE_OUT"], "w") as f:
     json.dump(

@@ -4,6 +4,14 @@ import contextlib
 import signal
 
 
+def causes(e: BaseException | None, depth: int = 10):
+    """e, then what raised it (its __cause__, else its __context__), at most depth deep: the
+    error a library wrapped (RDBStorage wraps SQLAlchemy's, which wraps the driver's)."""
+    while e is not None and depth > 0:
+        yield e
+        e, depth = e.__cause__ or e.__context__, depth - 1
+
+
 class InputError(ValueError):
     """Bad user input (file, column, value, option or config): one clear line, exit code 2."""
 

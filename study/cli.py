@@ -6,19 +6,15 @@ error, 130 interrupted (Ctrl-C), 143 stopped by SIGTERM, 141 when the reader of 
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import errno
 import json
 import os
-import re
 import shlex
 import signal
 import sys
 import threading
 import time
-import typing
-from dataclasses import dataclass, field
 from pathlib import Path
 
 # Before torch loads: OpenMP threads that spin-wait collapse throughput (20× measured
@@ -27,283 +23,10 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from pydantic import ValidationError
 
-from cmi_model.config import TrainConfig
 from cmi_model.errors import InputError, Interrupted, clear_stop, request_stop, stop_deferred, stop_signal
 from cmi_model.reading import check_regular_file
-from cmi_model.weighting import ARMS, SCHEMES
-from study.gpus import parse_gpu_list as gpus_arg
 from study.helper import Helpers, forward_to_helpers
-from study.settings import MAX_CONFIRM_SEEDS, MAX_SYNTHETIC_SUBJECTS, MAX_WORKERS, StudySection
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line, exit 2, like every other bad input
-        print(f"{self.prog}: error: {message}", file=sys.stderr)
-        sys.exit(2)
-
-
-def _positive(kind, most: int | None = None):
-    def parse(text: str):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a valid {kind.__name__}") from None
-        if value < 1:
-            raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-        if most is not None and value > most:
-            raise argparse.ArgumentTypeError(f"must be at most {most:,}, got {value:,}")
-        return value
-
-    return parse
-
-
-STUDY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
-
-
-def _study_name(text: str) -> str:
-    """Study names become file names (reports/NAME.db, reports/NAME.html): no paths, no surprises."""
-    if not STUDY_NAME.fullmatch(text):
-        raise argparse.ArgumentTypeError(
-            f"{text[:120]!r} is not a study name: 1-100 letters, digits, '.', '_' or '-', starting with a letter or digit"
-        )
-    return text
-
-
-def _arm_list(text: str) -> tuple[str, ...]:
-    """Every comma-separated entry, empty ones kept: `--arms ""` is no arm at all and `--arms fixed,`
-    names an empty arm; the settings reject both (never a silent fall-back to the default arms)."""
-    return tuple(a.strip() for a in text.split(",")) if text.strip() else ()
-
-
-@dataclass(frozen=True)
-class Option:
-    """One command-line option: the commands that take it, argparse's arguments, and where its
-    value goes: `setting` is its place in study.settings.Settings ("section.field"); `forward`
-    options are handed on to the helper workers of `run --workers` (the settings go as a file)."""
-
-    flag: str
-    commands: tuple[str, ...]
-    kwargs: dict = field(default_factory=dict)
-    setting: str | None = None
-    forward: bool = False
-
-    @property
-    def dest(self) -> str:
-        return self.flag.removeprefix("--").replace("-", "_")
-
-
-PRESETS = ("tiny", "demo", "full")
-OPTIONS: tuple[Option, ...] = (
-    Option("--out", ("synth",), {"required": True, "type": Path}),
-    Option(
-        "--force",
-        ("synth",),
-        {
-            "action": "store_true",
-            "help": "write into a folder that is not empty (only its four CSVs are replaced)",
-        },
-    ),
-    Option("--subjects", ("synth",), {"type": _positive(int, MAX_SYNTHETIC_SUBJECTS), "default": 12}),
-    Option(
-        "--full-size", ("synth",), {"action": "store_true", "help": "the real sizes: 81 subjects, ~575k rows"}
-    ),
-    Option("--seed", ("synth",), {"type": int, "default": 0}),
-    Option("--data", ("inspect",), {"required": True, "type": Path}),
-    Option("--json", ("inspect",), {"action": "store_true", "help": "print the summary as JSON"}),
-    Option(
-        "--storage",
-        ("run", "confirm", "report", "demo"),
-        {"help": "SQLAlchemy URL (default: $CMI_STORAGE, else sqlite:///reports/NAME.db)"},
-        forward=True,
-    ),
-    Option(
-        "--study-name",
-        ("run", "confirm", "report", "demo"),
-        {
-            "default": "cmi",
-            "type": _study_name,
-            "help": "studies are NAME-ARM and NAME-confirm (default: cmi)",
-        },
-        forward=True,
-    ),
-    Option(
-        "--data",
-        ("run", "confirm"),
-        {"help": "folder with train.csv + train_demographics.csv (default: embedded synthetic data)"},
-        forward=True,
-    ),
-    Option(
-        "--preset", ("run", "demo"), {"default": "demo", "choices": PRESETS, "help": "sizes, epochs, folds"}
-    ),
-    Option(
-        "--config",
-        ("run",),
-        {
-            "type": Path,
-            "help": "TOML file overriding the preset ([study], [model], [loss], [data], [train], [synthetic])",
-        },
-    ),
-    Option(
-        "--arms",
-        ("run",),
-        {
-            "type": _arm_list,
-            "help": "comma-separated arms (default: fixed,uncertainty), or all (every arm but the "
-            "controls): " + "; ".join(f"{arm} = {SCHEMES[arm].label} ({SCHEMES[arm].paper})" for arm in ARMS),
-        },
-        setting="study.arms",
-    ),
-    Option(
-        "--n-trials",
-        ("run",),
-        {"type": _positive(int), "help": "total trials per arm across all workers"},
-        setting="study.n_trials",
-    ),
-    Option(
-        "--folds",
-        ("run",),
-        {"type": _positive(int), "help": "subject-grouped CV folds"},
-        setting="study.folds",
-    ),
-    Option(
-        "--epochs",
-        ("run",),
-        {"type": _positive(int), "help": "maximum epochs per fold"},
-        setting="train.max_epochs",
-    ),
-    Option(
-        "--precision",
-        ("run",),
-        {
-            "choices": typing.get_args(TrainConfig.model_fields["precision"].annotation),
-            "help": "training precision: auto (bf16-mixed on CUDA, 32-true on CPU; the default), 32-true, "
-            "or bf16-mixed (also on a CPU: faster where it has bf16 units)",
-        },
-        setting="train.precision",
-    ),
-    Option(
-        "--seed",
-        ("run",),
-        {"type": int, "help": "fold split, sampler and initialisation seed"},
-        setting="study.seed",
-    ),
-    Option(
-        "--pruner",
-        ("run",),
-        {
-            "choices": typing.get_args(StudySection.model_fields["pruner"].annotation),
-            "help": f"per-fold pruning of the search (default: {StudySection.model_fields['pruner'].default})",
-        },
-        setting="study.pruner",
-    ),
-    Option(
-        "--subjects",
-        ("run",),
-        {"type": _positive(int), "help": "subjects of the embedded synthetic data"},
-        setting="synthetic.subjects",
-    ),
-    Option(
-        "--workers",
-        ("run", "confirm"),
-        {
-            "type": _positive(int, MAX_WORKERS),
-            "default": 1,
-            "help": f"worker processes on this machine (default 1, at most {MAX_WORKERS})",
-        },
-    ),
-    Option(
-        "--workers",
-        ("demo",),
-        {
-            "type": _positive(int, MAX_WORKERS),
-            "default": min(2, os.cpu_count() or 1),
-            "help": "worker processes",
-        },
-    ),
-    Option(
-        "--gpu",
-        ("run", "confirm", "demo"),
-        {
-            "type": gpus_arg,
-            "help": "the GPUs (numbers among the visible ones, e.g. 0,2) this command's workers are "
-            "spread over, one each while there are enough (default: every visible GPU)",
-        },
-    ),
-    Option(
-        "--threads",
-        ("run", "confirm"),
-        {"type": _positive(int), "default": 1, "help": "torch CPU threads per worker (default 1)"},
-        forward=True,
-    ),
-    Option(
-        "--seeds",
-        ("confirm",),
-        {"type": _positive(int, MAX_CONFIRM_SEEDS), "help": "fresh split seeds (default: the preset's)"},
-        forward=True,
-    ),
-    Option(
-        "--force",
-        ("confirm",),
-        {
-            "action": "store_true",
-            "help": "confirm each arm's best trial so far even if its search is unfinished or running "
-            "(its pairs record forced=True)",
-        },
-        forward=True,
-    ),
-    Option("--out", ("report", "demo"), {"type": Path, "help": "HTML file (default: reports/NAME.html)"}),
-    Option(
-        "--artifact-dir",
-        ("report", "demo"),
-        {
-            "type": Path,
-            "help": "folder the report is also stored in, as an Optuna artifact of NAME-confirm (default: "
-            "reports/NAME-artifacts; a rerun replaces it); see it with "
-            "`optuna-dashboard STORAGE --artifact-dir FOLDER`",
-        },
-    ),
-    Option(
-        "--force",
-        ("report", "demo"),
-        {"action": "store_true", "help": "overwrite an --out file that is not a cmi-study report"},
-    ),
-    Option(
-        "--holdout",
-        ("run",),
-        {
-            "type": float,
-            "help": "share of subjects held out of the search for the confirmation (default 0.25)",
-        },
-        setting="study.holdout",
-    ),
-    # A helper worker's settings and arms, given by the process that started it (not for users).
-    Option("--only-arms", ("run",), {"type": _arm_list, "help": argparse.SUPPRESS}),
-    # (The settings as JSON text, sent down the helper's stdin: no temporary file to leave behind.)
-    Option("--resolved-settings", ("run",), {"help": argparse.SUPPRESS}),
-)
-COMMAND_HELP = {
-    "synth": "write the embedded synthetic data set as Kaggle-schema CSVs",
-    "inspect": "validate a data folder and summarise it",
-    "run": "tune every arm with the same budget (run it on many workers at once)",
-    "confirm": "re-train each arm's best configuration on fresh fold splits",
-    "report": "write the HTML comparison report",
-    "demo": "the whole pipeline on the embedded data: run → confirm → report",
-}
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="cmi-study", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    for command, help_text in COMMAND_HELP.items():
-        p = sub.add_parser(command, help=help_text)
-        for opt in OPTIONS:
-            if command in opt.commands:
-                p.add_argument(opt.flag, **opt.kwargs)
-        # Every option's name exists on every command (None where it doesn't apply), so one
-        # command can run another's code (demo runs run, confirm and report).
-        own = {o.dest for o in OPTIONS if command in o.commands}
-        p.set_defaults(**{o.dest: None for o in OPTIONS if o.dest not in own})
-    return parser
+from study.options import OPTIONS, build_parser
 
 
 def _settings_from(args):
@@ -323,7 +46,7 @@ def _settings_from(args):
 
 
 def _storage_url(args) -> str:
-    from study.storage import resolve_url
+    from study.urls import resolve_url
 
     return resolve_url(args.storage, args.study_name)
 
@@ -332,7 +55,7 @@ def _command_line(args) -> str:
     """The command as stored with the studies: this call's own arguments (main(argv) may not be
     sys.argv), with the storage URL's secrets masked (parsed, so a password with a space or in a
     query parameter is masked too) and any other URL-like text redacted."""
-    from study.storage import redact, safe_url
+    from study.urls import redact, safe_url
 
     argv = list(args.argv)
     for i, a in enumerate(argv):
@@ -433,7 +156,7 @@ def cmd_run(args) -> None:
 
     from cmi_model.train import auto_precision, resolve_accelerator
     from study.runner import run_arms, summarize
-    from study.storage import safe_url
+    from study.urls import safe_url
 
     settings = _settings_from(args)
     url = _storage_url(args)
@@ -499,7 +222,8 @@ def cmd_confirm(args) -> None:
 def cmd_report(args) -> Path:
     from study.report import write_report
     from study.report.artifact import check_folder, save_report_artifact
-    from study.storage import REPORTS_DIR, open_storage
+    from study.storage import open_storage
+    from study.urls import REPORTS_DIR
 
     out = args.out or REPORTS_DIR / f"{args.study_name}.html"
     artifact_dir = _artifact_dir(args)
@@ -530,7 +254,7 @@ def cmd_report(args) -> Path:
 
 
 def _artifact_dir(args) -> Path:
-    from study.storage import REPORTS_DIR
+    from study.urls import REPORTS_DIR
 
     return args.artifact_dir or REPORTS_DIR / f"{args.study_name}-artifacts"
 
@@ -539,7 +263,7 @@ def _dashboard_command(url: str, artifact_dir: Path) -> str:
     """The live view of the storage, with the report among the confirmation study's artifacts.
     A URL from the environment is named by its variable: the command then works as printed,
     and its password stays out of the output and of the dashboard's command line."""
-    from study.storage import STORAGE_ENV, origin, safe_url
+    from study.urls import STORAGE_ENV, origin, safe_url
 
     where = f'"${STORAGE_ENV}"' if origin(url) == STORAGE_ENV else shlex.quote(safe_url(url))
     return f"optuna-dashboard {where} --artifact-dir {shlex.quote(str(artifact_dir))}"
@@ -560,7 +284,7 @@ def _check_out(out: Path, force: bool) -> None:
 
 def cmd_demo(args) -> None:
     from study.report.artifact import check_folder
-    from study.storage import REPORTS_DIR, safe_url
+    from study.urls import REPORTS_DIR, safe_url
 
     # The report's outputs are refused now, not after minutes of training.
     _check_out(args.out or REPORTS_DIR / f"{args.study_name}.html", args.force)
@@ -634,7 +358,7 @@ def main(argv: list[str] | None = None, *, helper: bool = False) -> int:
     import sqlalchemy
 
     from study.helper import HelperFailed
-    from study.storage import StorageLost
+    from study.retrying import StorageLost
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # our own progress bars and messages say it
     # Ctrl-C and SIGTERM as Interrupted, not KeyboardInterrupt: Lightning would turn the latter into
@@ -658,14 +382,14 @@ def main(argv: list[str] | None = None, *, helper: bool = False) -> int:
             file=sys.stderr,
         )
         return 2
-    except StorageLost as e:  # the database server stayed down (study.storage.RETRY_PATIENCE)
+    except StorageLost as e:  # the database server stayed down (study.retrying.RETRY_PATIENCE)
         print(f"cmi-study {args.command}: error: {e}", file=sys.stderr)
         return 1
     except HelperFailed as e:  # the helper said why on stderr (its own line) or was killed
         print(f"cmi-study {args.command}: error: {e}", file=sys.stderr)
         return 1
     except sqlalchemy.exc.SQLAlchemyError as e:  # a storage that broke under us: locked, read-only, damaged
-        from study.storage import redact
+        from study.urls import redact
 
         reason = redact(str(getattr(e, "orig", None) or e).strip().splitlines()[0])
         print(f"cmi-study {args.command}: error: storage: {reason}", file=sys.stderr)

@@ -8,6 +8,8 @@ import zlib
 
 import sqlalchemy
 
+from cmi_model.errors import causes
+
 # Connections one worker holds. Optuna's storage is used from two threads of a worker, its own
 # and the heartbeat thread (a scoped session each, holding a connection only during a call), so
 # two pooled connections serve it without ever opening a new one between calls (a reconnect costs
@@ -40,7 +42,7 @@ def engine_kwargs(query: dict) -> dict:
     which win over these)."""
     connect_args = {}
     if "connect_timeout" not in query:
-        # libpq waits forever for an unreachable host: a retry must come back (storage.RetryingStorage).
+        # libpq waits forever for an unreachable host: a retry must come back (retrying.RetryingStorage).
         connect_args["connect_timeout"] = 10
     if "application_name" not in query:
         # pg_stat_activity then says which connections are whose (benchmarks/bench_scale.py counts them).
@@ -67,13 +69,11 @@ def full_line(url: str, said: str) -> str:
 
 def server_full(e: BaseException) -> str | None:
     """The server's own words if e (or what caused it) is a refusal for want of connections."""
-    seen = 0
-    while e is not None and seen < 10:
-        text = str(getattr(e, "orig", None) or e)
+    for cause in causes(e):
+        text = str(getattr(cause, "orig", None) or cause)
         if any(phrase in text for phrase in _FULL):
             line = next(ln for ln in text.splitlines() if any(p in ln for p in _FULL))
             return line.split("FATAL:", 1)[-1].strip()
-        e, seen = e.__cause__ or e.__context__, seen + 1
     return None
 
 

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from helpers import sqlite_url
 
-from study import records, storage
+from study import records, urls
 from study.cli import main
 from study.runner import synthetic_dir
 from study.settings import build_settings
@@ -174,14 +174,14 @@ def test_report_and_confirm_before_any_run_write_nothing(tmp_path, capsys):
 
 def test_one_masking_function_for_urls_and_command_lines():
     url = f"postgresql+psycopg2://bob:{PASSWORD}@db.example:5432/optuna"
-    assert storage.safe_url(url) == "postgresql+psycopg2://bob:***@db.example:5432/optuna"
-    assert storage.safe_url("sqlite:///reports/cmi.db") == "sqlite:///reports/cmi.db"
+    assert urls.safe_url(url) == "postgresql+psycopg2://bob:***@db.example:5432/optuna"
+    assert urls.safe_url("sqlite:///reports/cmi.db") == "sqlite:///reports/cmi.db"
     cmd = f"cmi-study run --storage 'postgresql://bob:{PASSWORD}@db/x' --n-trials 3"
-    assert storage.redact(cmd) == "cmi-study run --storage 'postgresql://bob:***@db/x' --n-trials 3"
+    assert urls.redact(cmd) == "cmi-study run --storage 'postgresql://bob:***@db/x' --n-trials 3"
     # The report uses the driver's functions, not copies of them.
     from study.report import page, read
 
-    assert page.redact is storage.redact and read.redact_url is storage.safe_url
+    assert page.redact is urls.redact and read.redact_url is urls.safe_url
 
 
 def test_the_helper_module_imports_nothing_from_the_cli():
@@ -204,16 +204,17 @@ SECRET_URL = (
 
 
 def test_query_secrets_and_passwords_with_spaces_are_masked_by_parsing():
-    masked = storage.safe_url(SECRET_URL)
+    masked = urls.safe_url(SECRET_URL)
     for secret in ("pa ss", "s3cr3t-q", "/home/bob/.pgpass"):
         assert secret not in masked
     assert "sslmode=require" in masked and "bob:***@db" in masked
-    assert "s3cr3t-q" not in storage.redact(f"--storage {SECRET_URL.replace(' ', '')}")
+    assert "s3cr3t-q" not in urls.redact(f"--storage {SECRET_URL.replace(' ', '')}")
 
 
 @pytest.mark.parametrize("style", ["separate", "equals"])
 def test_stored_command_masks_the_storage_url_whatever_it_holds(style):
-    from study.cli import _command_line, build_parser
+    from study.cli import _command_line
+    from study.options import build_parser
 
     argv = (
         ["report", "--storage", SECRET_URL] if style == "separate" else ["report", f"--storage={SECRET_URL}"]
@@ -258,7 +259,8 @@ def test_a_full_disk_while_writing_the_report_is_one_line_and_keeps_the_old_repo
 
 
 def test_confirm_force_reaches_the_helpers_as_a_flag_but_demo_force_does_not():
-    from study.cli import _forwarded, build_parser
+    from study.cli import _forwarded
+    from study.options import build_parser
 
     args = build_parser().parse_args(["confirm", "--force", "--workers", "2", "--study-name", "x"])
     argv = _forwarded(args, "confirm")

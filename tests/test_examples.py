@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy
 import yaml
 from helpers.postgres import scratch_database
-from helpers.workers import check_exact_totals, load, states
+from helpers.workers import check_exact_totals, command_lines, load, states
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 N_TRIALS = 3
@@ -35,13 +35,7 @@ def _run_all(commands: list[tuple[list[str], dict]], cwd: Path, password: str) -
     ]
     leaked = []
     while any(p.poll() is None for p in procs):
-        for pid in filter(str.isdigit, os.listdir("/proc")):
-            try:
-                line = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            except OSError:
-                continue
-            if password in line:
-                leaked.append(line)
+        leaked += [line for line in command_lines() if password in line]
     outputs = [p.communicate(timeout=600)[0] for p in procs]
     for p, out in zip(procs, outputs, strict=True):
         assert p.returncode == 0, out.replace(password, "***")

@@ -1,4 +1,4 @@
-"""A PostgreSQL server that goes away while workers train (study.storage.RetryingStorage):
+"""A PostgreSQL server that goes away while workers train (study.retrying.RetryingStorage):
 stopped, then started again, under a real two-worker study. Needs a server this test may stop:
 .ci/run sets CMI_TEST_POSTGRES_URL and CMI_TEST_POSTGRES_CLUSTER."""
 

@@ -1,32 +1,25 @@
 """Many workers on one PostgreSQL server: few connections each, one line when the server has
-none left, one schema for workers started together, and separately started workers that share
-a budget without drawing the same trials."""
+none left, one schema for workers started together, separately started workers that share a budget
+without drawing the same trials, and a password that never shows in output, records or report."""
 
-import os
+import json
+import shlex
 import threading
 import time
+import uuid
 
+import optuna
 import psycopg2
 import pytest
 import sqlalchemy
 from helpers import race
 from helpers.postgres import connections_by_worker, scratch_database
-from helpers.workers import check_exact_totals, finish, start_worker, worker_argv
+from helpers.workers import check_exact_totals, command_lines, finish, load, start_worker, worker_argv
 
-from study import postgres
+from study import postgres, records
+from study.cli import main
 from study.storage import close, open_storage
-
-
-def _cmdlines() -> list[str]:
-    """Every process's command line on this machine, as `ps` shows them."""
-    lines = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                lines.append(f.read().replace(b"\0", b" ").decode(errors="replace"))
-        except OSError:  # gone meanwhile
-            continue
-    return lines
+from study.urls import safe_url
 
 
 class Watch(threading.Thread):
@@ -44,7 +37,7 @@ class Watch(threading.Thread):
             held = connections_by_worker(self.url).values()
             self.per_worker = max([self.per_worker, *(pooled for _, pooled in held)])
             self.total = max(self.total, sum(n for n, _ in held))
-            self.leaked += [c for c in _cmdlines() if self.password in c]
+            self.leaked += [c for c in command_lines() if self.password in c]
             self.stop.wait(0.1)
 
 
@@ -125,3 +118,43 @@ def test_a_worker_holds_no_more_than_its_pool(postgres_url):
         second.close()
     finally:
         close(storage)
+
+
+@pytest.mark.slow
+def test_two_workers_on_postgresql_never_show_the_password(postgres_url, tmp_path, capsys):
+    password = sqlalchemy.engine.make_url(postgres_url).password
+    assert password, "the test URL should carry a password"
+    masked = safe_url(postgres_url)
+    assert password not in masked and "***" in masked
+    name = f"pg-{uuid.uuid4().hex[:8]}"
+    procs = [start_worker(worker_argv(postgres_url, name), tmp_path, "--n-trials", "3") for _ in range(2)]
+    results = [finish(p) for p in procs]
+    pg = open_storage(postgres_url)
+    try:
+        for code, out, err in results:
+            assert code == 0, err.replace(password, "***")
+            assert password not in out and password not in err
+            assert f"storage {masked}" in out  # the storage line, masked
+        check_exact_totals(pg, name, 3)
+        report_argv = ["report", "--storage", postgres_url, "--study-name", name]
+        assert main([*report_argv, "--out", str(tmp_path / "r.html")]) == 0
+        captured = capsys.readouterr()
+        assert password not in captured.out + captured.err
+        assert password not in (tmp_path / "r.html").read_text()
+        for study_name in optuna.get_all_study_names(pg):
+            if not study_name.startswith(f"{name}-"):
+                continue
+            study = load(pg, study_name)
+            assert password not in json.dumps(study.user_attrs, default=str)
+            for t in study.trials:
+                assert password not in json.dumps([t.user_attrs, t.system_attrs], default=str)
+        for arm in ("fixed", "uncertainty"):
+            # Masked, and quoted so that the stored command can be pasted into a shell.
+            assert (
+                f"--storage {shlex.quote(masked)}"
+                in records.read_arm_study(load(pg, f"{name}-{arm}")).command
+            )
+    finally:
+        for study_name in optuna.get_all_study_names(pg):
+            if study_name.startswith(f"{name}-"):
+                optuna.delete_study(study_name=study_name, storage=pg)

@@ -15,7 +15,6 @@ import sys
 import threading
 import time
 import urllib.request
-import uuid
 from pathlib import Path
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
@@ -46,7 +45,7 @@ from study.cli import main
 from study.report import analyse, read
 from study.runner import open_arm_study
 from study.settings import build_settings
-from study.storage import open_storage, safe_url
+from study.storage import open_storage
 
 SHARED = ("lr", "weight_decay", "dropout")
 
@@ -366,49 +365,6 @@ def test_ctrl_c_on_two_workers_exits_130_with_one_line(tmp_path):
     for arm in ("fixed", "uncertainty"):
         study = load(url, f"c2-{arm}")
         assert states(study)["COMPLETE"] == 2 and states(study)["RUNNING"] == 0
-
-
-# ----------------------------------------------------------------------------- PostgreSQL
-
-
-@pytest.mark.slow
-def test_two_workers_on_postgresql_never_show_the_password(postgres_url, tmp_path, capsys):
-    password = sqlalchemy.engine.make_url(postgres_url).password
-    assert password, "the test URL should carry a password"
-    masked = safe_url(postgres_url)
-    assert password not in masked and "***" in masked
-    name = f"pg-{uuid.uuid4().hex[:8]}"
-    procs = [start_worker(worker_argv(postgres_url, name), tmp_path, "--n-trials", "3") for _ in range(2)]
-    results = [finish(p) for p in procs]
-    pg = open_storage(postgres_url)
-    try:
-        for code, out, err in results:
-            assert code == 0, err.replace(password, "***")
-            assert password not in out and password not in err
-            assert f"storage {masked}" in out  # the storage line, masked
-        check_exact_totals(pg, name, 3)
-        report_argv = ["report", "--storage", postgres_url, "--study-name", name]
-        assert main([*report_argv, "--out", str(tmp_path / "r.html")]) == 0
-        captured = capsys.readouterr()
-        assert password not in captured.out + captured.err
-        assert password not in (tmp_path / "r.html").read_text()
-        for study_name in optuna.get_all_study_names(pg):
-            if not study_name.startswith(f"{name}-"):
-                continue
-            study = load(pg, study_name)
-            assert password not in json.dumps(study.user_attrs, default=str)
-            for t in study.trials:
-                assert password not in json.dumps([t.user_attrs, t.system_attrs], default=str)
-        for arm in ("fixed", "uncertainty"):
-            # Masked, and quoted so that the stored command can be pasted into a shell.
-            assert (
-                f"--storage {shlex.quote(masked)}"
-                in records.read_arm_study(load(pg, f"{name}-{arm}")).command
-            )
-    finally:
-        for study_name in optuna.get_all_study_names(pg):
-            if study_name.startswith(f"{name}-"):
-                optuna.delete_study(study_name=study_name, storage=pg)
 
 
 # ----------------------------------------------------------------------------- demo

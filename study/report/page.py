@@ -42,7 +42,7 @@ from study.report.studies import (
     family_of,
 )
 from study.report.style import arm_color, num, p_value, seconds
-from study.storage import redact
+from study.urls import redact
 
 GENERATOR = "cmi-study"  # in the page's head: how `report --out` recognises a report it may replace
 

@@ -36,7 +36,7 @@ from study.report.studies import (
     class_report,
 )
 from study.storage import open_storage
-from study.storage import safe_url as redact_url
+from study.urls import safe_url as redact_url
 
 _TRIAL_COLUMNS = ["number", "state", "value", "fold_mean", "n_folds_done", "fold_trainings", "seconds"]
 _TRIAL_COLUMNS += ["fail_reason", "device", "precision", "datetime_start", "duration_s"]

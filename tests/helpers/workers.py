@@ -119,3 +119,15 @@ def confirm_pairs(url: str, name: str) -> dict:
         r = records.read_trial(t)
         out[(r.arm, r.seed, r.source_trial)] = (r.scores, r.oof.y_pred, r.fold_values("subject_scores"))
     return out
+
+
+def command_lines() -> list[str]:
+    """Every process's command line on this machine, as `ps` shows them."""
+    lines = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                lines.append(f.read().replace(b"\0", b" ").decode(errors="replace"))
+        except OSError:  # gone meanwhile
+            continue
+    return lines
