@@ -28,14 +28,14 @@ def _env(tmp_path: Path, **more: str) -> dict[str, str]:
 
 
 def _run_all(commands: list[tuple[list[str], dict]], cwd: Path, password: str) -> list[str]:
-    """Start every command at once; wait for all, watching every process's command line."""
+    """Start every command at once; wait for all, watching their command lines and their children's."""
     procs = [
         subprocess.Popen(c, cwd=cwd, env=e, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         for c, e in commands
     ]
     leaked = []
     while any(p.poll() is None for p in procs):
-        leaked += [line for line in command_lines() if password in line]
+        leaked += [line for line in command_lines([p.pid for p in procs]) if password in line]
     outputs = [p.communicate(timeout=600)[0] for p in procs]
     for p, out in zip(procs, outputs, strict=True):
         assert p.returncode == 0, out.replace(password, "***")

@@ -24,11 +24,11 @@ from study.urls import safe_url
 
 class Watch(threading.Thread):
     """While workers run: the most pooled connections any one of them held, the most
-    connections of all of them together, and any process's command line showing the password."""
+    connections of all of them together, and any of their command lines showing the password."""
 
-    def __init__(self, url: str, password: str):
+    def __init__(self, url: str, password: str, procs: list):
         super().__init__(daemon=True)
-        self.url, self.password = url, password
+        self.url, self.password, self.roots = url, password, [p.pid for p in procs]
         self.per_worker, self.total, self.leaked = 0, 0, []
         self.stop = threading.Event()
 
@@ -37,7 +37,7 @@ class Watch(threading.Thread):
             held = connections_by_worker(self.url).values()
             self.per_worker = max([self.per_worker, *(pooled for _, pooled in held)])
             self.total = max(self.total, sum(n for n, _ in held))
-            self.leaked += [c for c in command_lines() if self.password in c]
+            self.leaked += [c for c in command_lines(self.roots) if self.password in c]
             self.stop.wait(0.1)
 
 
@@ -48,9 +48,9 @@ def test_separate_workers_hold_two_connections_each_and_draw_different_trials(po
     with scratch_database(postgres_url) as url:
         env = {"CMI_STORAGE": url}
         argv = [a for a in worker_argv(url, "sep") if a not in ("--storage", url)]
-        watch = Watch(url, password)
-        watch.start()
         procs = [start_worker(argv, tmp_path, "--n-trials", "5", env=env) for _ in range(4)]
+        watch = Watch(url, password, procs)
+        watch.start()
         results = [finish(p) for p in procs]
         watch.stop.set()
         watch.join()

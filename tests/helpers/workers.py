@@ -121,13 +121,24 @@ def confirm_pairs(url: str, name: str) -> dict:
     return out
 
 
-def command_lines() -> list[str]:
-    """Every process's command line on this machine, as `ps` shows them."""
-    lines = []
+def command_lines(roots: list[int]) -> list[str]:
+    """The command lines, as `ps` shows them, of the processes roots and all their descendants
+    (not every process on the machine: another test's workers may hold the password)."""
+    parents: dict[int, list[int]] = collections.defaultdict(list)
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                lines.append(f.read().replace(b"\0", b" ").decode(errors="replace"))
+            stat = Path(f"/proc/{pid}/stat").read_text()
         except OSError:  # gone meanwhile
+            continue
+        parents[int(stat.rsplit(")", 1)[1].split()[1])].append(int(pid))  # field 4: the parent's pid
+    lines, todo = [], list(roots)
+    while todo:
+        pid = todo.pop()
+        todo += parents.get(pid, [])
+        try:
+            lines.append(
+                Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            )
+        except OSError:
             continue
     return lines
