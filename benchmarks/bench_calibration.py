@@ -1,117 +1,102 @@
-"""Calibration of the subject-level comparison against the fold-level one, on simulated confirmations.
+"""Calibration of the subject-level comparison (study.stats.subject_comparison) on simulated
+confirmations (study/calibration.py): coverage, false verdicts, equivalence, families of arms and
+followed evidence plans. Ends with one JSON line whose "summary" holds the acceptance numbers.
 
-Data-generating process (study/calibration.py): H held-out subjects with true differences
-δ_h ~ N(Δ, τ²), Δ = 0 here; per seed the subjects are shuffled into K folds; per (seed, fold, arm)
-one model noise N(0, 0.007²) shared by the fold's subjects; per (subject, seed, arm) a residual
-N(0, 0.01²); a per-subject baseline (sd 0.03) that cancels. τ is given in units of the seed noise
-of one subject's difference, sqrt(2 (0.007² + 0.01²)) ≈ 0.0172. Shapes: real (20 held out of 81,
-K = 5) and demo (6 held out of 18, K = 2). Rope 0.005.
+Grid: H ∈ {6, 12, 20, 40, 81} held-out subjects × R ∈ {1, 2, 3, 5, 10, 30} seeds × τ/σ ∈ {0, 0.5, 1,
+2, 4}, for folds re-dealt every seed (a single held-out set) and fixed across seeds (outer folds,
+K = 4), fold-model noise 20% and 80% of σ², Gaussian, t(3) and skewed subject effects; then a stress
+case the method assumes away (20% of σ² shared by every model of a seed); Δ = 0, rope 0.01.
 
-Per cell: coverage of Δ by the 95% interval; false directional verdicts per side (a better /
-b better); rejections of 0 per side (interval wholly below / above 0, i.e. p < 0.05); the share
-declared practically equivalent; for the subject-level test (subject_comparison: subjects × seeds
-crossed, Welch–Satterthwaite df, verdicts beyond the rope at 0.975) and the fold-level test
-(paired_comparison on per-(seed, fold) means, Nadeau–Bengio with n_test/n_train of the folds).
-Goals: subject-level coverage ≥ 94% (real) / 92.5% (demo) everywhere; false verdicts ≤ 5% per
-side and ≤ 1 point higher at R = 50 than at R = 2; equivalence ≥ 80% at τ = 0, R = 50 (real).
-Ends with one JSON line.
-
-    python benchmarks/bench_calibration.py [--studies 2000] [--seed 0]
+    python benchmarks/bench_calibration.py [--studies 1000] [--seed 0] [--quick]
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import time
 
 import numpy as np
 
-from study.calibration import (
-    DEMO,
-    REAL,
-    ROPE,
-    SEED_COUNTS,
-    SEED_NOISE,
-    SIGMA_BASE,
-    SIGMA_RESID,
-    SIGMA_SEED,
-    TAU_MULTIPLES,
-    run_cell,
-)
+from study.calibration import SIGMA, Cell, family_rate, follow_plans, run_cell
+from study.stats import DEFAULT_ROPE
+
+SUBJECTS = (6, 12, 20, 40, 81)
+SEEDS = (1, 2, 3, 5, 10, 30)
+TAUS = (0, 0.5, 1, 2, 4)
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--studies", type=int, default=2000, help="simulated studies per cell")
+    p.add_argument("--studies", type=int, default=1000, help="simulated studies per cell")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quick", action="store_true", help="H ∈ {6, 20, 81}, R ∈ {1, 2, 3, 10}, τ/σ ∈ {0, 1, 4}")
     a = p.parse_args()
     rng = np.random.default_rng(a.seed)
+    subjects, seeds, taus = ((6, 20, 81), (1, 2, 3, 10), (0, 1, 4)) if a.quick else (SUBJECTS, SEEDS, TAUS)
     start = time.perf_counter()
-    cells = [
-        run_cell(rng, shape, r, tau, n_studies=a.studies)
-        for shape in (REAL, DEMO)
-        for tau in TAU_MULTIPLES
-        for r in SEED_COUNTS
-    ]
-    wall = time.perf_counter() - start
-
-    def pct(x: float) -> str:
-        return f"{100 * x:5.1f}"
-
-    head = "| shape | H | K | τ/seed noise | R | test | coverage | a better | b better | p<α below 0 | p<α above 0 | equivalent |"
-    print(head)
-    print("|" + "---|" * (head.count("|") - 1))
+    cells = []
+    variants = [
+        dict(design=design, fold_share=share, distribution=dist)
+        for design, share, dist in itertools.product(
+            ("redealt", "fixed"), (0.2, 0.8), ("gaussian", "t3", "skewed")
+        )
+    ] + [dict(design=design, fold_share=0.6, seed_share=0.2) for design in ("redealt", "fixed")]
+    for v in variants:
+        for h, r, tau in itertools.product(subjects, seeds, taus):
+            cells.append(run_cell(rng, Cell(h, r, tau, n_folds=min(4, h // 2), **v), a.studies))
+    print(
+        "| design | fold share | seed share | subjects | H | R | τ/σ | coverage | a better | b better | equivalent |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for c in cells:
-        for test in ("subject", "fold"):
-            s = c[test]
-            print(
-                f"| {c['shape']} | {c['H']} | {c['K']} | {c['tau_multiple']} | {c['R']} | {test} | "
-                f"{pct(s['coverage'])} | {pct(s['a_better'])} | {pct(s['b_better'])} | "
-                f"{pct(s['below_0'])} | {pct(s['above_0'])} | {pct(s['equivalent'])} |"
-            )
-    real = [c for c in cells if c["shape"] == "real"]
-    demo = [c for c in cells if c["shape"] == "demo"]
+        print(
+            f"| {c['design']} | {c['fold_share']} | {c['seed_share']} | {c['distribution']} | {c['n_subjects']} | "
+            f"{c['n_seeds']} | {c['tau_multiple']} | {c['coverage']:.3f} | {c['a_better']:.3f} | "
+            f"{c['b_better']:.3f} | {c['equivalent']:.3f} |"
+        )
+    assumed = [c for c in cells if c["seed_share"] == 0 and c["n_seeds"] >= 2]
+    stress = [c for c in cells if c["seed_share"] > 0 and c["n_seeds"] >= 2]
 
-    def worst(group: list[dict], test: str, key: str, fn=min) -> float:
-        return fn(c[test][key] for c in group)
+    def cov(group, dists):
+        sel = [c["coverage"] for c in group if c["distribution"] in dists]
+        return (min(sel), max(sel)) if sel else (float("nan"), float("nan"))
 
-    def growth(group: list[dict]) -> float:
-        by = {(c["tau_multiple"], c["R"]): c["subject"] for c in group}
-        return max(by[(t, 50)][s] - by[(t, 2)][s] for t in TAU_MULTIPLES for s in ("a_better", "b_better"))
-
+    # 14 equal arms against the baseline.
+    families = {f"tau{t}": family_rate(rng, Cell(20, 3, t), 14, a.studies, DEFAULT_ROPE) for t in (0, 1, 4)}
+    # "Practically equivalent" at Δ = 0: per-subject noise 0.05 (fold model 0.01 of it), τ = 0.005.
+    noise = dict(sigma=0.05, fold_share=(0.01 / 0.05) ** 2, tau_multiple=0.005 / 0.05)
+    equivalence = {
+        f"H{h}": run_cell(rng, Cell(h, 5, design="fixed", **noise), a.studies)["equivalent"] for h in (20, 81)
+    }
+    # Followed plans from pilots at 20 held-out subjects, 2 seeds.
+    plans = {
+        "equivalent_tau0.5": follow_plans(rng, Cell(20, 2, 0.5), 300, DEFAULT_ROPE),
+        "better_2rope_tau0.5": follow_plans(rng, Cell(20, 2, 0.5, delta=2 * DEFAULT_ROPE), 300, DEFAULT_ROPE),
+        "equivalent_81_tau1": follow_plans(rng, Cell(81, 2, 1.0, design="fixed"), 150, DEFAULT_ROPE),
+    }
+    wall = time.perf_counter() - start
     summary = {
-        "subject_min_coverage_real": worst(real, "subject", "coverage"),
-        "subject_min_coverage_demo": worst(demo, "subject", "coverage"),
-        "fold_min_coverage_real": worst(real, "fold", "coverage"),
-        "fold_min_coverage_demo": worst(demo, "fold", "coverage"),
-        "subject_max_false_verdict_per_side": max(
-            max(c["subject"]["a_better"], c["subject"]["b_better"]) for c in cells
-        ),
-        "subject_max_false_verdict_growth_r2_to_r50": max(growth(real), growth(demo)),
-        "subject_equivalent_real_tau0_r50": next(
-            c["subject"]["equivalent"] for c in real if c["tau_multiple"] == 0 and c["R"] == 50
-        ),
+        "coverage_gaussian_t3_R>=2": cov(assumed, ("gaussian", "t3")),
+        "coverage_skewed_R>=2": cov(assumed, ("skewed",)),
+        "coverage_seed_shared_stress_R>=2": cov(stress, ("gaussian",)),
+        "max_false_directional_per_side": max(max(c["a_better"], c["b_better"]) for c in cells),
+        "family_14_arms": families,
+        "equivalent_rope0.01_5seeds": equivalence,
+        "plans_kept": plans,
     }
     print(
-        f"\n{a.studies} studies per cell, {len(cells)} cells, {wall:.1f} s; "
-        + ", ".join(f"{k} {v:.3f}" for k, v in summary.items())
+        f"\n{a.studies} studies per cell, {len(cells)} cells, {wall:.0f} s, σ = {SIGMA:.4f}, rope {DEFAULT_ROPE}"
     )
+    for k, v in summary.items():
+        print(f"{k}: {v}")
     print(
         json.dumps(
             {
-                "setup": {
-                    "studies": a.studies,
-                    "seed": a.seed,
-                    "sigma_seed": SIGMA_SEED,
-                    "sigma_resid": SIGMA_RESID,
-                    "sigma_base": SIGMA_BASE,
-                    "seed_noise": round(SEED_NOISE, 5),
-                    "rope": ROPE,
-                    "shapes": {s.name: [s.n_subjects, s.n_folds, s.n_total] for s in (REAL, DEMO)},
-                },
+                "setup": {"studies": a.studies, "seed": a.seed, "sigma": SIGMA, "rope": DEFAULT_ROPE},
                 "wall_s": round(wall, 1),
-                "summary": {k: round(v, 4) for k, v in summary.items()},
+                "summary": summary,
                 "cells": cells,
             }
         )

@@ -233,7 +233,7 @@ def cmd_report(args) -> Path:
     url = _storage_url(args)
     storage = open_storage(url, must_exist=True)
     # A missing study raises StudyNotFoundError, an InputError: exit 2, one line.
-    path = write_report(storage, args.study_name, out, command=_command_line(args))
+    path = write_report(storage, args.study_name, out, command=_command_line(args), rope=args.rope)
     print(f"report: {Path(path).resolve()}")
     try:
         saved = save_report_artifact(storage, args.study_name, path, artifact_dir)

@@ -12,9 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cmi_model.config import TrainConfig
+from cmi_model.errors import InputError
 from cmi_model.weighting import ARMS, SCHEMES
 from study.gpus import parse_gpu_list as gpus_arg
 from study.settings import MAX_CONFIRM_SEEDS, MAX_SYNTHETIC_SUBJECTS, MAX_WORKERS, StudySection
+from study.stats import DEFAULT_ROPE, check_rope
 
 
 class _Parser(argparse.ArgumentParser):
@@ -36,6 +38,15 @@ def _positive(kind, most: int | None = None):
         return value
 
     return parse
+
+
+def _rope(text: str) -> float:
+    try:
+        return check_rope(float(text))
+    except (ValueError, InputError):
+        raise argparse.ArgumentTypeError(
+            f"must be a number between 0 and 1 (exclusive), got {text!r}"
+        ) from None
 
 
 STUDY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
@@ -256,6 +267,25 @@ OPTIONS: tuple[Option, ...] = (
             "help": "share of subjects held out of the search for the confirmation (default 0.25)",
         },
         setting="study.holdout",
+    ),
+    Option(
+        "--rope",
+        ("run",),
+        {
+            "type": _rope,
+            "help": "region of practical equivalence of the verdict, in score units (default "
+            f"{DEFAULT_ROPE}; stored with the study)",
+        },
+        setting="study.rope",
+    ),
+    Option(
+        "--rope",
+        ("report",),
+        {
+            "type": _rope,
+            "help": "read the scores under this rope instead of the one stored with the study "
+            "(the report says so)",
+        },
     ),
     # A helper worker's settings and arms, given by the process that started it (not for users).
     Option("--only-arms", ("run",), {"type": _arm_list, "help": argparse.SUPPRESS}),

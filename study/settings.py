@@ -19,6 +19,7 @@ from cmi_model.errors import InputError
 from cmi_model.reading import check_regular_file
 from cmi_model.weighting import ALL_ARMS
 from study.space import ARMS
+from study.stats import DEFAULT_ROPE
 
 # Fold k of split seed s trains with seed s*1000 + k (study/objective.py) and the confirmation's
 # split seeds are seed+1 .. seed+confirm_seeds: with at most 100 folds and 1,000 confirmation
@@ -55,6 +56,9 @@ class StudySection(StrictModel):
     # 47%; "wilcoxon" 0% / 12% (benchmarks/bench_pruners.py, BENCHMARKS.md).
     pruner: Literal["percentile", "median", "wilcoxon", "none"] = "percentile"
     confirm_seeds: int = Field(2, ge=1, le=MAX_CONFIRM_SEEDS)
+    # Region of practical equivalence of the verdict, in score units: differences within ±rope do
+    # not matter to the user (README "The rope"). Stored with the study; changes no score.
+    rope: float = Field(DEFAULT_ROPE, gt=0.0, lt=1.0)
     heartbeat_interval: int = Field(
         10, ge=1, le=10
     )  # seconds; a dead worker's trial is found within a minute

@@ -85,8 +85,16 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import stats as sps
+from scipy.optimize import brentq
+
+from cmi_model.errors import InputError
 
 VERDICTS = ("a better", "b better", "practically equivalent", "inconclusive")
+# The region of practical equivalence, in competition-score units: the user's setting (`run --rope`,
+# stored with the study; `report --rope` reads the same scores under another). Why 0.01: on this
+# competition 5-fold CV moves 0.01-0.02 between folds, and the top leaderboard places sit ~0.005
+# apart, so a smaller rope asks the study for differences no single run could show (README).
+DEFAULT_ROPE = 0.01
 DECISION_PROBABILITY = 0.95  # posterior probability needed to declare a verdict
 POWER = 0.8  # for the minimum detectable effect
 MAX_SEEDS = 50  # beyond this, seeds_needed is None: more seeds are not a practical answer
@@ -202,7 +210,7 @@ def paired_comparison(
     b: Sequence[float],
     *,
     n_folds: int,
-    rope: float = 0.005,
+    rope: float = DEFAULT_ROPE,
     alpha: float = 0.05,
     test_train_ratio: float | None = None,
 ) -> Comparison:
@@ -279,59 +287,143 @@ def paired_comparison(
 
 
 # ---------------------------------------------------------------------------------------------
-# Subject-level comparison: held-out subjects × seeds as crossed random factors
+# Subject-level comparison: held-out subjects, fold models and seeds as sources of noise
 # ---------------------------------------------------------------------------------------------
 
-DOMINANT = ("subjects", "seeds", "unknown")  # which part of the standard error is larger
+DOMINANT = ("subjects", "training", "unknown")  # which part of the standard error is larger
 TAU_DRAWS = 4000  # draws of the generalized pivot for the interval of subject_sd
+MAX_COMPONENT_SWEEPS = 200  # label-propagation sweeps when counting connected designs (≤ H needed)
+
+
+def check_rope(rope: float) -> float:
+    """The rope as a float, or InputError naming it: a relevance threshold in score units, 0 < rope < 1."""
+    try:
+        value = float(rope)
+    except (TypeError, ValueError):
+        raise InputError(f"rope must be a number between 0 and 1, got {rope!r}") from None
+    if not (math.isfinite(value) and 0 < value < 1):
+        raise InputError(f"rope must be between 0 and 1 (exclusive), got {rope!r}")
+    return value
+
+
+def _components_count(fold: np.ndarray) -> np.ndarray:
+    """Connected components of the subject–model graph per study: subjects linked when one fold
+    model scored both. fold (S, H, R); returns (S,). 1 when folds are re-dealt every seed (almost
+    surely), K when each subject stays in one of K folds in every seed."""
+    s, h, r = fold.shape
+    k = int(fold.max()) + 1
+    onehot = fold[..., None] == np.arange(k)  # (S, H, R, K)
+    label = np.broadcast_to(np.arange(h, dtype=float), (s, h)).copy()
+    for _ in range(MAX_COMPONENT_SWEEPS):
+        model_min = np.where(onehot, label[:, :, None, None], np.inf).min(axis=1)  # (S, R, K)
+        new = np.take_along_axis(model_min, np.swapaxes(fold, 1, 2), axis=2).min(axis=1)  # (S, H)
+        if np.array_equal(new, label):
+            break
+        label = new
+    return (label == np.arange(h)).sum(axis=1)
 
 
 @dataclass(frozen=True)
-class TwoWay:
-    """Vectorised two-way estimates over the last two axes (H subjects, R seeds) of d."""
+class Components:
+    """Vectorised variance components of differences d (S, H, R) scored by fold models (S, H, R).
 
-    mean: np.ndarray  # grand mean
-    se: np.ndarray  # sqrt(subject_term + seed_term)
-    df: np.ndarray  # Welch–Satterthwaite degrees of freedom (H − 1 when R = 1)
-    subject_term: np.ndarray  # S²(subject means over seeds) / H
-    seed_term: np.ndarray  # S²(per-seed means over subjects) / R; 0 when R = 1 (not estimated)
-    ms_subject: np.ndarray  # MS_A = R · S²(subject means), H − 1 df
-    ms_seed: np.ndarray  # MS_B = H · S²(seed means), R − 1 df (nan when R = 1)
-    ms_residual: np.ndarray  # MS_E, the subject × seed residual, (H − 1)(R − 1) df (nan when R = 1)
+    Model: d[h, r] = Δ + u_h + c_m(h, r) + e_hr with u ~ (0, τ²) the subject's own true difference,
+    c ~ (0, σ_m²) the (seed, fold) model pair's noise shared by the subjects it scored, e ~ (0, σ_e²)
+    the rest. Var(mean) = τ²/H + σ_m² Σ n_m²/N² + σ_e²/N (N = H·R, n_m subjects per model)."""
+
+    mean: np.ndarray
+    se: np.ndarray
+    df: np.ndarray
+    tau2: np.ndarray  # unbiased, may be negative
+    model2: np.ndarray
+    resid2: np.ndarray
+    tau2_high: np.ndarray  # upper (1 − α/2) bounds: the subject and model sums of squares inflated
+    model2_high: np.ndarray
+    models_per_seed: np.ndarray  # M / R
+    seed_excess: np.ndarray  # H·S²(seed means) − its expectation without a seed-shared part, over H
 
 
-def two_way_estimates(d: np.ndarray) -> TwoWay:
-    """Mean, standard error and mean squares of complete differences d[..., H, R] (H ≥ 2, R ≥ 1)."""
+def variance_components(d: np.ndarray, fold: np.ndarray | None = None, alpha: float = 0.05) -> Components:
+    """Henderson's method I (Searle, Casella & McCulloch 1992, "Variance Components", §5.2) on the
+    subject, model and total sums of squares; the variance of the mean from the unbiased components;
+    Welch–Satterthwaite degrees of freedom over the subject (H − c), model (M − c) and residual
+    (N − H − M + c) pieces, c the connected components of the design (1 when folds are re-dealt,
+    K when they are fixed), at most H − 1. Needs R ≥ 2. Without fold labels every seed is one model.
+    """
     d = np.asarray(d, dtype=float)
-    h, r = d.shape[-2:]
-    mean = d.mean(axis=(-2, -1))
-    subj = d.mean(axis=-1)
-    seed = d.mean(axis=-2)
-    s_subj = subj.var(axis=-1, ddof=1)
-    subject_term = s_subj / h
-    if r >= 2:
-        s_seed = seed.var(axis=-1, ddof=1)
-        seed_term = s_seed / r
-        resid = d - subj[..., :, None] - seed[..., None, :] + mean[..., None, None]
-        ms_e = (resid**2).sum(axis=(-2, -1)) / ((h - 1) * (r - 1))
-        ms_b = h * s_seed
-        var = subject_term + seed_term
-        denom = subject_term**2 / (h - 1) + seed_term**2 / (r - 1)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            df = np.where(denom > 0, var**2 / np.where(denom > 0, denom, 1.0), float(h - 1 + r - 1))
-    else:
-        seed_term = np.zeros_like(subject_term)
-        ms_e = ms_b = np.full_like(subject_term, np.nan)
-        var = subject_term
-        df = np.full_like(subject_term, float(h - 1))
-    return TwoWay(mean, np.sqrt(var), df, subject_term, seed_term, r * s_subj, ms_b, ms_e)
+    if d.ndim == 2:
+        d = d[None]
+    fold = np.zeros(d.shape, dtype=np.int64) if fold is None else np.asarray(fold, dtype=np.int64)
+    fold = np.broadcast_to(fold.reshape((-1, *d.shape[-2:])), d.shape)
+    s, h, r = d.shape
+    n = h * r
+    mean = d.mean(axis=(1, 2))
+    s_t = ((d - mean[:, None, None]) ** 2).sum(axis=(1, 2))
+    s_a = r * ((d.mean(axis=2) - mean[:, None]) ** 2).sum(axis=1)
+    seed_means = d.mean(axis=1)
+    onehot = fold[..., None] == np.arange(int(fold.max()) + 1)  # (S, H, R, K)
+    n_m = onehot.sum(axis=1)  # (S, R, K) subjects per model
+    model_means = np.einsum("shr,shrk->srk", d, onehot) / np.maximum(n_m, 1)
+    s_m = (n_m * (model_means - mean[:, None, None]) ** 2).sum(axis=(1, 2))
+    q = (n_m**2).sum(axis=(1, 2)).astype(float)
+    m = (n_m > 0).sum(axis=(1, 2)).astype(float)
+    c = _components_count(fold).astype(float)
+    one = np.ones(s)
+    # E[S] = C @ (τ², σ_m², σ_e²) for S = (S_T, S_A, S_M): each subject once per seed, in R models.
+    coef = np.stack(
+        [
+            np.stack([(n - r) * one, n - q / n, (n - 1) * one], axis=1),
+            np.stack([(n - r) * one, h - q / n, (h - 1) * one], axis=1),
+            np.stack([m - r, n - q / n, m - 1], axis=1),
+        ],
+        axis=1,
+    )
+    inv = np.linalg.pinv(coef)  # (S, 3, 3); pinv: a design with no residual df stays finite
+
+    def solve(s_a_, s_m_):
+        return np.einsum("sij,sj->si", inv, np.stack([s_t, s_a_, s_m_], axis=1))
+
+    comp = solve(s_a, s_m)
+    weights = np.stack([one / h, q / n**2, one / n], axis=1)
+    var = (comp * weights).sum(axis=1)
+    lam = np.einsum("si,sij->sj", weights, inv)  # var = lam · (S_T, S_A, S_M)
+    nu = np.stack([h - c, m - c, n - h - m + c], axis=1)
+    pieces = np.stack(
+        [(lam[:, 1] + lam[:, 0]) * s_a, (lam[:, 2] + lam[:, 0]) * s_m, lam[:, 0] * (s_t - s_a - s_m)], 1
+    )
+    scale = np.maximum(np.abs(mean), 1.0)
+    var = np.maximum(var, 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        denom = np.where(nu > 0, pieces**2 / np.where(nu > 0, nu, 1.0), 0.0).sum(axis=1)
+        df = np.where((denom > 0) & (var > (1e-12 * scale) ** 2), var**2 / denom, float(h - 1))
+    df = np.clip(df, 1.0, float(h - 1))
+    inflate = lambda ss, dof: ss * dof / sps.chi2.ppf(alpha / 2, np.maximum(dof, 1))  # noqa: E731
+    high = solve(inflate(s_a, nu[:, 0]), inflate(s_m, nu[:, 1]))
+    expected_seed = (comp[:, 1] * q / (r * h) + comp[:, 2]) if r >= 2 else np.zeros(s)
+    seed_excess = (h * seed_means.var(axis=1, ddof=1) - expected_seed) / h if r >= 2 else np.full(s, np.nan)
+    return Components(
+        mean,
+        np.sqrt(var),
+        df,
+        comp[:, 0],
+        comp[:, 1],
+        comp[:, 2],
+        np.maximum(high[:, 0], 0.0),
+        np.maximum(high[:, 1], 0.0),
+        m / r,
+        seed_excess,
+    )
 
 
 def subject_decisions(
     mean: np.ndarray, se: np.ndarray, df: np.ndarray, rope: float, alpha: float
 ) -> dict[str, np.ndarray]:
-    """Vectorised p-value, interval, posterior probabilities and verdict index (into VERDICTS).
+    """Vectorised p-value, interval, posterior probabilities, the two decision p-values and the
+    verdict index (into VERDICTS) of one comparison on its own (no multiplicity).
 
+    ``p_direction``: 2·min over sides of P(the difference is not beyond the rope on that side), the
+    two-sided p-value of "beyond the rope" (≤ α ⇔ the (1 − α) interval lies wholly beyond ±rope);
+    ``p_nonequivalence``: 1 − P(|difference| ≤ rope) (≤ 1 − DECISION_PROBABILITY ⇔ equivalent).
     A zero (or round-off) standard error collapses the posterior onto the mean."""
     mean, se, df = np.broadcast_arrays(*(np.asarray(x, dtype=float) for x in (mean, se, df)))
     scale = np.maximum(1.0, np.abs(mean))
@@ -344,23 +436,53 @@ def subject_decisions(
     p_b = np.where(degenerate, (mean > rope).astype(float), sps.t.sf((rope - mean) / safe_se, df))
     p_eq = np.maximum(0.0, 1.0 - p_a - p_b)
     mde = np.where(degenerate, 0.0, (sps.t.ppf(1.0 - alpha / 2.0, df) + sps.t.ppf(POWER, df)) * safe_se)
-    side = 1.0 - alpha / 2.0
-    verdict = np.full(mean.shape, VERDICTS.index("inconclusive"))
-    verdict = np.where(p_eq >= DECISION_PROBABILITY, VERDICTS.index("practically equivalent"), verdict)
-    verdict = np.where(p_b >= side, VERDICTS.index("b better"), verdict)
-    verdict = np.where(p_a >= side, VERDICTS.index("a better"), verdict)
-    t_stat = np.where(degenerate, np.where(mean == 0, 0.0, np.copysign(np.inf, mean)), t)
-    return {
+    p_direction = np.minimum(1.0, 2.0 * np.minimum(1.0 - p_a, 1.0 - p_b))
+    out = {
         "p_value": np.minimum(1.0, p_value),
         "ci_low": mean - half,
         "ci_high": mean + half,
         "p_a_better": p_a,
         "p_equivalent": p_eq,
         "p_b_better": p_b,
-        "verdict": verdict,
+        "p_direction": p_direction,
+        "p_nonequivalence": 1.0 - p_eq,
         "mde": mde,
-        "t_stat": t_stat,
+        "t_stat": np.where(degenerate, np.where(mean == 0, 0.0, np.copysign(np.inf, mean)), t),
     }
+    out["verdict"] = decide(p_direction, 1.0 - p_eq, mean, alpha)
+    return out
+
+
+def decide(p_direction, p_nonequivalence, mean, alpha: float) -> np.ndarray:
+    """Verdict indices (into VERDICTS) from decision p-values, plain or Holm-adjusted: a side when
+    p_direction ≤ α (the side of the mean), else equivalent when p_nonequivalence ≤ 1 − 0.95."""
+    p_direction, p_nonequivalence, mean = np.broadcast_arrays(
+        *(np.asarray(x, dtype=float) for x in (p_direction, p_nonequivalence, mean))
+    )
+    verdict = np.full(mean.shape, VERDICTS.index("inconclusive"))
+    verdict = np.where(
+        p_nonequivalence <= 1.0 - DECISION_PROBABILITY, VERDICTS.index("practically equivalent"), verdict
+    )
+    side = np.where(mean > 0, VERDICTS.index("b better"), VERDICTS.index("a better"))
+    return np.where(p_direction <= alpha, side, verdict)
+
+
+def holm_matrix(p: np.ndarray) -> np.ndarray:
+    """Holm's adjusted p-values along the last axis (vectorised :func:`holm`)."""
+    p = np.asarray(p, dtype=float)
+    m = p.shape[-1]
+    order = np.argsort(p, axis=-1)
+    ranked = np.take_along_axis(p, order, axis=-1) * (m - np.arange(m))
+    ranked = np.minimum(1.0, np.maximum.accumulate(ranked, axis=-1))
+    out = np.empty_like(ranked)
+    np.put_along_axis(out, order, ranked, axis=-1)
+    return out
+
+
+def family_verdicts(p_direction, p_nonequivalence, mean, alpha: float) -> np.ndarray:
+    """Verdicts of several comparisons (last axis) decided at Holm-adjusted levels: the family-wise
+    rate of false directional verdicts, and of false equivalence verdicts, stays ≤ α / 0.05."""
+    return decide(holm_matrix(p_direction), holm_matrix(p_nonequivalence), mean, alpha)
 
 
 @dataclass(frozen=True)
@@ -371,33 +493,37 @@ class SubjectComparison:
     mean_diff: float  # grand mean of b − a over the H × R (subject, seed) cells used
     ci_low: float  # (1 − alpha) interval, t with the Welch–Satterthwaite df
     ci_high: float
-    p_value: float  # two-sided t-test of 0 with the Welch–Satterthwaite df (Holm-adjust this one)
+    p_value: float  # two-sided t-test of 0 (context: a verdict needs the interval beyond the rope)
     p_a_better: float  # t posterior: P(diff < −rope)
     p_equivalent: float  # P(−rope ≤ diff ≤ rope)
     p_b_better: float  # P(diff > rope)
+    p_direction: float  # p-value of "beyond the rope" on the mean's side (Holm-adjust this one)
+    p_nonequivalence: float  # 1 − p_equivalent (Holm-adjust this one for equivalence claims)
     n: int  # H × R cells used
-    verdict: str  # one of VERDICTS
+    verdict: str  # one of VERDICTS, for this comparison on its own (see family_verdicts)
     rope: float
     alpha: float
-    df: float  # Welch–Satterthwaite degrees of freedom (H − 1 when R = 1)
+    df: float  # Welch–Satterthwaite degrees of freedom
     mde: float  # smallest true |difference| the test of 0 detects with 80% power at this H, R
     n_subjects: int  # H used
     n_seeds: int  # R used
-    se: float  # standard error of mean_diff: sqrt(subject_term + seed_term)
+    se: float  # standard error of mean_diff
     t_stat: float  # mean_diff / se (±inf when se = 0 and the mean is not)
-    subject_term: float  # S²(subject means over seeds) / H
-    seed_term: float  # S²(per-seed means over subjects) / R (0.0 when not estimated)
-    seed_term_estimated: bool  # False with one seed: the interval then misses the shared training noise
-    seed_sd: float | None  # training noise of one (subject, seed) difference: pooled within-subject sd
-    seed_shared_sd: float | None  # its part shared by all subjects of a seed: sqrt((MS_B − MS_E)/H) ≥ 0
-    residual_sd: float | None  # the subject × seed residual: sqrt(MS_E)
-    subject_sd: float | None  # τ, spread of the true per-subject difference: sqrt((MS_A − MS_E)/R) ≥ 0
+    decidable: bool  # False with one seed: the estimate only, never a verdict
+    models_per_seed: float  # fold models per seed (K); 1 when no fold labels were given
+    seed_sd: float | None  # training noise of one (subject, seed) difference: sqrt(σ_m² + σ_e²)
+    model_sd: float | None  # its part shared by the subjects one fold model scored: σ_m
+    residual_sd: float | None  # the rest: σ_e
+    seed_shared_sd: float | None  # noise shared by all of a seed's models beyond σ_m (assumed 0)
+    subject_sd: float | None  # τ, spread of the true per-subject difference (method of moments, ≥ 0)
     subject_sd_low: float | None  # 95% generalized confidence interval of τ
     subject_sd_high: float | None
-    dominant: str  # one of DOMINANT: τ²/H (subjects) vs the rest of se² (seeds); unknown with R = 1
+    dominant: str  # one of DOMINANT: τ²/H against the training noise's share of se²
     dropped_subjects: tuple[int, ...]  # row indices left out for missing scores
     dropped_seeds: tuple[int, ...]  # column indices left out for missing scores
     note: str  # empty, or what limits the result (one seed, dropped cells)
+    components: tuple[float, float, float] = (math.nan, math.nan, math.nan)  # τ², σ_m², σ_e² (unbiased)
+    components_high: tuple[float, float] = (math.nan, math.nan)  # upper bounds of τ², σ_m²
 
 
 def _complete_table(d: np.ndarray) -> tuple[np.ndarray, list[int], list[int]]:
@@ -431,33 +557,64 @@ def _tau_interval(ms_a: float, ms_e: float, h: int, r: int) -> tuple[float, floa
     return float(math.sqrt(low)), float(math.sqrt(high))
 
 
-def subject_comparison(a, b, *, rope: float = 0.005, alpha: float = 0.05) -> SubjectComparison:
-    """Compare arms a and b on per-(held-out subject, seed) scores, arrays of shape (H, R).
+def _table(x, name: str) -> tuple[np.ndarray, list | None]:
+    """A score table as floats; a DataFrame must be subjects (index) × seeds (columns) by its labels."""
+    if hasattr(x, "index") and hasattr(x, "columns"):
+        rows, cols = x.index.name, x.columns.name
+        if rows == "seed" or cols == "subject":
+            raise InputError(f"{name}: the table is seeds × subjects (index {rows!r}); pass subjects × seeds")
+        if rows != "subject" or cols != "seed":
+            raise InputError(
+                f"{name}: label the table's index 'subject' and its columns 'seed', got {rows!r} × {cols!r}"
+            )
+        return x.to_numpy(dtype=float), list(x.columns)
+    return np.asarray(x, dtype=float), None
 
-    ``a[h, r]`` and ``b[h, r]`` are the scores of subject h validated under seed r's split (the
-    same subjects in every seed). NaN marks a missing score; rows and columns are dropped by the
-    rule of :func:`_complete_table` and reported in ``dropped_subjects`` / ``dropped_seeds``.
-    Needs at least 2 subjects and 1 seed left; see the module docstring for the method.
+
+def subject_comparison(
+    a, b, *, folds=None, rope: float = DEFAULT_ROPE, alpha: float = 0.05
+) -> SubjectComparison:
+    """Compare arms a and b on per-(held-out subject, seed) scores, arrays of shape (H, R), or
+    DataFrames labelled subject (index) × seed (columns), which are checked by those labels.
+
+    ``a[h, r]`` and ``b[h, r]`` are the scores of subject h validated under seed r's split.
+    ``folds[h, r]`` (optional, same shape) is the fold whose model pair scored that cell: without
+    it every seed counts as one model. NaN marks a missing score; rows and columns are dropped by
+    the rule of :func:`_complete_table` and reported. Scores must lie in [0, 1]; needs at least 2
+    subjects and 1 seed left. One seed (or a table left with one by a missing subject) gives the
+    estimate and no verdict. See the module docstring for the method.
     """
-    a_arr, b_arr = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    a_arr, _ = _table(a, "a")
+    b_arr, _ = _table(b, "b")
     if a_arr.ndim != 2 or b_arr.ndim != 2:
-        raise ValueError(
+        raise InputError(
             f"scores must be 2-D arrays (subjects × seeds), got shapes {a_arr.shape} and {b_arr.shape}"
         )
     if a_arr.shape != b_arr.shape:
-        raise ValueError(
+        raise InputError(
             f"a and b must have the same shape (subjects × seeds), got {a_arr.shape} and {b_arr.shape}"
         )
-    if np.isinf(a_arr).any() or np.isinf(b_arr).any():
-        raise ValueError("scores contain infinite values (NaN marks a missing score)")
-    if rope < 0:
-        raise ValueError(f"rope must be ≥ 0, got {rope}")
+    for name, x in (("a", a_arr), ("b", b_arr)):
+        if np.isinf(x).any():
+            raise InputError(f"{name}: scores contain infinite values (NaN marks a missing score)")
+        bad = np.argwhere(~np.isnan(x) & ((x < 0) | (x > 1)))
+        if len(bad):
+            i, j = bad[0]
+            raise InputError(
+                f"{name}: score {x[i, j]!r} at subject row {i}, seed column {j} is outside [0, 1]"
+            )
+    rope = check_rope(rope)
     if not 0 < alpha < 1:
-        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+        raise InputError(f"alpha must be in (0, 1), got {alpha}")
+    fold_arr = None
+    if folds is not None:
+        fold_arr = np.asarray(folds, dtype=float)
+        if fold_arr.shape != a_arr.shape:
+            raise InputError(f"folds must have the scores' shape {a_arr.shape}, got {fold_arr.shape}")
     d, rows, cols = _complete_table(b_arr - a_arr)
     h, r = d.shape
     if h < 2 or r < 1:
-        raise ValueError(
+        raise InputError(
             f"need at least 2 subjects and 1 seed with complete scores, have {h} × {r} "
             f"of {a_arr.shape[0]} × {a_arr.shape[1]} after dropping missing (NaN) cells"
         )
@@ -465,161 +622,189 @@ def subject_comparison(a, b, *, rope: float = 0.005, alpha: float = 0.05) -> Sub
     dropped_r = tuple(j for j in range(a_arr.shape[1]) if j not in cols)
     if _is_constant(d):
         d = np.full_like(d, float(d.mean()))  # exact zero spread, not float round-off
-    tw = two_way_estimates(d)
-    dec = subject_decisions(tw.mean, tw.se, tw.df, rope, alpha)
-    se = float(tw.se)
     notes = []
-    if r >= 2:
-        ms_a, ms_b, ms_e = float(tw.ms_subject), float(tw.ms_seed), float(tw.ms_residual)
-        tau2 = max(0.0, (ms_a - ms_e) / r)
-        seed_sd = math.sqrt(float(np.mean(d.var(axis=1, ddof=1))))
-        seed_shared_sd = math.sqrt(max(0.0, (ms_b - ms_e) / h))
-        subject_sd = math.sqrt(tau2)
-        residual_sd = math.sqrt(ms_e)
-        tau_low, tau_high = _tau_interval(ms_a, ms_e, h, r) if ms_a + ms_e > 0 else (0.0, 0.0)
-        dominant = "subjects" if tau2 / h > se**2 - tau2 / h else "seeds"
-    else:
-        seed_sd = seed_shared_sd = residual_sd = subject_sd = tau_low = tau_high = None
-        dominant = "unknown"
-        notes.append(
-            "one seed: the training noise shared by a seed's (and a fold's) subjects cannot be "
-            "estimated, so the interval is too narrow and subject spread and training noise cannot "
-            "be told apart; run at least 2 seeds"
-        )
     if dropped_s or dropped_r:
         notes.append(f"dropped {len(dropped_s)} subject(s) and {len(dropped_r)} seed(s) with missing scores")
+    if r >= 2:
+        fk = None
+        if fold_arr is not None:
+            sub = fold_arr[np.ix_(rows, cols)]
+            if np.isnan(sub).any():
+                raise InputError("folds: a scored cell has no fold")
+            _, fk = np.unique(sub, return_inverse=True)  # fold labels per seed as 0..K-1 codes
+            fk = fk.reshape(sub.shape)
+        comp = variance_components(d, fk, alpha)
+        mean, se, df = float(comp.mean[0]), float(comp.se[0]), float(comp.df[0])
+        tau2, model2, resid2 = float(comp.tau2[0]), float(comp.model2[0]), float(comp.resid2[0])
+        subj = d.mean(axis=1)
+        resid = d - subj[:, None] - d.mean(axis=0)[None, :] + d.mean()
+        ms_a, ms_e = r * float(subj.var(ddof=1)), float((resid**2).sum()) / ((h - 1) * (r - 1))
+        tau_low, tau_high = _tau_interval(ms_a, ms_e, h, r) if ms_a + ms_e > 0 else (0.0, 0.0)
+        subject_sd = math.sqrt(max(tau2, 0.0))
+        tau_low, tau_high = min(tau_low, subject_sd), max(tau_high, subject_sd)
+        m2, e2 = max(model2, 0.0), max(resid2, 0.0)
+        excess = float(comp.seed_excess[0])
+        dominant = "subjects" if max(tau2, 0.0) / h > se**2 / 2 else "training"
+        extra = dict(
+            decidable=True,
+            models_per_seed=float(comp.models_per_seed[0]),
+            seed_sd=math.sqrt(m2 + e2),
+            model_sd=math.sqrt(m2),
+            residual_sd=math.sqrt(e2),
+            seed_shared_sd=math.sqrt(max(excess, 0.0)) if math.isfinite(excess) else None,
+            subject_sd=subject_sd,
+            subject_sd_low=tau_low,
+            subject_sd_high=tau_high,
+            dominant=dominant,
+            components=(tau2, model2, resid2),
+            components_high=(float(comp.tau2_high[0]), float(comp.model2_high[0])),
+        )
+    else:
+        # One seed: training noise and subject spread cannot be told apart, nor the noise a fold
+        # model shares with its subjects: the subject means' spread is all there is (too narrow).
+        mean = float(d.mean())
+        se = float(d[:, 0].std(ddof=1) / math.sqrt(h))
+        df = float(h - 1)
+        extra = dict(
+            decidable=False,
+            models_per_seed=math.nan,
+            seed_sd=None,
+            model_sd=None,
+            residual_sd=None,
+            seed_shared_sd=None,
+            subject_sd=None,
+            subject_sd_low=None,
+            subject_sd_high=None,
+            dominant="unknown",
+        )
+        notes.insert(
+            0,
+            "one seed cannot separate training noise from subject spread: the estimate only, no verdict; "
+            "run at least 2 confirm seeds",
+        )
+    dec = subject_decisions(mean, se, df, rope, alpha)
+    verdict = VERDICTS[int(dec["verdict"])] if extra["decidable"] else "inconclusive"
     return SubjectComparison(
-        mean_diff=float(tw.mean),
+        mean_diff=mean,
         ci_low=float(dec["ci_low"]),
         ci_high=float(dec["ci_high"]),
         p_value=float(dec["p_value"]),
         p_a_better=float(dec["p_a_better"]),
         p_equivalent=float(dec["p_equivalent"]),
         p_b_better=float(dec["p_b_better"]),
+        p_direction=float(dec["p_direction"]) if extra["decidable"] else 1.0,
+        p_nonequivalence=float(dec["p_nonequivalence"]) if extra["decidable"] else 1.0,
         n=h * r,
-        verdict=VERDICTS[int(dec["verdict"])],
-        rope=float(rope),
+        verdict=verdict,
+        rope=rope,
         alpha=float(alpha),
-        df=float(tw.df),
+        df=df,
         mde=float(dec["mde"]),
         n_subjects=h,
         n_seeds=r,
         se=se,
         t_stat=float(dec["t_stat"]),
-        subject_term=float(tw.subject_term),
-        seed_term=float(tw.seed_term),
-        seed_term_estimated=r >= 2,
-        seed_sd=seed_sd,
-        seed_shared_sd=seed_shared_sd,
-        residual_sd=residual_sd,
-        subject_sd=subject_sd,
-        subject_sd_low=tau_low,
-        subject_sd_high=tau_high,
-        dominant=dominant,
         dropped_subjects=dropped_s,
         dropped_seeds=dropped_r,
         note="; ".join(notes),
+        **extra,
     )
+
+
+PLAN_PROBABILITY = 0.8  # a plan names the seeds at which its verdict comes with at least this probability
 
 
 @dataclass(frozen=True)
 class EvidencePlan:
-    """What would detect a STATED true difference ``effect`` (see :func:`evidence_plan`)."""
+    """What more confirm seeds would give (see :func:`evidence_plan`)."""
 
-    effect: float
-    detectable_now: bool  # mde at the current H, R ≤ effect
-    seeds_needed: int | None  # fewest seeds (≤ MAX_SEEDS) at the current H; None: more seeds cannot
-    subjects_needed: int | None  # fewest held-out subjects (≤ max_subjects) at the current R; None: cannot
-    neither_practical: bool  # neither lever reaches it within its limit
-    note: str  # which lever works and why
+    verdict: str  # "better" (either side) or "practically equivalent"
+    effect: float  # the true difference the promise assumes (0 for equivalence)
+    probability_now: float  # chance of that verdict at the current H and R, were the effect true
+    seeds_needed: int | None  # fewest seeds (≤ MAX_SEEDS) at the current H reaching PLAN_PROBABILITY
+    note: str  # the promise, or why more seeds cannot keep it
 
 
-def projected_mde(cmp: SubjectComparison, n_subjects: int, n_seeds: int, alpha: float | None = None) -> float:
-    """The mde the subject-level test would have with n_subjects held out and n_seeds seeds, for
-    the variance components estimated in cmp (needs cmp.n_seeds ≥ 2).
-
-    Expected estimator: Var = (τ² + σ_E²/R')/H' + (σ_B² + σ_E²/H')/R' with σ_B² the noise shared
-    by a seed's subjects (seed_shared_sd²) and σ_E² the residual; Welch–Satterthwaite df. At the
-    current H, R it equals se² (up to the clamping of τ² and σ_B² at 0)."""
-    if not cmp.seed_term_estimated:
-        raise ValueError("one seed: the seed term is not estimated, so nothing can be projected")
-    alpha = cmp.alpha if alpha is None else alpha
-    h, r = int(n_subjects), int(n_seeds)
-    if h < 2 or r < 2:
-        raise ValueError(f"projection needs at least 2 subjects and 2 seeds, got {h} and {r}")
-    tau2, sb2, se2 = cmp.subject_sd**2, cmp.seed_shared_sd**2, cmp.residual_sd**2
-    t1, t2 = (tau2 + se2 / r) / h, (sb2 + se2 / h) / r
+def projected_se(cmp: SubjectComparison, n_seeds: int, high: bool = True) -> tuple[float, float]:
+    """(standard error, df) the comparison would have with n_seeds seeds at its H held-out subjects and
+    its models per seed: Var = τ²/H + σ_m²/(K·R') + σ_e²/(H·R'), τ² and σ_m² at their upper bounds
+    (``high``) or point estimates, Welch–Satterthwaite df over the subject and model parts."""
+    if not cmp.decidable:
+        raise ValueError("one seed: the variance components are not estimated, so nothing can be projected")
+    h, r, k = cmp.n_subjects, int(n_seeds), max(cmp.models_per_seed, 1.0)
+    if r < 2:
+        raise ValueError(f"projection needs at least 2 seeds, got {r}")
+    tau2, model2 = cmp.components_high if high else (max(cmp.components[0], 0.0), max(cmp.components[1], 0.0))
+    resid2 = max(cmp.components[2], 0.0)
+    t1, t2 = tau2 / h + resid2 / (h * r), model2 / (k * r)
     var = t1 + t2
     if var <= 0:
+        return 0.0, float(h - 1)
+    df = var**2 / (t1**2 / (h - 1) + t2**2 / max(k * r - 1, 1))
+    return math.sqrt(var), float(min(max(df, 1.0), h - 1))
+
+
+def verdict_probability(
+    verdict: str, effect: float, se: float, df: float, rope: float, alpha: float, m: int = 1
+) -> float:
+    """Chance that a comparison with this standard error and df gives `verdict` when the true
+    difference is `effect` (the estimate ~ N(effect, se²)). "better": the interval beyond the rope on
+    the effect's side; "practically equivalent": P(|diff| ≤ rope) ≥ DECISION_PROBABILITY; both at the
+    strictest Holm level of m comparisons."""
+    if se <= 0:
+        return float(abs(effect) > rope) if verdict == "better" else float(abs(effect) <= rope)
+    if verdict == "better":
+        return float(sps.norm.sf(sps.t.ppf(1 - alpha / (2 * m), df) - (abs(effect) - rope) / se))
+    mass = lambda m: sps.t.cdf((rope - m) / se, df) - sps.t.cdf((-rope - m) / se, df)  # noqa: E731
+    need = 1 - (1 - DECISION_PROBABILITY) / m
+    if mass(0.0) < need:
         return 0.0
-    df = var**2 / (t1**2 / (h - 1) + t2**2 / (r - 1))
-    return float((sps.t.ppf(1 - alpha / 2, df) + sps.t.ppf(POWER, df)) * math.sqrt(var))
+    edge = brentq(lambda m: mass(m) - need, 0.0, rope + 50 * se)
+    return float(sps.norm.cdf((edge - effect) / se) - sps.norm.cdf((-edge - effect) / se))
 
 
 def evidence_plan(
-    cmp: SubjectComparison, effects: Sequence[float] | None = None, *, max_subjects: int | None = None
+    cmp: SubjectComparison, effects: Sequence[float] | None = None, *, n_comparisons: int = 1
 ) -> list[EvidencePlan]:
-    """For each stated true difference (default: rope and 2 × rope) the seeds at the current H, and
-    the held-out subjects at the current R, with which the test of 0 would detect it with 80% power.
-
-    A planning statement at stated effects, never at the observed difference ("observed power",
-    Hoenig & Heisey 2001). Seeds shrink only the training-noise part of the variance; subjects
-    shrink the subject spread τ²/H and the residual, but not the noise shared by each seed's fold
-    models (σ_B²/R). ``max_subjects`` bounds H' (e.g. the subjects the data holds); without it H'
-    is searched up to 100,000.
+    """The confirm seeds at the current held-out subjects with which the verdict the user reads
+    would come with probability ≥ 0.8: "better" if the true difference is each stated effect
+    (default 2 × rope), "practically equivalent" if it is 0. τ and the model noise are taken at
+    their upper interval bounds; with several comparisons the verdicts are Holm-adjusted, so the
+    plan assumes the strictest level, α / n_comparisons. Never at the observed difference
+    (observed power: Hoenig & Heisey 2001). Seeds shrink only the training noise: when the subject
+    spread alone keeps a promise out of reach, the plan says so and promises nothing.
     """
-    effects = (cmp.rope, 2 * cmp.rope) if effects is None else tuple(float(e) for e in effects)
+    effects = (2 * cmp.rope,) if effects is None else tuple(float(e) for e in effects)
     if any(not (math.isfinite(e) and e > 0) for e in effects):
         raise ValueError(f"effects must be positive numbers, got {effects}")
-    if max_subjects is not None and max_subjects < 2:
-        raise ValueError(f"max_subjects must be ≥ 2, got {max_subjects}")
-    h, r = cmp.n_subjects, cmp.n_seeds
+    if not cmp.decidable:
+        return []
+    m = max(1, int(n_comparisons))
     out = []
-    for effect in effects:
-        now = cmp.mde <= effect
-        if not cmp.seed_term_estimated:
-            out.append(
-                EvidencePlan(effect, now, None, None, False, "one seed: run at least 2 seeds before planning")
-            )
-            continue
-        seeds = next((k for k in range(2, MAX_SEEDS + 1) if projected_mde(cmp, h, k) <= effect), None)
-        cap = 100_000 if max_subjects is None else int(max_subjects)
-        subjects = None
-        if projected_mde(cmp, cap, r) <= effect:  # monotone in H': bisect
-            lo, hi = 2, cap
-            while lo < hi:
-                mid = (lo + hi) // 2
-                if projected_mde(cmp, mid, r) <= effect:
-                    hi = mid
-                else:
-                    lo = mid + 1
-            subjects = lo
-        parts = []
-        if seeds is None:
-            t_sum = sps.t.ppf(1 - cmp.alpha / 2, h - 1) + sps.t.ppf(POWER, h - 1)
-            floor = t_sum * cmp.subject_sd / math.sqrt(h)  # infinitely many seeds: τ²/H is left
-            why = (
-                f"the subject spread alone (τ ≈ {cmp.subject_sd:.3g} over {h} subjects) leaves an mde ≥ {floor:.3g}"
-                if floor > effect
-                else f"not within {MAX_SEEDS} seeds"
-            )
-            parts.append(f"more seeds cannot: {why}")
-        else:
-            parts.append(f"{seeds} seeds at {h} held-out subjects")
-        if subjects is None:
-            floor = (
-                (sps.norm.ppf(1 - cmp.alpha / 2) + sps.norm.ppf(POWER)) * cmp.seed_shared_sd / math.sqrt(r)
-            )
-            why = (
-                f"the training noise shared by each seed's models (sd {cmp.seed_shared_sd:.3g} over {r} seeds) "
-                f"leaves an mde ≥ {floor:.3g}: more seeds are needed"
-                if floor > effect
-                else f"not within {cap} held-out subjects"
-            )
-            parts.append(f"more subjects cannot: {why}")
-        else:
-            parts.append(f"{subjects} held-out subjects at {r} seeds")
-        out.append(
-            EvidencePlan(effect, now, seeds, subjects, seeds is None and subjects is None, "; ".join(parts))
+    for verdict, effect in [*(("better", e) for e in effects), ("practically equivalent", 0.0)]:
+
+        def prob(r: int, verdict=verdict, effect=effect) -> float:
+            return verdict_probability(verdict, effect, *projected_se(cmp, r), cmp.rope, cmp.alpha, m)
+
+        now = prob(cmp.n_seeds)
+        seeds = next((r for r in range(cmp.n_seeds, MAX_SEEDS + 1) if prob(r) >= PLAN_PROBABILITY), None)
+        what = f"'{verdict}'" + (
+            f" if the true difference is ±{effect:.3g}" if effect else " if the true difference is 0"
         )
+        if seeds == cmp.n_seeds:
+            note = f"{what}: already likely (probability {now:.2f}) at {cmp.n_seeds} seeds"
+        elif seeds is not None:
+            note = (
+                f"{what}: {seeds} seeds at these {cmp.n_subjects} held-out subjects give it with probability "
+                f"≥ {PLAN_PROBABILITY:g} (now {now:.2f})"
+            )
+        else:
+            floor_se = math.sqrt(cmp.components_high[0] / cmp.n_subjects)
+            note = (
+                f"{what}: more seeds cannot give it with probability {PLAN_PROBABILITY:g} (at most "
+                f"{prob(MAX_SEEDS):.2f} at {MAX_SEEDS} seeds): the subject spread (τ up to "
+                f"{math.sqrt(cmp.components_high[0]):.3g}) over {cmp.n_subjects} subjects leaves a standard "
+                f"error ≥ {floor_se:.3g}; only more held-out subjects shrink it"
+            )
+        out.append(EvidencePlan(verdict, effect, now, seeds, note))
     return out

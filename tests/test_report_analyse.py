@@ -76,7 +76,8 @@ def test_several_comparisons_are_holm_adjusted():
     assert all(c.n_adjusted == 2 for c in rep.comparisons)
     assert rep.holm == (2, "fixed")  # the family: its size and its common baseline
     page = headline_html(rep)
-    assert "The p-values of the 2 comparisons against fixed are Holm-adjusted" in page
+    assert "The 2 comparisons against fixed are decided together" in page
+    assert "made at its Holm-adjusted level" in page
     assert page.count("; Holm-adjusted for 2 comparisons: ") == 2  # beside each raw p
     assert "Holm-adjusted" in dashboard_note(rep)
 
@@ -91,7 +92,7 @@ def test_three_comparisons_against_fixed():
     raw = [c.primary.p_value for c in rep.comparisons]  # the primary: about new subjects
     assert all(c.about_new_subjects for c in rep.comparisons)
     assert [c.p_adjusted for c in rep.comparisons] == pytest.approx(holm(raw))
-    assert "The p-values of the 3 comparisons against fixed are Holm-adjusted" in headline_html(rep)
+    assert "The 3 comparisons against fixed are decided together" in headline_html(rep)
 
 
 def test_one_comparison_is_not_adjusted():
@@ -117,27 +118,30 @@ def test_too_few_paired_scores_give_no_interval():
 # ----------------------------------------------------------------------------- what each verdict states
 
 
-def test_inconclusive_states_what_would_detect_the_rope_and_twice_the_rope():
+def test_inconclusive_states_what_more_seeds_would_give():
     """A plan at stated effects, never at the observed difference (the observed-power trap)."""
     rep = confirmed("more", scores=noisy_scores(0.012, 0.01))
     (v,) = rep.verdicts
     c = v.cmp.subjects
     assert v.cmp.about_new_subjects and v.cmp.primary is c and c.verdict == "inconclusive"
-    assert [p.effect for p in v.cmp.plan] == pytest.approx([0.005, 0.01])
+    assert [(p.verdict, p.effect) for p in v.cmp.plan] == [("better", 0.02), ("practically equivalent", 0.0)]
     assert v.seeds_used == len(SEEDS)
-    page = headline_html(rep)
+    page = headline_html(rep).replace("&#39;", "'")
     # the difference and its interval for new subjects lead, then the verdict
     lead = (
         f"uncertainty − fixed = {c.mean_diff:+.4f}, 95% interval [{c.ci_low:+.4f}, {c.ci_high:+.4f}] "
-        "for new subjects: inconclusive"
+        "for new subjects: inconclusive (rope ±0.01)"
     )
     assert lead in page
-    plan = v.cmp.plan[0]
-    assert f"To detect a true difference of 0.005 (the rope): {plan.note}" in page
-    assert "To detect a true difference of 0.010: " in page
-    assert "would decide at this effect size" not in page  # no promise at the observed difference
+    better, equivalent = v.cmp.plan
+    assert (
+        f"Not enough evidence at rope ±0.01. What more confirm seeds would give: {better.note}; {equivalent.note}."
+        in page
+    )
+    assert "'better' if the true difference is ±0.02" in better.note
+    assert "'practically equivalent' if the true difference is 0" in equivalent.note
     assert f"On these {len(HOLDOUT)} held-out subjects only (fold-level corrected test" in page
-    assert "To detect a true difference of 0.005" in dashboard_note(rep)
+    assert better.note in dashboard_note(rep)
 
 
 def test_without_per_subject_scores_the_fold_level_states_its_smallest_detectable_difference():

@@ -224,14 +224,14 @@ def test_forest_plot_of_every_arm_with_the_rope_and_no_tuning(all_arms):
     assert [r.arm for r in info.rows] == [
         c.b for c in sorted(rep.comparisons, key=lambda c: -c.comparison.mean_diff)
     ]
-    assert info.reference.arm == "equal" and info.rope == 0.005 and info.baseline == "fixed"
+    assert info.reference.arm == "equal" and info.rope == 0.01 and info.baseline == "fixed"
     assert info.rows == [cmp_figs.forest_row(c) for c in cmp_figs.sorted_comparisons(list(rep.comparisons))]
     fig = cmp_figs.fig_forest(info)
     (points,) = fig.data
     assert list(points.y) == [r.arm for r in info.rows]
     assert list(points.error_x.array) == pytest.approx([r.high - r.mean for r in info.rows])
     rope = [sh for sh in fig.layout.shapes if sh.type == "rect"]
-    assert len(rope) == 1 and (rope[0].x0, rope[0].x1) == (-0.005, 0.005)
+    assert len(rope) == 1 and (rope[0].x0, rope[0].x1) == (-0.01, 0.01)
     equal_line = [sh for sh in fig.layout.shapes if sh.type == "line" and sh.line.dash == "dash"]
     assert len(equal_line) == 1 and equal_line[0].x0 == pytest.approx(info.reference.mean)
     assert [a.text for a in fig.layout.annotations if a.name != "family"] == ["equal: what no tuning gives"]

@@ -9,11 +9,14 @@ from scipy import stats as sps
 from study.stats import (
     Comparison,
     evidence_plan,
+    family_verdicts,
     holm,
+    holm_matrix,
     naive_paired_t_pvalue,
     paired_comparison,
-    projected_mde,
+    projected_se,
     subject_comparison,
+    variance_components,
 )
 
 # 2 seeds × 3 folds; differences b − a = d.
@@ -23,7 +26,7 @@ B = [x + y for x, y in zip(A, D, strict=True)]
 
 
 def test_hand_computed_example():
-    c = paired_comparison(A, B, n_folds=3)
+    c = paired_comparison(A, B, n_folds=3, rope=0.005)
     # mean = 0.1 / 6; sum of squared deviations = 5.3333e-4 → var = 1.06667e-4 (ddof=1)
     mean, var = 0.1 / 6, 5.3333333e-4 / 5
     # Nadeau–Bengio factor: 1/J + n_test/n_train = 1/6 + 1/(3−1) = 2/3
@@ -51,8 +54,8 @@ def test_hand_computed_example():
 
 
 def test_swapping_arms_mirrors_the_result():
-    c = paired_comparison(A, B, n_folds=3)
-    r = paired_comparison(B, A, n_folds=3)
+    c = paired_comparison(A, B, n_folds=3, rope=0.005)
+    r = paired_comparison(B, A, n_folds=3, rope=0.005)
     assert r.mean_diff == pytest.approx(-c.mean_diff)
     assert (r.ci_low, r.ci_high) == pytest.approx((-c.ci_high, -c.ci_low))
     assert r.p_value == pytest.approx(c.p_value)
@@ -60,7 +63,7 @@ def test_swapping_arms_mirrors_the_result():
 
 
 def test_comparison_is_frozen():
-    c = paired_comparison(A, B, n_folds=3)
+    c = paired_comparison(A, B, n_folds=3, rope=0.005)
     assert isinstance(c, Comparison)
     with pytest.raises(AttributeError):
         c.verdict = "b better"  # type: ignore[misc]
@@ -224,14 +227,20 @@ def _with_mean_and_sd(mean: float, sd: float, j: int) -> np.ndarray:
 @pytest.mark.parametrize("ratio, mean", [(1 / 11, 0.02), (1 / 5, 0.03)])
 def test_seeds_needed_is_the_first_seed_count_that_decides(ratio, mean):
     k, sd = 3, 0.02
-    now = paired_comparison(np.zeros(k), _with_mean_and_sd(mean, sd, k), n_folds=k, test_train_ratio=ratio)
+    now = paired_comparison(
+        np.zeros(k), _with_mean_and_sd(mean, sd, k), n_folds=k, test_train_ratio=ratio, rope=0.005
+    )
     r = now.seeds_needed
     assert r is not None and r > 1
     decided = paired_comparison(
-        np.zeros(r * k), _with_mean_and_sd(mean, sd, r * k), n_folds=k, test_train_ratio=ratio
+        np.zeros(r * k), _with_mean_and_sd(mean, sd, r * k), n_folds=k, test_train_ratio=ratio, rope=0.005
     )
     before = paired_comparison(
-        np.zeros((r - 1) * k), _with_mean_and_sd(mean, sd, (r - 1) * k), n_folds=k, test_train_ratio=ratio
+        np.zeros((r - 1) * k),
+        _with_mean_and_sd(mean, sd, (r - 1) * k),
+        n_folds=k,
+        test_train_ratio=ratio,
+        rope=0.005,
     )
     assert decided.verdict == "b better" and before.verdict == "inconclusive"
 
@@ -271,165 +280,140 @@ SD = np.array([[0.01, 0.03, 0.00], [0.02, 0.01, 0.04], [-0.01, 0.02, 0.01], [0.0
 SB = SA + SD
 
 
-def test_subject_comparison_matches_direct_numpy_computation():
-    c = subject_comparison(SA, SB)
-    h, r = SD.shape
-    subj, seed = SD.mean(axis=1), SD.mean(axis=0)
-    v1, v2 = subj.var(ddof=1) / h, seed.var(ddof=1) / r
-    se = math.sqrt(v1 + v2)
-    df = (v1 + v2) ** 2 / (v1**2 / (h - 1) + v2**2 / (r - 1))  # Welch–Satterthwaite
-    assert c.mean_diff == pytest.approx(SD.mean(), rel=1e-12)
-    assert (c.subject_term, c.seed_term) == pytest.approx((v1, v2), rel=1e-12)
-    assert c.se == pytest.approx(se, rel=1e-12) and c.df == pytest.approx(df, rel=1e-12)
-    assert (c.n, c.n_subjects, c.n_seeds) == (12, 4, 3) and c.seed_term_estimated
-    q = sps.t.ppf(0.975, df)
-    assert (c.ci_low, c.ci_high) == pytest.approx((SD.mean() - q * se, SD.mean() + q * se), rel=1e-10)
-    assert c.p_value == pytest.approx(2 * sps.t.sf(SD.mean() / se, df), rel=1e-10)
-    assert c.p_b_better == pytest.approx(sps.t.sf((0.005 - SD.mean()) / se, df), rel=1e-10)
-    assert c.p_a_better == pytest.approx(sps.t.cdf((-0.005 - SD.mean()) / se, df), rel=1e-10)
-    assert c.p_a_better + c.p_equivalent + c.p_b_better == pytest.approx(1.0)
-    assert c.mde == pytest.approx((q + sps.t.ppf(0.8, df)) * se, rel=1e-10)
-    # Two-way ANOVA mean squares, written out.
-    resid = SD - subj[:, None] - seed[None, :] + SD.mean()
+def _design(rng, s, h, r, k, fixed):
+    from study.calibration import Cell, deal_folds
+
+    return deal_folds(rng, s, Cell(h, r, 0.0, n_folds=k, design="fixed" if fixed else "redealt"))
+
+
+@pytest.mark.parametrize("fixed", [False, True])
+def test_variance_of_the_mean_is_estimated_without_bias(fixed):
+    """E[se²] = Var(mean) over simulated studies, and the components come back, in both designs."""
+    from study.calibration import Cell, simulate
+
+    rng = np.random.default_rng(1)
+    cell = Cell(20, 3, 1.0, n_folds=4, design="fixed" if fixed else "redealt", fold_share=0.5)
+    d, fold = simulate(rng, 6000, cell)
+    comp = variance_components(d, fold)
+    assert np.mean(comp.se**2) == pytest.approx(np.var(comp.mean), rel=0.08)
+    sigma2 = cell.sigma**2
+    assert np.mean(comp.tau2) == pytest.approx(cell.tau**2, rel=0.1)
+    assert np.mean(comp.model2) == pytest.approx(0.5 * sigma2, rel=0.1)
+    assert np.mean(comp.resid2) == pytest.approx(0.5 * sigma2, rel=0.1)
+
+
+def test_connected_components_tell_the_designs_apart():
+    from study.stats import _components_count
+
+    rng = np.random.default_rng(2)
+    assert (_components_count(_design(rng, 50, 20, 3, 4, fixed=True)) == 4).all()
+    assert (_components_count(_design(rng, 50, 20, 3, 4, fixed=False)) == 1).all()
+
+
+def test_without_folds_every_seed_is_one_model_the_crossed_unbiased_estimate():
+    rng = np.random.default_rng(3)
+    d = rng.normal(0, 0.02, (15, 4)) + rng.normal(0, 0.01, (15, 1))
+    h, r = d.shape
+    subj, seed = d.mean(axis=1), d.mean(axis=0)
+    resid = d - subj[:, None] - seed[None, :] + d.mean()
     ms_a, ms_b = r * subj.var(ddof=1), h * seed.var(ddof=1)
     ms_e = (resid**2).sum() / ((h - 1) * (r - 1))
-    assert c.residual_sd == pytest.approx(math.sqrt(ms_e), rel=1e-10)
-    assert c.subject_sd == pytest.approx(math.sqrt(max(0.0, (ms_a - ms_e) / r)), abs=1e-12)
-    assert c.seed_shared_sd == pytest.approx(math.sqrt(max(0.0, (ms_b - ms_e) / h)), abs=1e-12)
-    assert c.seed_sd == pytest.approx(math.sqrt(SD.var(axis=1, ddof=1).mean()), rel=1e-10)
-    assert c.seed_sd**2 == pytest.approx(ms_e + (ms_b - ms_e) / h, rel=1e-10)
-    assert c.subject_sd_low <= c.subject_sd <= c.subject_sd_high
-    assert c.verdict == "inconclusive" and c.dominant in ("subjects", "seeds") and c.note == ""
-    with pytest.raises(AttributeError):
-        c.verdict = "b better"  # type: ignore[misc]
+    comp = variance_components(d)
+    assert comp.se[0] ** 2 == pytest.approx((ms_a + ms_b - ms_e) / (h * r), rel=1e-9)
 
 
 def test_subject_comparison_mirrors_when_arms_swap():
-    c, r = subject_comparison(SA, SB), subject_comparison(SB, SA)
-    assert r.mean_diff == pytest.approx(-c.mean_diff)
-    assert (r.ci_low, r.ci_high) == pytest.approx((-c.ci_high, -c.ci_low))
-    assert r.p_value == pytest.approx(c.p_value) and r.p_a_better == pytest.approx(c.p_b_better)
+    rng = np.random.default_rng(4)
+    a, b = rng.uniform(0.6, 0.8, (12, 3)), rng.uniform(0.6, 0.8, (12, 3))
+    folds = _design(rng, 1, 12, 3, 3, fixed=False)[0]
+    x, y = subject_comparison(a, b, folds=folds), subject_comparison(b, a, folds=folds)
+    assert x.mean_diff == pytest.approx(-y.mean_diff) and x.se == pytest.approx(y.se)
+    assert (x.ci_low, x.ci_high) == pytest.approx((-y.ci_high, -y.ci_low))
+    assert x.p_a_better == pytest.approx(y.p_b_better)
 
 
-def test_tau_is_found_when_subjects_differ_and_not_when_they_do_not():
-    rng = np.random.default_rng(5)
-    h, r = 30, 10
-    noise = rng.normal(0, 0.01, (h, r))
-    spread = subject_comparison(np.zeros((h, r)), rng.normal(0, 0.03, (h, 1)) + noise)
-    assert spread.subject_sd_low > 0.015 and spread.subject_sd_low < 0.03 < spread.subject_sd_high
-    assert spread.dominant == "subjects"
-    flat = subject_comparison(np.zeros((h, r)), noise)
-    assert flat.subject_sd < 0.005 and flat.subject_sd_low == 0.0 and flat.dominant == "seeds"
-    assert flat.seed_sd == pytest.approx(0.01, rel=0.1)
+def test_one_seed_gives_the_estimate_and_no_verdict():
+    a = np.full((10, 1), 0.5)
+    c = subject_comparison(a, a + 0.2 + np.linspace(0, 0.01, 10)[:, None])
+    assert not c.decidable and c.verdict == "inconclusive" and c.mean_diff == pytest.approx(0.205)
+    assert "one seed cannot separate training noise from subject spread" in c.note
+    assert evidence_plan(c) == []
+    # Two seeds, one of which lost a subject: the emptier seed is dropped, leaving one: no verdict.
+    b = np.hstack([a + 0.2, a + 0.2])
+    b[:6, 1] = np.nan  # seed 1 lost 6 of 10 subjects: it goes, not the subjects
+    lost = subject_comparison(np.hstack([a, a]), b)
+    assert lost.dropped_seeds == (1,) and not lost.decidable and lost.verdict == "inconclusive"
 
 
-def test_one_seed_falls_back_to_the_subject_term_and_says_so():
-    c = subject_comparison(SA[:, :1], SB[:, :1])
-    d = SD[:, 0]
-    assert not c.seed_term_estimated and c.seed_term == 0.0 and c.n_seeds == 1
-    assert c.se == pytest.approx(d.std(ddof=1) / 2) and c.df == 3
-    assert c.seed_sd is None and c.subject_sd is None and c.subject_sd_low is None
-    assert c.dominant == "unknown" and "one seed" in c.note
-    plan = evidence_plan(c)
-    assert all(p.seeds_needed is None and p.subjects_needed is None for p in plan)
-    assert "2 seeds" in plan[0].note
-    with pytest.raises(ValueError, match="one seed"):
-        projected_mde(c, 10, 5)
+def test_bad_tables_are_one_line_input_errors():
+    import pandas as pd
 
+    from cmi_model.errors import InputError
 
-def test_missing_scores_drop_the_emptiest_seed_or_subject():
-    b = SB.copy()
-    b[:, 2] = np.nan  # a failed seed
-    c = subject_comparison(SA, b)
-    assert c.dropped_seeds == (2,) and c.dropped_subjects == () and "dropped" in c.note
-    assert c.mean_diff == pytest.approx(subject_comparison(SA[:, :2], SB[:, :2]).mean_diff)
-    b = SB.copy()
-    b[1, 0] = np.nan  # one missing cell: the subject (1 of 3 cells) goes before the seed (1 of 4)
-    c = subject_comparison(SA, b)
-    assert c.dropped_subjects == (1,) and c.dropped_seeds == ()
-    assert c.se == pytest.approx(subject_comparison(np.delete(SA, 1, 0), np.delete(SB, 1, 0)).se)
-    a = SA.copy()
-    a[:3, 0] = np.nan  # three of four subjects lack seed 0: the seed goes
-    assert subject_comparison(a, SB).dropped_seeds == (0,)
-    with pytest.raises(ValueError, match="at least 2 subjects"):
-        subject_comparison(np.full((4, 3), np.nan), SB)
-
-
-def test_constant_differences_collapse_the_posterior():
-    big = subject_comparison(SA, SA + 0.02)
-    assert big.se == 0.0 and big.p_value == 0.0 and big.ci_low == big.ci_high == pytest.approx(0.02)
-    assert (big.p_a_better, big.p_equivalent, big.p_b_better) == (0.0, 0.0, 1.0)
-    assert big.verdict == "b better" and big.t_stat == math.inf and big.mde == 0.0
-    same = subject_comparison(SA, SA)
-    assert same.p_value == 1.0 and same.verdict == "practically equivalent" and same.subject_sd == 0.0
-    assert subject_comparison(SA, SA - 0.001).verdict == "practically equivalent"
-
-
-@pytest.mark.parametrize(
-    ("a", "b", "kw", "match"),
-    [
-        ([0.5, 0.6], [0.5, 0.7], {}, "2-D"),
-        (np.zeros((3, 2, 1)), np.zeros((3, 2, 1)), {}, "2-D"),
-        (np.zeros((3, 2)), np.zeros((3, 3)), {}, "same shape"),
-        (np.zeros((1, 4)), np.ones((1, 4)), {}, "at least 2 subjects"),
-        (np.zeros((3, 0)), np.zeros((3, 0)), {}, "at least 2 subjects"),
-        (np.zeros((3, 2)), np.full((3, 2), np.inf), {}, "infinite"),
-        (np.zeros((3, 2)), np.ones((3, 2)), {"rope": -1}, "rope"),
-        (np.zeros((3, 2)), np.ones((3, 2)), {"alpha": 1.5}, "alpha"),
-    ],
-)
-def test_subject_comparison_bad_input(a, b, kw, match):
-    with pytest.raises(ValueError, match=match):
-        subject_comparison(a, b, **kw)
+    ok = np.full((5, 3), 0.5)
+    with pytest.raises(InputError, match="outside \\[0, 1\\]"):
+        subject_comparison(ok, ok * 1e300)
+    with pytest.raises(InputError, match="infinite"):
+        subject_comparison(ok, np.where(ok > 0, np.inf, ok))
+    with pytest.raises(InputError, match="rope must be between 0 and 1"):
+        subject_comparison(ok, ok, rope=0)
+    with pytest.raises(InputError, match="rope must be between 0 and 1"):
+        subject_comparison(ok, ok, rope=1.5)
+    table = pd.DataFrame(
+        ok, index=pd.Index(list("vwxyz"), name="subject"), columns=pd.Index([1, 2, 3], name="seed")
+    )
+    assert subject_comparison(table, table).n == 15
+    with pytest.raises(InputError, match="seeds × subjects"):
+        subject_comparison(table.T, table.T)
 
 
 def test_verdicts_need_the_interval_beyond_the_rope():
     rng = np.random.default_rng(7)
     noise = rng.normal(0, 0.004, (20, 10))
-    clear = subject_comparison(np.zeros((20, 10)), 0.02 + noise)
-    assert clear.verdict == "b better" and clear.ci_low > clear.rope and clear.p_b_better >= 0.975
-    assert subject_comparison(0.02 + noise, np.zeros((20, 10))).verdict == "a better"
-    # Significant against 0 but not beyond the rope: not a directional verdict.
-    small = subject_comparison(np.zeros((20, 10)), 0.006 + noise)
+    base = np.full((20, 10), 0.5)
+    clear = subject_comparison(base, base + 0.03 + noise, rope=0.01)
+    assert clear.verdict == "b better" and clear.ci_low > clear.rope and clear.p_direction <= 0.05
+    assert subject_comparison(base + 0.03 + noise, base, rope=0.01).verdict == "a better"
+    small = subject_comparison(base, base + 0.011 + noise, rope=0.01)
     assert small.p_value < 0.05 and small.ci_low < small.rope and small.verdict == "inconclusive"
-    assert subject_comparison(np.zeros((20, 10)), 0.1 * noise).verdict == "practically equivalent"
+    assert subject_comparison(base, base + 0.1 * noise, rope=0.01).verdict == "practically equivalent"
 
 
-def test_holm_takes_the_subject_level_p_values():
+def test_holm_matrix_matches_holm_and_family_verdicts_use_adjusted_levels():
     rng = np.random.default_rng(8)
-    comps = [
-        subject_comparison(np.zeros((10, 4)), shift + rng.normal(0, 0.01, (10, 4)))
-        for shift in (0, 0.01, 0.03)
-    ]
-    p = [c.p_value for c in comps]
-    assert holm(p) == pytest.approx(
-        np.minimum(1, np.maximum.accumulate(np.sort(p) * [3, 2, 1]))[np.argsort(np.argsort(p))]
-    )
+    p = rng.uniform(0, 0.2, (20, 6))
+    assert holm_matrix(p) == pytest.approx(np.array([holm(row) for row in p]))
+    # Alone each of 3 would be decided (p ≤ 0.05); at Holm-adjusted levels only the first.
+    codes = family_verdicts([0.01, 0.04, 0.045], [1.0, 1.0, 1.0], [0.02, 0.02, 0.02], 0.05)
+    assert list(codes) == [1, 3, 3]  # b better, inconclusive, inconclusive
 
 
-def test_evidence_plan_names_the_lever_that_works():
+def test_evidence_plan_promises_what_the_user_reads():
     rng = np.random.default_rng(9)
-    h, r = 20, 5
-    seed_noise = rng.normal(0, 0.006, (1, r))  # shared by every subject of a seed: only seeds help
-    c = subject_comparison(np.zeros((h, r)), seed_noise + rng.normal(0, 0.004, (h, r)))
-    assert projected_mde(c, h, r) == pytest.approx(c.mde, rel=0.01)  # equal but for τ² clamped at 0
-    plan = {p.effect: p for p in evidence_plan(c, (0.005, 0.02), max_subjects=81)}
-    assert plan[0.005].subjects_needed is None and plan[0.005].seeds_needed is not None
-    assert "more seeds are needed" in plan[0.005].note
-    assert plan[0.02].seeds_needed <= plan[0.005].seeds_needed
-    # Subject spread: seeds cannot remove it, subjects can.
-    d = rng.normal(0, 0.03, (h, 1)) + rng.normal(0, 0.003, (h, r))
-    spread = subject_comparison(np.zeros((h, r)), d)
-    p = evidence_plan(spread, (0.01,), max_subjects=1000)[0]
-    assert p.seeds_needed is None and p.subjects_needed is not None and p.subjects_needed > h
-    assert "subject spread" in p.note
-    assert (
-        projected_mde(spread, p.subjects_needed, r) <= 0.01 < projected_mde(spread, p.subjects_needed - 1, r)
+    h, r = 20, 2
+    base = np.full((h, r), 0.5)
+    folds = _design(rng, 1, h, r, 4, fixed=False)[0]
+    c = subject_comparison(base, base + rng.normal(0, 0.01, (h, r)), folds=folds, rope=0.01)
+    plans = {p.verdict: p for p in evidence_plan(c)}
+    assert set(plans) == {"better", "practically equivalent"} and plans["better"].effect == pytest.approx(
+        0.02
     )
-    assert evidence_plan(spread, (0.001,), max_subjects=30)[0].neither_practical
-    # A planning statement at stated effects: the observed difference does not enter.
-    shifted = subject_comparison(np.zeros((h, r)), d + 0.05)
-    assert shifted.verdict == "b better"
-    assert evidence_plan(shifted, (0.01,), max_subjects=1000)[0].subjects_needed == p.subjects_needed
+    for p in plans.values():
+        if p.seeds_needed is not None:
+            se, df = projected_se(c, p.seeds_needed)
+            from study.stats import verdict_probability
+
+            assert verdict_probability(p.verdict, p.effect, se, df, 0.01, 0.05) >= 0.8
+            if p.seeds_needed > r:
+                assert (
+                    verdict_probability(p.verdict, p.effect, *projected_se(c, p.seeds_needed - 1), 0.01, 0.05)
+                    < 0.8
+                )
+    # Subject spread that seeds cannot remove: no promise, and it says why.
+    spread = subject_comparison(
+        base, base + rng.normal(0, 0.05, (h, 1)) + rng.normal(0, 0.002, (h, r)), rope=0.01
+    )
+    eq = next(p for p in evidence_plan(spread) if p.verdict == "practically equivalent")
+    assert eq.seeds_needed is None and "subject spread" in eq.note
     with pytest.raises(ValueError, match="positive"):
         evidence_plan(c, (0.0,))

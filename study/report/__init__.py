@@ -54,12 +54,13 @@ def write_report(
     *,
     command: str | None = None,
     dashboard: bool = True,
-    rope: float = 0.005,
+    rope: float | None = None,
 ) -> Path:
     """Write the HTML report of ``study_name`` to ``out_path`` and return its path.
 
     With ``dashboard=True`` and optuna_dashboard installed, also saves the verdict as a
     note and the key figures as graphs on each study (failures there are logged, not raised).
+    ``rope`` reads the scores under another rope than the one stored with the study.
     """
     backend = resolve_storage(storage)  # one connection pool for reading and for the dashboard notes
     report = analyse.analyse(read.read(backend, study_name), rope=rope)

@@ -25,10 +25,14 @@ from cmi_model.weighting import BASELINE_ARM, SCHEMES
 from study.records import DataInfo
 from study.report.studies import ArmData, ConfirmData, FoldFacts, Studies
 from study.stats import (
+    DEFAULT_ROPE,
+    VERDICTS,
     Comparison,
     EvidencePlan,
     SubjectComparison,
+    check_rope,
     evidence_plan,
+    family_verdicts,
     holm,
     paired_comparison,
     subject_comparison,
@@ -36,8 +40,6 @@ from study.stats import (
 
 MIN_PAIRS = 3  # fewer paired scores give no interval worth showing (t with 1 df: ±12.7 standard errors)
 MOVED = 0.1  # learned log-weights that moved less than this (max |Δs| over folds) are effectively fixed
-# The most held-out subjects a plan may ask for when the data's subject count is unrecorded.
-MAX_PLANNED_SUBJECTS = 500
 
 
 def label(arm: str) -> str:
@@ -71,7 +73,7 @@ class ArmComparison:
     # `comparison` (about these held-out subjects only) is all there is.
     subjects: SubjectComparison | None = None
     subject_pairs: pd.DataFrame | None = None  # subject, seed, a, b, diff
-    plan: tuple[EvidencePlan, ...] = ()  # what would detect the rope and twice the rope
+    plan: tuple[EvidencePlan, ...] = ()  # what more seeds would give, for an inconclusive verdict
 
     @property
     def primary(self) -> Comparison | SubjectComparison | None:
@@ -159,11 +161,19 @@ def _about_new_subjects(a: str, b: str, confirm: ConfirmData, rope: float) -> di
     }
     subjects = sorted(set(table[a].index) | set(table[b].index))
     seeds = sorted(set(table[a].columns) | set(table[b].columns))
-    ta, tb = (table[arm].reindex(index=subjects, columns=seeds).to_numpy(float) for arm in (a, b))
+    ta, tb = (table[arm].reindex(index=subjects, columns=seeds) for arm in (a, b))
+    # The fold whose model pair scored each (subject, seed): both arms share each seed's split.
+    folds = None
+    if "fold" in s.columns:
+        f = s[s["arm"] == a].pivot_table(index="subject", columns="seed", values="fold", aggfunc="first")
+        f = f.reindex(index=subjects, columns=seeds).to_numpy(float)
+        # one code per (seed, fold): fold k of seed r is another model than fold k of seed r'
+        folds = np.where(np.isnan(f), np.nan, f + 1000.0 * np.arange(len(seeds))[None, :])
     try:
-        cmp = subject_comparison(ta, tb, rope=rope)
+        cmp = subject_comparison(ta, tb, folds=folds, rope=rope)
     except ValueError:  # fewer than 2 subjects scored by both: the fold level is all there is
         return {}
+    ta, tb = ta.to_numpy(float), tb.to_numpy(float)
     long = pd.DataFrame(
         [
             (subj, seed, x, y)
@@ -174,10 +184,7 @@ def _about_new_subjects(a: str, b: str, confirm: ConfirmData, rope: float) -> di
         columns=["subject", "seed", "a", "b"],
     )
     long["diff"] = long["b"] - long["a"]
-    # A plan may not ask for more held-out subjects than there are subjects (the real data has 81).
-    most = confirm.record.data.n_subjects or MAX_PLANNED_SUBJECTS
-    plan = tuple(evidence_plan(cmp, max_subjects=max(2, most))) if cmp.seed_term_estimated else ()
-    return {"subjects": cmp, "subject_pairs": long, "plan": plan}
+    return {"subjects": cmp, "subject_pairs": long}
 
 
 def _too_few(n: int, where: str) -> str:
@@ -238,7 +245,10 @@ def comparison_pairs(arms: list[str]) -> list[tuple[str, str]]:
 
 
 def compare_all(data: Studies, rope: float) -> list[ArmComparison]:
-    """Every comparison of :func:`comparison_pairs`; with several, their p-values Holm-adjusted."""
+    """Every comparison of :func:`comparison_pairs`. With several, their p-values are Holm-adjusted
+    and the subject-level verdicts are made at Holm-adjusted levels (stats.family_verdicts): the
+    chance of any false "better" (or any false "equivalent") over the family stays ≤ 5%. Each
+    evidence plan assumes the strictest of those levels."""
     names = data.arm_names()
     out = [_compare(a, b, data, rope) for a, b in comparison_pairs(names)] if len(names) >= 2 else []
     tested = [i for i, c in enumerate(out) if c.primary is not None]
@@ -246,6 +256,21 @@ def compare_all(data: Studies, rope: float) -> list[ArmComparison]:
         adjusted = holm([out[i].primary.p_value for i in tested])  # type: ignore[union-attr]
         for i, p in zip(tested, adjusted, strict=True):
             out[i] = replace(out[i], p_adjusted=p, n_adjusted=len(tested))
+    decided = [i for i, c in enumerate(out) if c.subjects is not None and c.subjects.decidable]
+    if len(decided) > 1:
+        subj = [out[i].subjects for i in decided]
+        codes = family_verdicts(
+            [c.p_direction for c in subj],
+            [c.p_nonequivalence for c in subj],
+            [c.mean_diff for c in subj],
+            0.05,
+        )
+        for i, c, code in zip(decided, subj, codes, strict=True):
+            out[i] = replace(out[i], subjects=replace(c, verdict=VERDICTS[int(code)]))
+    for i, c in enumerate(out):
+        if c.subjects is not None and c.subjects.decidable and c.subjects.verdict == "inconclusive":
+            plan = tuple(evidence_plan(c.subjects, n_comparisons=max(1, len(decided))))
+            out[i] = replace(out[i], plan=plan)
     return out
 
 
@@ -366,7 +391,13 @@ class Report:
     verdicts: tuple[Verdict, ...]
     movements: dict[str, Movement]  # learned arm → how far its weights moved
     warnings: tuple[str, ...]
-    rope: float
+    rope: float  # the rope every verdict here uses
+    stored_rope: float | None  # the rope stored with the study (None: an older study without one)
+
+    @property
+    def rope_overridden(self) -> bool:
+        """This report reads the scores under another rope than the study's (`report --rope`)."""
+        return self.stored_rope is not None and self.rope != self.stored_rope
 
     @property
     def holm(self) -> tuple[int, str] | None:
@@ -375,7 +406,10 @@ class Report:
         return (adjusted[0].n_adjusted, adjusted[0].a) if adjusted else None
 
 
-def analyse(studies: Studies, *, rope: float = 0.005) -> Report:
+def analyse(studies: Studies, *, rope: float | None = None) -> Report:
+    """The report's record; `rope` overrides the one stored with the study (else DEFAULT_ROPE)."""
+    stored = studies.stored_rope()
+    rope = check_rope(rope if rope is not None else stored if stored is not None else DEFAULT_ROPE)
     comparisons = compare_all(studies, rope)
     moved = weight_movement(studies)
     return Report(
@@ -386,4 +420,5 @@ def analyse(studies: Studies, *, rope: float = 0.005) -> Report:
         movements=moved,
         warnings=tuple(studies.warnings()),
         rope=rope,
+        stored_rope=stored,
     )

@@ -170,7 +170,21 @@ def _headline(page: _Page) -> dict[str, Any]:
         "baseline": comparisons[0].a if comparisons else BASELINE_ARM,
         "level": next((c.level for c in comparisons if c.primary is not None), 95),
         "no_tuning": NO_TUNING_ARM,
+        "rope": report.rope,
+        "rope_note": _rope_note(report),
     }
+
+
+def _rope_note(report) -> str:
+    """Where the rope of every verdict comes from."""
+    if report.rope_overridden:
+        return (
+            f"This report reads the scores under rope ±{report.rope:g} (report --rope); the study was run "
+            f"with ±{report.stored_rope:g}."
+        )
+    if report.stored_rope is None:
+        return f"Rope ±{report.rope:g}: the default (this study was made before the rope was stored with it)."
+    return f"Rope ±{report.rope:g}, stored with the study (run --rope)."
 
 
 # ----------------------------------------------------------------------------- 2.–6. figures

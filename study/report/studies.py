@@ -249,6 +249,15 @@ class Studies:
             out["confirmation"] = self.confirm.record
         return out
 
+    def stored_rope(self) -> float | None:
+        """The rope the study was run with (`run --rope`, stored in each arm study's settings);
+        None for a study made before the rope was stored."""
+        for arm in self.arms.values():
+            rope = (arm.record.settings.get("study") or {}).get("rope")
+            if isinstance(rope, int | float) and 0 < rope < 1:
+                return float(rope)
+        return None
+
     def data_info(self) -> DataInfo | None:
         """The first study's description of its data (arms first, then the confirmation)."""
         return next((r.data for r in self.studies().values() if r.data != DataInfo()), None)

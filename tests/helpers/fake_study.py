@@ -337,7 +337,7 @@ def add_evil_strings(study: optuna.Study) -> None:
     study.add_trial(create_trial(state=TrialState.FAIL, user_attrs=records.trial_attrs(fail_reason=EVIL)))
 
 
-def report_of(storage, name: str, *, rope: float = 0.005) -> Report:
+def report_of(storage, name: str, *, rope: float | None = None) -> Report:
     """The first two stages of the report: the studies read, then analysed."""
     return analyse.analyse(read.read(storage, name), rope=rope)
 
