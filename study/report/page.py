@@ -213,7 +213,10 @@ def _confirmation(page: _Page) -> dict[str, Any]:
                 ]
             )
         seeds = ", ".join(map(str, c.seeds)) or "?"
-        confirm = {"study_name": c.study_name, "seeds": seeds, "n_folds": c.n_folds or "?", "rows": rows}
+        study_name = c.study_name
+        if data.outer:
+            study_name = ", ".join(p.confirm.study_name for _, p in data.outer if p.confirm is not None)
+        confirm = {"study_name": study_name, "seeds": seeds, "n_folds": c.n_folds or "?", "rows": rows}
     forest = None
     if len(comparisons) >= 2:  # several arms against one baseline: all of them in one figure
         forest = page.figure(
@@ -222,8 +225,9 @@ def _confirmation(page: _Page) -> dict[str, Any]:
             "No comparison has an interval yet: no forest plot.",
         )
     return {
-        "confirm_name": records.study_name(data.name, CONFIRM),
+        "confirm_name": records.study_name(records.outer_name(data.name, 1) if data.outer else data.name, CONFIRM),
         "confirm": confirm,
+        "outer": _outer_rows(page.report),
         "forest": forest,
         "figures": [
             slot
@@ -365,6 +369,27 @@ def _metric_parts(page: _Page) -> dict[str, Any]:
     }
 
 
+def _outer_rows(report: Report) -> dict[str, Any] | None:
+    """A nested run: each (outer fold, arm) search's pick, and how far the picks' outcomes spread."""
+    if not report.studies.outer:
+        return None
+    rows = [
+        [
+            p.outer,
+            p.arm,
+            p.held_out,
+            p.trials,
+            f"#{p.best_trial}" if p.best_trial is not None else "—",
+            num(p.cv_score) if p.cv_score is not None else "—",
+            num(p.confirmed) if p.confirmed is not None else "not confirmed",
+            ", ".join(f"{k}={num(v) if isinstance(v, float) else v}" for k, v in sorted(p.params.items())) or "—",
+        ]
+        for p in report.picks
+    ]
+    spreads = [sentences.sentence("spread", v) for v in report.verdicts if v.spread is not None]
+    return {"rows": rows, "spreads": spreads, "n_outer": report.studies.n_outer or len(report.studies.outer)}
+
+
 # ----------------------------------------------------------------------------- 7. reproducibility
 
 _CONFIG_KEYS = (
@@ -418,6 +443,21 @@ def _configs(studies: dict[str, StudyRecord]) -> list[tuple[str, str]]:
     return out
 
 
+def _crossing_fact(data) -> str:
+    """What the check of the stored records (study.nesting) found, in one sentence."""
+    c = data.crossing
+    held = "; ".join(f"outer fold {k}: {len(h)} held out" for k, h in c.held_out.items())
+    if c.problems:
+        return f"information crossed outer folds ({len(c.problems)} finding(s), see the warnings); {held}"
+    unrecorded = f" ({c.unrecorded} of them without recorded training subjects)" if c.unrecorded else ""
+    return (
+        f"no information crossed outer folds, checked on the stored records of {c.trials} trials and their "
+        f"{c.folds} folds{unrecorded}: no search of an outer fold trained, chose an epoch or validated on its held-out "
+        f"subjects, every confirmation scored only its outer fold's subjects with models not trained on them, and "
+        f"no subject is held out twice; {held}"
+    )
+
+
 def _reproducibility(page: _Page) -> dict[str, Any]:
     data = page.report.studies
     studies = data.studies()
@@ -435,6 +475,8 @@ def _reproducibility(page: _Page) -> dict[str, Any]:
         ("precision", ", ".join(sorted(precisions)) or "—", True),
         ("generated", data.generated_at, False),
     ]
+    if data.crossing is not None:
+        facts.insert(3, ("outer folds", _crossing_fact(data), False))
     return {
         "facts": facts,
         "commands": _commands(studies, page.command),
