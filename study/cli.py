@@ -192,7 +192,9 @@ def _run_part(args, settings, url: str, helpers, owned, k: int | None) -> None:
             resolved = settings.model_dump_json()  # every worker runs the same settings
             extra = [["--resolved-settings", resolved] for _ in range(args.workers - 1)]
             if owned is not None:
-                extra = [e + ["--only-arms", ",".join(arms)] for e, arms in zip(extra, owned[1:], strict=True)]
+                extra = [
+                    e + ["--only-arms", ",".join(arms)] for e, arms in zip(extra, owned[1:], strict=True)
+                ]
             if k is not None:
                 extra = [e + ["--outer-fold", str(k)] for e in extra]
             helpers.send(_forwarded(args, "run"), extra)

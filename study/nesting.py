@@ -60,7 +60,9 @@ def check(storage, name: str) -> Crossing:
             if records.study_name(part, arm) in existing
         }
         arm_records = {arm: records.read_arm_study(s) for arm, s in arm_studies.items()}
-        confirm = optuna.load_study(study_name=confirm_name, storage=storage) if confirm_name in existing else None
+        confirm = (
+            optuna.load_study(study_name=confirm_name, storage=storage) if confirm_name in existing else None
+        )
         if confirm is not None:
             h = set(records.read_confirm_study(confirm).holdout_subjects)
         else:
@@ -70,9 +72,13 @@ def check(storage, name: str) -> Crossing:
             n_subjects = n_subjects or rec.data.n_subjects
             n_outer = n_outer or (rec.settings.get("study") or {}).get("outer_folds")
             if set(rec.holdout_subjects) != h:
-                problems.append(f"outer fold {k}: {arm}'s search records another held-out set than its confirmation")
+                problems.append(
+                    f"outer fold {k}: {arm}'s search records another held-out set than its confirmation"
+                )
             if seen := h & set(rec.search_subjects):
-                problems.append(f"outer fold {k}: {arm}'s search pool holds held-out subject(s) {sorted(seen)}")
+                problems.append(
+                    f"outer fold {k}: {arm}'s search pool holds held-out subject(s) {sorted(seen)}"
+                )
             for number, f in _folds(arm_studies[arm]):
                 n_folds += 1
                 unrecorded += not f.train_subjects

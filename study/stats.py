@@ -808,7 +808,9 @@ def evidence_plan(
         )
         if more is not None:
             given = prob(cmp.n_seeds, more)
-            seeds = next((r for r in range(cmp.n_seeds, MAX_SEEDS + 1) if prob(r, more) >= PLAN_PROBABILITY), None)
+            seeds = next(
+                (r for r in range(cmp.n_seeds, MAX_SEEDS + 1) if prob(r, more) >= PLAN_PROBABILITY), None
+            )
             note = f"{what}: the remaining outer folds ({more} subjects in all) give it with probability {given:.2f} at {cmp.n_seeds} seeds (now {now:.2f})"
             if seeds is not None and seeds > cmp.n_seeds:
                 note += f"; with them, {seeds} seeds give it with probability ≥ {PLAN_PROBABILITY:g}"

@@ -282,7 +282,9 @@ def compare_all(data: Studies, rope: float) -> list[ArmComparison]:
     remaining = _subjects_in_all(data)
     for i, c in enumerate(out):
         if c.subjects is not None and c.subjects.decidable and c.subjects.verdict == "inconclusive":
-            plan = tuple(evidence_plan(c.subjects, n_comparisons=max(1, len(decided)), all_subjects=remaining))
+            plan = tuple(
+                evidence_plan(c.subjects, n_comparisons=max(1, len(decided)), all_subjects=remaining)
+            )
             out[i] = replace(out[i], plan=plan)
     return out
 

@@ -58,7 +58,9 @@ def save_to_dashboard(
     by_key = dict(figures)
     data = report.studies
     each = [(s.name, s) for _, s in data.outer] or [(data.name, data)]  # a nested run: every outer fold's
-    parts = [(name, part) for name, s in each for part in [*s.arms, *([CONFIRM] if s.confirm is not None else [])]]
+    parts = [
+        (name, part) for name, s in each for part in [*s.arms, *([CONFIRM] if s.confirm is not None else [])]
+    ]
     for name, part in parts:
         study = optuna.load_study(study_name=records.study_name(name, part), storage=storage)
         optuna_dashboard.save_note(study, note)

@@ -64,7 +64,7 @@ def _merge_confirm(parts: list[tuple[int, Studies]]) -> ConfirmData | None:
         record=first.record.model_copy(update={"holdout_subjects": held}),
         arms=arms,
         seeds=sorted({s for _, c in confirms for s in c.seeds}),
-        n_folds=n_folds,
+        n_folds=n_folds * len(confirms),  # each (outer fold, fold) its own fold of every seed
         trials=frames("trials"),
         scores=frames("scores"),
         params=first.params,
@@ -176,7 +176,9 @@ def search_spread(a: str, b: str, subject_pairs: pd.DataFrame | None, data: Stud
     means = np.array([np.mean(v) for v in values])
     grand = np.concatenate(values).mean()
     ms_between = float((sizes * (means - grand) ** 2).sum() / (g - 1))
-    ms_within = float(sum(((np.asarray(v) - m) ** 2).sum() for v, m in zip(values, means, strict=True)) / (n - g))
+    ms_within = float(
+        sum(((np.asarray(v) - m) ** 2).sum() for v, m in zip(values, means, strict=True)) / (n - g)
+    )
     n0 = (n - (sizes**2).sum() / n) / (g - 1)  # the mean group size, for unequal groups
     return SearchSpread(
         a=a,

@@ -225,7 +225,9 @@ def _confirmation(page: _Page) -> dict[str, Any]:
             "No comparison has an interval yet: no forest plot.",
         )
     return {
-        "confirm_name": records.study_name(records.outer_name(data.name, 1) if data.outer else data.name, CONFIRM),
+        "confirm_name": records.study_name(
+            records.outer_name(data.name, 1) if data.outer else data.name, CONFIRM
+        ),
         "confirm": confirm,
         "outer": _outer_rows(page.report),
         "forest": forest,
@@ -250,9 +252,12 @@ def _confirmation(page: _Page) -> dict[str, Any]:
 
 
 def _search(page: _Page) -> dict[str, Any]:
-    arms = page.report.studies.arms
+    data = page.report.studies
+    arms = data.arms
+    # A nested run's figures show the first outer fold's searches; the confirmation section lists every pick.
+    shown = data.outer[0][1].name if data.outer else None
     if not arms:
-        return {"figures": None, "best_rows": []}
+        return {"figures": None, "best_rows": [], "shown": shown}
     trials = search_figs.search_trials(arms)
     slots = [
         page.figure(
@@ -272,7 +277,7 @@ def _search(page: _Page) -> dict[str, Any]:
         )
         folds = ", ".join(num(s) for s in d.best.fold_scores)
         rows.append([arm, f"#{d.best.number}", num(d.best.value), f"{params}; folds: {folds}"])
-    return {"figures": slots, "best_rows": rows}
+    return {"figures": slots, "best_rows": rows, "shown": shown}
 
 
 def _weights(page: _Page) -> dict[str, Any]:
@@ -382,7 +387,8 @@ def _outer_rows(report: Report) -> dict[str, Any] | None:
             f"#{p.best_trial}" if p.best_trial is not None else "—",
             num(p.cv_score) if p.cv_score is not None else "—",
             num(p.confirmed) if p.confirmed is not None else "not confirmed",
-            ", ".join(f"{k}={num(v) if isinstance(v, float) else v}" for k, v in sorted(p.params.items())) or "—",
+            ", ".join(f"{k}={num(v) if isinstance(v, float) else v}" for k, v in sorted(p.params.items()))
+            or "—",
         ]
         for p in report.picks
     ]

@@ -253,7 +253,9 @@ class Studies:
         """Each study's record, labelled for the reader: ``fixed study``, …, ``confirmation``
         (``outer fold 1: fixed study``, … for a nested run)."""
         if self.outer:
-            return {f"outer fold {k}: {label}": r for k, part in self.outer for label, r in part.studies().items()}
+            return {
+                f"outer fold {k}: {label}": r for k, part in self.outer for label, r in part.studies().items()
+            }
         out: dict[str, StudyRecord] = {
             f"{arm} study": self.arms[arm].record for arm in sorted(self.arms, key=arm_order)
         }
