@@ -214,3 +214,28 @@ def test_the_remaining_outer_folds_are_offered_before_more_seeds():
         assert "remaining outer folds (18 subjects in all)" in q.note
         # three times the subjects never need more seeds than now
         assert q.seeds_needed is None or p.seeds_needed is None or q.seeds_needed <= p.seeds_needed
+
+
+@pytest.mark.slow
+def test_the_nested_report_renders_in_chromium_with_picks_and_the_crossing_check(
+    nested_run, tmp_path, browser
+):
+    from helpers.page import open_report, rendered
+
+    from study.report import write_report
+
+    out = write_report(nested_run, "n", tmp_path / "n.html")
+    open_report(browser, out)
+    n = int(browser.find_element("css selector", "body").get_attribute("data-figures"))
+    assert n >= 8 and rendered(browser) == n
+    assert [e for e in browser.get_log("browser") if e["level"] == "SEVERE"] == []
+    verdict = browser.find_element("css selector", ".verdict").text
+    assert "each arm tuned by its own search in each outer fold: 6 of 6 subjects" in verdict
+    body = browser.find_element("css selector", "body").text
+    assert "Outer folds: what each search picked" in body and "by outer fold:" in body
+    assert "nested in 3 outer folds (each subject held out once)" in body
+    assert "no information crossed outer folds, checked on the stored records" in body
+    picks = browser.find_elements(
+        "xpath", "//h3[starts-with(., 'Outer folds')]/following-sibling::table[1]//tbody/tr"
+    )
+    assert len(picks) == 3 * 2  # each (outer fold, arm)

@@ -159,6 +159,7 @@ def _headline(page: _Page) -> dict[str, Any]:
         "warnings": list(report.warnings),
         "info": report.data_info,
         "n_folds": data.n_folds,
+        "n_outer": data.n_outer if data.outer else None,
         "arm_names": data.arm_names(),
         "verdicts": [{"v": v, "say": sentences.verdict_text(v)} for v in report.verdicts],
         "holm": sentences.holm_text(report.holm),
@@ -199,14 +200,29 @@ def _confirmation(page: _Page) -> dict[str, Any]:
         for arm in c.arms or sorted(set(c.trials["arm"]), key=arm_order):
             tt = c.trials[c.trials["arm"] == arm]
             finished = tt[tt["state"] == "COMPLETE"]
-            done = sorted(int(s) for s in finished[finished["current"].astype(bool)]["seed"])
-            source = c.sources.get(arm)
+            current = finished[finished["current"].astype(bool)]
+            done = ", ".join(map(str, sorted(int(s) for s in current["seed"]))) or "none"
+            source = f"#{c.sources[arm]}" if c.sources.get(arm) is not None else "—"
+            if data.outer:  # a nested run: each seed once per outer fold, each outer fold's own pick
+                per_seed = current.groupby("seed")["outer"].nunique()
+                done = (
+                    ", ".join(f"{s} (in {n} of {len(data.outer)} outer folds)" for s, n in per_seed.items())
+                    or "none"
+                )
+                source = (
+                    "; ".join(
+                        f"outer fold {k}: #{p.confirm.sources[arm]}"
+                        for k, p in data.outer
+                        if p.confirm is not None and p.confirm.sources.get(arm) is not None
+                    )
+                    or "—"
+                )
             old = c.superseded.get(arm, [])
             rows.append(
                 [
                     arm,
-                    ", ".join(map(str, done)) or "none",
-                    (f"#{source}" if source is not None else "—") + (" (--force)" if arm in c.forced else ""),
+                    done,
+                    source + (" (--force)" if arm in c.forced else ""),
                     ", ".join(f"seed {seed} of #{src}" for seed, src in old) or "—",
                     len(tt) - len(finished),
                     seconds(c.seconds(arm)),
@@ -216,7 +232,10 @@ def _confirmation(page: _Page) -> dict[str, Any]:
         study_name = c.study_name
         if data.outer:
             study_name = ", ".join(p.confirm.study_name for _, p in data.outer if p.confirm is not None)
-        confirm = {"study_name": study_name, "seeds": seeds, "n_folds": c.n_folds or "?", "rows": rows}
+        n_folds = c.n_folds or "?"
+        if data.outer:
+            n_folds = f"{n_folds} ({data.n_folds} in each of {len(data.outer)} outer folds)"
+        confirm = {"study_name": study_name, "seeds": seeds, "n_folds": n_folds, "rows": rows}
     forest = None
     if len(comparisons) >= 2:  # several arms against one baseline: all of them in one figure
         forest = page.figure(

@@ -229,6 +229,9 @@ class Studies:
 
     @property
     def n_folds(self) -> int | None:
+        """Folds of one cross-validation (of one outer fold, for a nested run)."""
+        if self.outer:
+            return self.outer[0][1].n_folds
         if self.confirm is not None and self.confirm.n_folds:
             return self.confirm.n_folds
         return next((a.record.n_folds for a in self.arms.values() if a.record.n_folds), None)
