@@ -92,17 +92,17 @@ def fold_profile(preset: str = "demo", n_trials: int = 3) -> dict:
     """One search fold of the preset trained n_trials times (the baseline configuration of the
     fixed arm) through one FoldCache, as a worker trains it trial after trial."""
     from cmi_model.dataset import FoldCache
-    from cmi_model.folds import split_subjects, subject_folds
+    from cmi_model.folds import subject_folds
     from cmi_model.train import fit_fold
     from study import space
-    from study.runner import load_study_data
+    from study.runner import load_study_data, study_split
     from study.settings import build_settings
 
     torch.set_num_threads(WORKER_THREADS)
     s = build_settings(preset)
     data, _ = load_study_data(s, None)
     st = s.study
-    split = split_subjects(data, st.holdout, st.folds, st.seed)
+    split = study_split(data, st, 1 if st.outer_folds > 1 else None)  # the first outer fold's pool
     train_idx, val_idx = subject_folds(data, st.folds, st.seed, split.search)[0]
     model, loss, train = space.apply(
         "fixed", space.baseline("fixed", s.train, s.model), s.model, s.loss, s.train
@@ -204,8 +204,8 @@ def search_figures(url: str, name: str) -> dict:
     """Per arm and together: fold-trainings run vs trials × folds, pruned trials, best value."""
     out, run, full = {}, 0, 0
     for study_name in optuna.get_all_study_names(url):
-        arm = study_name.removeprefix(f"{name}-")
-        if arm == "confirm":
+        arm = study_name.removeprefix(f"{name}-")  # "fixed", or "outer1-fixed" with outer folds
+        if arm.endswith("confirm"):
             continue
         study = optuna.load_study(study_name=study_name, storage=url)
         trials = [
@@ -231,7 +231,7 @@ def phases(url: str, name: str, started: datetime, ended: datetime) -> dict:
     done = {}
     for study_name in optuna.get_all_study_names(url):
         trials = optuna.load_study(study_name=study_name, storage=url).get_trials(deepcopy=False)
-        key = "confirm" if study_name == f"{name}-confirm" else "search"
+        key = "confirm" if study_name.endswith("-confirm") else "search"  # every outer fold's
         last = max(t.datetime_complete for t in trials if t.datetime_complete)
         done[key] = max(done.get(key, last), last)
     return {

@@ -3,6 +3,8 @@
 - `split_subjects`: once per study, a search pool and held-out subjects (same for every arm
   and worker). The search tunes on the pool only; the confirmation validates on held-out
   subjects only, so picking the best of many configurations cannot flatter its score.
+- `outer_split`: nested evaluation: outer fold k's subjects are held out and the other outer
+  folds are the search pool, so over the K outer folds every subject is held out exactly once.
 - `subject_folds`: subject-grouped, gesture-stratified K-fold over a set of subjects.
 - `holdout_folds`: the confirmation's folds: fold k validates on the k-th slice of the
   held-out subjects and trains on the pool plus the other slices.
@@ -73,6 +75,29 @@ def split_subjects(data: SequenceData, holdout: float, n_folds: int, seed: int) 
             raise InputError(
                 f"holdout: {holdout:g} of {len(subjects)} subjects leaves {len(members)} {side} subject(s), "
                 f"fewer than the {n_folds} folds: change --holdout or --folds, or use more subjects"
+            )
+    return SubjectSplit(tuple(search.tolist()), tuple(held.tolist()))
+
+
+def outer_split(data: SequenceData, n_outer: int, k: int, n_folds: int, seed: int) -> SubjectSplit:
+    """Outer fold k (1-based) of n_outer stratified subject-grouped outer folds (one draw per
+    seed, shared by every k): its subjects are held out, the others form the search pool."""
+    _labeled(data)
+    subjects = np.unique(data.subject)
+    if not 1 <= k <= n_outer:
+        raise InputError(f"--outer-fold {k}: the study has {n_outer} outer folds (1..{n_outer})")
+    if len(subjects) < n_outer:
+        raise InputError(
+            f"outer folds: {n_outer} outer folds need at least {n_outer} subjects, the data has {len(subjects)}"
+        )
+    _, va = _grouped_splits(data, np.arange(data.n_sequences), n_outer, seed)[k - 1]
+    held = np.unique(data.subject[va])
+    search = np.setdiff1d(subjects, held)
+    for side, members in (("held-out", held), ("search", search)):
+        if len(members) < n_folds:
+            raise InputError(
+                f"outer folds: outer fold {k} of {n_outer} has {len(members)} {side} subject(s), fewer than "
+                f"the {n_folds} folds: change --outer-folds or --folds, or use more subjects"
             )
     return SubjectSplit(tuple(search.tolist()), tuple(held.tolist()))
 

@@ -44,6 +44,7 @@ class FoldResult:
     learned_end: dict[str, float]  # weighting.logged_params() after the last step
     max_abs_delta_s: float | None  # largest |end − start| of a learned parameter; None: nothing learned
     val_subjects: list[str]  # subjects of the validation fold
+    train_subjects: list[str]  # subjects whose sequences the weights were fitted on
     subject_scores: dict[
         str, dict
     ]  # validation subject → its score, binary_f1, macro_f1, n (metric.subject_scores)
@@ -241,6 +242,7 @@ def fit_fold(
         learned_end=learned_end,
         max_abs_delta_s=max((abs(learned_end[k] - v) for k, v in learned_start.items()), default=None),
         val_subjects=subjects_of(data, val_idx),
+        train_subjects=subjects_of(data, fit_idx),
         subject_scores=subject_scores(data.gesture[val_indices], val_pred, data.subject[val_indices]),
         stop_subjects=subjects_of(data, stop_idx),
         val_indices=val_indices,

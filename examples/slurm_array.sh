@@ -2,6 +2,8 @@
 # Many machines on one study with Slurm: every array task is a worker of the same studies on one
 # PostgreSQL server. `run` returns once the whole search budget is finished (by any worker), so
 # every task then joins `confirm`, and task 0 writes the report once the confirmation is done.
+# With outer folds (`--preset full` has 3) every task works through them in order, all tasks on
+# one outer fold's searches at a time; `--outer-fold K` in RUN_OPTIONS runs one of them alone.
 #
 #   install -m 600 /dev/null ~/.cmi-storage        # readable by you only
 #   echo 'postgresql://USER:PASSWORD@HOST:5432/DB' > ~/.cmi-storage
@@ -20,7 +22,7 @@
 set -euo pipefail
 
 STORAGE_FILE=${STORAGE_FILE:-$HOME/.cmi-storage}  # the secret: one line, the storage URL
-STUDY=${STUDY:-cmi}                                 # the studies are STUDY-ARM and STUDY-confirm
+STUDY=${STUDY:-cmi}                                 # studies STUDY-ARM, STUDY-confirm (STUDY-outerK-… nested)
 RUN_OPTIONS=${RUN_OPTIONS:---preset full}          # the same for every task (a worker with others is refused)
 DATA=${DATA:-}                                      # train.csv + train_demographics.csv; empty: the embedded data
 REPORT=${REPORT:-reports/$STUDY.html}               # written by task 0 (a shared folder)

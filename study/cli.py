@@ -155,16 +155,21 @@ def cmd_run(args) -> None:
     import torch
 
     from cmi_model.train import auto_precision, resolve_accelerator
-    from study.runner import run_arms, summarize
+    from study.runner import outer_fold_list
     from study.urls import safe_url
 
     settings = _settings_from(args)
     url = _storage_url(args)
     torch.set_num_threads(args.threads)
     st = settings.study
+    if st.outer_folds > 1 and args.holdout is not None:
+        raise InputError(f"--holdout: not used with {st.outer_folds} outer folds: each is held out in turn")
+    if args.outer_fold is not None and args.outer_fold > st.outer_folds > 1:
+        raise InputError(f"--outer-fold {args.outer_fold}: the study has {st.outer_folds} outer folds")
+    nested = f", {st.outer_folds} outer folds" if st.outer_folds > 1 else ""
     print(
-        f"study {args.study_name}: arms {', '.join(st.arms)}, {st.n_trials} trials per arm, {st.folds} folds, "
-        f"{args.workers} worker(s), storage {safe_url(url)}"
+        f"study {args.study_name}: arms {', '.join(st.arms)}, {st.n_trials} trials per arm, {st.folds} folds"
+        f"{nested}, {args.workers} worker(s), storage {safe_url(url)}"
     )
     accelerator, precision = resolve_accelerator(settings.train.accelerator, settings.train.precision)
     if accelerator == "gpu":
@@ -172,24 +177,35 @@ def cmd_run(args) -> None:
         print(f"precision {precision}: {why}")
     owned = owned_arms(st.arms, args.workers) if args.only_arms is None else [args.only_arms]
     with _helpers(args, args.workers - 1) as helpers:
+        for k in outer_fold_list(st, args.outer_fold):
+            if k is not None and args.outer_fold is None:
+                print(f"-- outer fold {k} of {st.outer_folds}")
+            _run_part(args, settings, url, helpers, owned, k)
 
-        def spawn() -> None:  # once this process has created the studies and queued the baselines
-            if args.workers > 1:
-                resolved = settings.model_dump_json()  # every worker runs the same settings
-                extra = [["--resolved-settings", resolved] for _ in range(args.workers - 1)]
-                if owned is not None:
-                    extra = [
-                        e + ["--only-arms", ",".join(arms)] for e, arms in zip(extra, owned[1:], strict=True)
-                    ]
-                helpers.send(_forwarded(args, "run"), extra)
 
-        only = owned[0] if owned is not None else None
-        # Arms handed over by the `run` that made their studies are replayed with --seed.
-        replay = args.only_arms is not None
-        with helpers.waited():
-            studies = run_arms(
-                settings, url, args.study_name, args.data, _command_line(args), spawn, only, replay
-            )
+def _run_part(args, settings, url: str, helpers, owned, k: int | None) -> None:
+    """One outer fold's searches (k None: the study's one held-out set), this process and its helpers."""
+    from study.runner import run_arms, summarize
+
+    def spawn() -> None:  # once this process has created the studies and queued the baselines
+        if args.workers > 1:
+            resolved = settings.model_dump_json()  # every worker runs the same settings
+            extra = [["--resolved-settings", resolved] for _ in range(args.workers - 1)]
+            if owned is not None:
+                extra = [
+                    e + ["--only-arms", ",".join(arms)] for e, arms in zip(extra, owned[1:], strict=True)
+                ]
+            if k is not None:
+                extra = [e + ["--outer-fold", str(k)] for e in extra]
+            helpers.send(_forwarded(args, "run"), extra)
+
+    only = owned[0] if owned is not None else None
+    # Arms handed over by the `run` that made their studies are replayed with --seed.
+    replay = args.only_arms is not None
+    with helpers.waited():
+        studies = run_arms(
+            settings, url, args.study_name, args.data, _command_line(args), spawn, only, replay, k
+        )
     for arm, study in studies.items():  # after the helpers: every worker's trials
         s = summarize(study)
         best = f"{s['best_value']:.4f}" if s["best_value"] is not None else "none"
@@ -202,21 +218,27 @@ def cmd_confirm(args) -> None:
     import torch
     from optuna.trial import TrialState
 
-    from study.confirm import prepare_confirm, work_confirm
+    from study.confirm import confirm_parts, prepare_confirm, work_confirm
 
     torch.set_num_threads(args.threads)
+    url = _storage_url(args)
+    parts = confirm_parts(url, args.study_name, args.outer_fold)
     with _helpers(args, args.workers - 1) as helpers:
-        # demo's --force is report's (overwrite --out); the demo's search is always finished.
-        force = bool(args.force) and args.command == "confirm"
-        confirm, objective, settings = prepare_confirm(
-            _storage_url(args), args.study_name, args.seeds, args.data, _command_line(args), force
-        )
-        if confirm.get_trials(deepcopy=False, states=(TrialState.WAITING,)):  # else: nothing to do
-            helpers.send(_forwarded(args, "confirm"), [[] for _ in range(args.workers - 1)])
-        with helpers.waited():
-            result = work_confirm(confirm, objective, settings.study)
-    for arm, r in result.items():
-        print(f"  {arm:12s} confirmation mean {r['mean']:.4f} over {r['n']} (seed, fold) pairs")
+        for k, name in parts:
+            if k is not None:
+                print(f"-- outer fold {k}: {name}")
+            # demo's --force is report's (overwrite --out); the demo's search is always finished.
+            force = bool(args.force) and args.command == "confirm"
+            confirm, objective, settings = prepare_confirm(
+                url, name, args.seeds, args.data, _command_line(args), force
+            )
+            if confirm.get_trials(deepcopy=False, states=(TrialState.WAITING,)):  # else: nothing to do
+                extra = [[] if k is None else ["--outer-fold", str(k)] for _ in range(args.workers - 1)]
+                helpers.send(_forwarded(args, "confirm"), extra)
+            with helpers.waited():
+                result = work_confirm(confirm, objective, settings.study)
+            for arm, r in result.items():
+                print(f"  {arm:12s} confirmation mean {r['mean']:.4f} over {r['n']} (seed, fold) pairs")
 
 
 def cmd_report(args) -> Path:

@@ -122,6 +122,35 @@ def _check_searches(
     return unfinished
 
 
+def confirm_parts(storage_url: str, name: str, only: int | None) -> list[tuple[int | None, str]]:
+    """(outer fold, study name) of each part to confirm: the study itself with one held-out set
+    (outer fold None), else every outer fold with a search in the storage (or `only`)."""
+    storage = open_storage(storage_url, must_exist=True)
+    try:
+        existing = set(optuna.get_all_study_names(storage))
+    finally:
+        close(storage)
+    if any(records.study_name(name, arm) in existing for arm in records.ARMS):
+        if only is not None:
+            raise InputError(f"--outer-fold {only}: study {name!r} has one held-out set, no outer folds")
+        return [(None, name)]
+    searched = [
+        k
+        for k in records.outer_folds_in(name, existing)
+        if any(records.study_name(records.outer_name(name, k), arm) in existing for arm in records.ARMS)
+    ]
+    if only is not None:
+        if only not in searched:
+            raise InputError(
+                f"--outer-fold {only}: no search of outer fold {only} ({records.outer_name(name, only)}-<arm>) "
+                f"in this storage: run `cmi-study run --outer-fold {only}` first"
+            )
+        return [(only, records.outer_name(name, only))]
+    if not searched:  # prepare_confirm says what is missing
+        return [(None, name)]
+    return [(k, records.outer_name(name, k)) for k in searched]
+
+
 def prepare_confirm(
     storage_url: str,
     name: str,

@@ -15,7 +15,13 @@ from cmi_model.config import TrainConfig
 from cmi_model.errors import InputError
 from cmi_model.weighting import ARMS, SCHEMES
 from study.gpus import parse_gpu_list as gpus_arg
-from study.settings import MAX_CONFIRM_SEEDS, MAX_SYNTHETIC_SUBJECTS, MAX_WORKERS, StudySection
+from study.settings import (
+    MAX_CONFIRM_SEEDS,
+    MAX_OUTER_FOLDS,
+    MAX_SYNTHETIC_SUBJECTS,
+    MAX_WORKERS,
+    StudySection,
+)
 from study.stats import DEFAULT_ROPE, check_rope
 
 
@@ -267,6 +273,25 @@ OPTIONS: tuple[Option, ...] = (
             "help": "share of subjects held out of the search for the confirmation (default 0.25)",
         },
         setting="study.holdout",
+    ),
+    Option(
+        "--outer-folds",
+        ("run",),
+        {
+            "type": _positive(int, MAX_OUTER_FOLDS),
+            "help": "nested evaluation: split the subjects into K outer folds and hold out each in turn, "
+            "with searches of its own on the others, so every subject is scored once (default 1: one "
+            "held-out set, --holdout)",
+        },
+        setting="study.outer_folds",
+    ),
+    Option(
+        "--outer-fold",
+        ("run", "confirm"),
+        {
+            "type": _positive(int, MAX_OUTER_FOLDS),
+            "help": "work on outer fold k alone (1..K; default: every one): run one tonight, the rest later",
+        },
     ),
     Option(
         "--rope",

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import re
 import sys
 import warnings
 from collections.abc import Iterable, Mapping
@@ -61,6 +62,19 @@ def study_name(name: str, part: str) -> str:
     return f"{name}-{part}"
 
 
+def outer_name(name: str, k: int) -> str:
+    """``NAME-outerK``: the study name of outer fold k of a nested run (its studies are
+    ``NAME-outerK-ARM`` and ``NAME-outerK-confirm``)."""
+    return f"{name}-outer{k}"
+
+
+def outer_folds_in(name: str, existing: Iterable[str]) -> list[int]:
+    """The outer folds k with at least one ``NAME-outerK-ARM`` or ``NAME-outerK-confirm`` study."""
+    parts = "|".join(re.escape(p) for p in (*ARMS, CONFIRM))
+    pattern = re.compile(rf"{re.escape(name)}-outer([1-9][0-9]*)-(?:{parts})")
+    return sorted({int(m.group(1)) for s in existing if (m := pattern.fullmatch(s))})
+
+
 def base_name(name: str, existing: set[str]) -> str:
     """The study name a user meant: ``NAME`` itself, or ``NAME`` of a ``NAME-ARM`` they typed."""
     parts = (*ARMS, CONFIRM)
@@ -100,6 +114,7 @@ class FoldRecord(_Record):
     rule: str | None = None
     best_epoch: int | None = None  # the chosen epoch, 0-based
     val_subjects: list[str] = []  # subjects of the validation fold
+    train_subjects: list[str] = []  # subjects the weights were fitted on ([]: unrecorded, older runs)
     stop_subjects: list[str] = []  # training subjects that chose the epoch (empty for "last_epoch")
     loss_trajectory: dict[str, list[float]] = {}  # term → mean unweighted training loss of each epoch
     learned_start: dict[str, float] = {}  # learned weighting parameters before the first step

@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from cmi_model.data import SequenceData, default_cache_dir, describe, load_dir
 from cmi_model.dataset import FoldCache
 from cmi_model.errors import InputError, Interrupted, raise_if_stopping, stops_deferred
-from cmi_model.folds import SubjectSplit, inner_split, split_subjects, subject_folds
+from cmi_model.folds import SubjectSplit, inner_split, outer_split, split_subjects, subject_folds
 from cmi_model.train import resolve_accelerator
 from study import records, space, trial_notes
 from study.objective import CVObjective, budget_counts, error_reason
@@ -71,11 +71,38 @@ def load_study_data(settings: Settings, data_dir: str | None) -> tuple[SequenceD
 # ----------------------------------------------------------------------------- studies
 
 
-def _sampler(settings: Settings, shared: bool) -> optuna.samplers.BaseSampler:
+def study_split(data: SequenceData, st: StudySection, outer_fold: int | None) -> SubjectSplit:
+    """The search pool and the held-out subjects: one held-out set (outer_folds 1), or outer fold k's."""
+    if st.outer_folds == 1:
+        if outer_fold is not None:
+            raise InputError(
+                f"--outer-fold {outer_fold}: this study has one held-out set; pass --outer-folds K "
+                "(2 or more) to nest the search in outer folds"
+            )
+        return split_subjects(data, st.holdout, st.folds, st.seed)
+    return outer_split(data, st.outer_folds, outer_fold or 0, st.folds, st.seed)
+
+
+def part_name(name: str, st: StudySection, outer_fold: int | None) -> str:
+    """The study name of one outer fold's studies (the name itself with one held-out set)."""
+    return name if st.outer_folds == 1 else records.outer_name(name, outer_fold or 0)
+
+
+def outer_fold_list(st: StudySection, only: int | None) -> list[int | None]:
+    """The outer folds a command works on: `only`, or all of them (None: one held-out set)."""
+    if st.outer_folds == 1 and only is None:
+        return [None]
+    return [only] if only is not None else list(range(1, st.outer_folds + 1))
+
+
+def _sampler(settings: Settings, shared: bool, outer_fold: int | None = None) -> optuna.samplers.BaseSampler:
     """The arm's sampler seeded with --seed, so one worker running an arm's trials in order
     draws the same trials every time; a worker sharing an arm with others (shared) must not
-    replay their draws, and gets a seed of its own."""
+    replay their draws, and gets a seed of its own. Each outer fold's search draws with a seed
+    of its own: how much the pick depends on the search's luck is part of what nesting measures."""
     seed = settings.study.seed
+    if outer_fold is not None:
+        seed = (seed + 1_000_003 * outer_fold) % (2**31)
     if shared:
         seed = (seed * 1_000_003 + os.getpid() + time.time_ns()) % (2**31)
     return optuna.samplers.TPESampler(seed=seed)
@@ -98,10 +125,14 @@ def make_pruner(kind: str) -> optuna.pruners.BasePruner:
     return optuna.pruners.NopPruner()
 
 
-def score_settings(arm: str, settings: Settings, data_info: records.DataInfo) -> dict:
+def score_settings(
+    arm: str, settings: Settings, data_info: records.DataInfo, outer_fold: int | None = None
+) -> dict:
     """Every setting that changes what an arm's score means, flat ("section.field" → value): the
     resolved model, loss, data and train configs, the folds, split, pruner, the arm's search
-    space and the data's content. A worker whose settings differ may not join the study."""
+    space and the data's content. A worker whose settings differ may not join the study. With
+    outer folds, their number and this study's outer fold replace the hold-out share (a study
+    made with one held-out set keeps exactly the keys it was made with)."""
     flat = {"data_files.fingerprint": data_info.fingerprint}
     for section in ("model", "loss", "data", "train"):
         for key, value in getattr(settings, section).model_dump(mode="json").items():
@@ -109,8 +140,12 @@ def score_settings(arm: str, settings: Settings, data_info: records.DataInfo) ->
     # As resolved on this worker: "auto" is bf16 on a GPU and fp32 on a CPU, two different scores.
     train = settings.train
     flat["train.precision"] = resolve_accelerator(train.accelerator, train.precision)[1]
+    st = settings.study
     for key in ("folds", "seed", "holdout", "pruner"):
-        flat[f"study.{key}"] = getattr(settings.study, key)
+        flat[f"study.{key}"] = getattr(st, key)
+    if st.outer_folds > 1:
+        del flat["study.holdout"]
+        flat |= {"study.outer_folds": st.outer_folds, "study.outer_fold": outer_fold}
     flat |= {f"search_space.{p}": d for p, d in space.describe(arm).items()}
     return flat
 
@@ -169,7 +204,12 @@ def check_joinable(storage, name: str, wants: dict[str, records.ArmStudyRecord])
 
 
 def arm_record(
-    arm: str, settings: Settings, data_info: records.DataInfo, split: SubjectSplit, command: str
+    arm: str,
+    settings: Settings,
+    data_info: records.DataInfo,
+    split: SubjectSplit,
+    command: str,
+    outer_fold: int | None = None,
 ) -> records.ArmStudyRecord:
     return records.ArmStudyRecord(
         arm=arm,
@@ -185,7 +225,7 @@ def arm_record(
         settings=json.loads(settings.model_dump_json()),
         search_subjects=list(split.search),
         holdout_subjects=list(split.holdout),
-        score_settings=score_settings(arm, settings, data_info),
+        score_settings=score_settings(arm, settings, data_info, outer_fold),
     )
 
 
@@ -198,10 +238,12 @@ def open_arm_study(
     split: SubjectSplit,
     command: str,
     owner: bool = False,
+    outer_fold: int | None = None,
 ) -> optuna.Study:
-    """Create the arm's study (or join it); `owner`: this worker alone runs the arm's trials."""
+    """Create the arm's study (or join it); `owner`: this worker alone runs the arm's trials.
+    `name` is already the outer fold's (part_name)."""
     study_name = records.study_name(name, arm)
-    want = arm_record(arm, settings, data_info, split, command)
+    want = arm_record(arm, settings, data_info, split, command, outer_fold)
     # Exactly one worker creates the study; it alone seeds its sampler with --seed, writes the
     # attrs and queues the baseline. Workers started together must not all see a new study
     # (same random draws, a baseline per worker, checks against half-written attrs).
@@ -210,7 +252,7 @@ def open_arm_study(
             storage=storage,
             study_name=study_name,
             direction="maximize",
-            sampler=_sampler(settings, shared=False),
+            sampler=_sampler(settings, shared=False, outer_fold=outer_fold),
             pruner=make_pruner(settings.study.pruner),
         )
         have = None
@@ -218,7 +260,7 @@ def open_arm_study(
         study = optuna.load_study(
             study_name=study_name,
             storage=storage,
-            sampler=_sampler(settings, shared=not owner),
+            sampler=_sampler(settings, shared=not owner, outer_fold=outer_fold),
             pruner=make_pruner(settings.study.pruner),
         )
         have = _creators_record(study)
@@ -256,8 +298,9 @@ def run_arms(
     on_ready=None,
     only: tuple[str, ...] | None = None,
     replay: bool = False,
+    outer_fold: int | None = None,
 ) -> dict:
-    """Work on the arms until each has n_trials complete + pruned trials (across all workers);
+    """Work on the arms (of outer fold `outer_fold`, with outer folds) until each has n_trials complete + pruned trials (across all workers);
     return their studies.
 
     only: the arms this worker owns and runs alone, trial after trial with the arm's seeded
@@ -274,7 +317,8 @@ def run_arms(
     st = settings.study
     # Before the storage is opened: impossible splits (more folds than subjects) must not leave
     # an empty database behind.
-    split = split_subjects(data, st.holdout, st.folds, st.seed)
+    split = study_split(data, st, outer_fold)
+    name = part_name(name, st, outer_fold)
     folds = subject_folds(data, st.folds, st.seed, split.search)
     if settings.train.early_stopping == "inner":  # each fold's stop subjects exist, or no trial starts
         for train_idx, _ in folds:
@@ -285,9 +329,10 @@ def run_arms(
         grace_period=st.grace_period,
         max_retry=st.max_retry,
     )
-    check_joinable(storage, name, {arm: arm_record(arm, settings, info, split, command) for arm in st.arms})
+    wants = {arm: arm_record(arm, settings, info, split, command, outer_fold) for arm in st.arms}
+    check_joinable(storage, name, wants)
     studies = {
-        arm: open_arm_study(storage, name, arm, settings, info, split, command, owner=replay)
+        arm: open_arm_study(storage, name, arm, settings, info, split, command, replay, outer_fold)
         for arm in st.arms
     }
     if all(budget_counts(study)[0] >= st.n_trials for study in studies.values()):

@@ -29,6 +29,7 @@ MAX_CONFIRM_SEEDS = 1000  # the preset's/TOML's confirm_seeds and `confirm --see
 assert (MAX_STUDY_SEED + 1000) * 1000 + 99 <= MAX_SEED
 
 
+MAX_OUTER_FOLDS = 20  # each outer fold runs a whole search per arm: more is hours for nothing
 MAX_SYNTHETIC_SUBJECTS = 200  # the embedded data's subjects (the real data has 81), config and flags alike
 # Worker processes one command starts on one machine: each holds torch, Lightning and the fold data
 # (~660 MB measured), so 64 need ~42 GB; more machines join with their own `run`.
@@ -49,6 +50,10 @@ class StudySection(StrictModel):
     # Share of subjects held out of the search: the confirmation validates on them only, so
     # choosing the best of many configurations cannot flatter the verdict. 0: no hold-out.
     holdout: float = Field(0.25, ge=0.0, le=0.5)  # 0, or 0.01..0.5 (more would hold out most subjects)
+    # Nested evaluation: subjects are split once (by seed, stratified by gesture) into this many
+    # outer folds; each is held out in turn, with searches of its own on the others, so every
+    # subject is scored once by models whose selection never saw it. 1: one held-out set (holdout).
+    outer_folds: int = Field(1, ge=1, le=MAX_OUTER_FOLDS)
     # Per-fold pruning of the search; the confirmation never prunes. "percentile": from the 3rd
     # trial on, stop a trial whose fold-k score is not in the top quarter of the complete trials'
     # at fold k. Measured over 5 sampler seeds, 10 trials: 44% / 50% of the fold-trainings saved
@@ -130,16 +135,19 @@ PRESETS: dict[str, dict] = {
     },
     "demo": {  # the README demo: under three minutes on a 2-core CPU
         "model_preset": "tiny",
-        # 8 trials per arm, all complete (no pruning: a pruned trial is not one the figures can use);
-        # 2 folds of the 12 pool subjects, so each fold still trains on 6 of them.
-        "study": {"n_trials": 8, "folds": 2, "confirm_seeds": 2, "holdout": 0.34, "pruner": "none"},
-        "synthetic": {"subjects": 18},  # 6 held out: the verdict about new subjects rests on 6
+        # 2 outer folds of 9 subjects: each is held out in turn, so the verdict rests on all 18.
+        # 4 trials per arm and outer fold, all complete (no pruning: a pruned trial is not one the
+        # figures can use); 2 inner folds of the 9 pool subjects, each training on 4-5 of them.
+        "study": {"n_trials": 4, "folds": 2, "confirm_seeds": 2, "outer_folds": 2, "pruner": "none"},
+        "synthetic": {"subjects": 18},
         "data": {"max_len": 64, "batch_size": 64},
         "train": {"max_epochs": 4, "patience": 3, "warmup_epochs": 0.5},
     },
     "full": {  # the public experiment's model on the full data: hours, a GPU helps
         "model_preset": "public",
-        "study": {"n_trials": 40, "folds": 5, "confirm_seeds": 3},
+        # 3 outer folds: every one of the 81 subjects is held out once (27 at a time), each pool of
+        # 54 still gives 5 inner folds of ~11; 40 trials per arm and outer fold (3x one search).
+        "study": {"n_trials": 40, "folds": 5, "confirm_seeds": 3, "outer_folds": 3},
         "synthetic": {"full_size": True},
         "data": {"max_len": 128, "batch_size": 64},
         "train": {"max_epochs": 40, "patience": 8, "warmup_epochs": 2.0},

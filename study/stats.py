@@ -716,22 +716,28 @@ PLAN_PROBABILITY = 0.8  # a plan names the seeds at which its verdict comes with
 
 @dataclass(frozen=True)
 class EvidencePlan:
-    """What more confirm seeds would give (see :func:`evidence_plan`)."""
+    """What more confirm seeds, or the remaining outer folds' subjects, would give (see
+    :func:`evidence_plan`)."""
 
     verdict: str  # "better" (either side) or "practically equivalent"
     effect: float  # the true difference the promise assumes (0 for equivalence)
     probability_now: float  # chance of that verdict at the current H and R, were the effect true
-    seeds_needed: int | None  # fewest seeds (≤ MAX_SEEDS) at the current H reaching PLAN_PROBABILITY
+    seeds_needed: int | None  # fewest seeds (≤ MAX_SEEDS) at `subjects` reaching PLAN_PROBABILITY
     note: str  # the promise, or why more seeds cannot keep it
+    subjects: int = 0  # the held-out subjects the plan assumes (more than now: the remaining outer folds)
 
 
-def projected_se(cmp: SubjectComparison, n_seeds: int, high: bool = True) -> tuple[float, float]:
-    """(standard error, df) the comparison would have with n_seeds seeds at its H held-out subjects and
-    its models per seed: Var = τ²/H + σ_m²/(K·R') + σ_e²/(H·R'), τ² and σ_m² at their upper bounds
-    (``high``) or point estimates, Welch–Satterthwaite df over the subject and model parts."""
+def projected_se(
+    cmp: SubjectComparison, n_seeds: int, high: bool = True, n_subjects: int | None = None
+) -> tuple[float, float]:
+    """(standard error, df) the comparison would have with n_seeds seeds at n_subjects held-out
+    subjects (default its own H) and as many subjects per fold model as now: Var = τ²/H +
+    σ_m²/(K·R') + σ_e²/(H·R'), τ² and σ_m² at their upper bounds (``high``) or point estimates,
+    Welch–Satterthwaite df over the subject and model parts."""
     if not cmp.decidable:
         raise ValueError("one seed: the variance components are not estimated, so nothing can be projected")
-    h, r, k = cmp.n_subjects, int(n_seeds), max(cmp.models_per_seed, 1.0)
+    h, r = n_subjects or cmp.n_subjects, int(n_seeds)
+    k = max(cmp.models_per_seed * h / cmp.n_subjects, 1.0)
     if r < 2:
         raise ValueError(f"projection needs at least 2 seeds, got {r}")
     tau2, model2 = cmp.components_high if high else (max(cmp.components[0], 0.0), max(cmp.components[1], 0.0))
@@ -764,7 +770,11 @@ def verdict_probability(
 
 
 def evidence_plan(
-    cmp: SubjectComparison, effects: Sequence[float] | None = None, *, n_comparisons: int = 1
+    cmp: SubjectComparison,
+    effects: Sequence[float] | None = None,
+    *,
+    n_comparisons: int = 1,
+    all_subjects: int | None = None,
 ) -> list[EvidencePlan]:
     """The confirm seeds at the current held-out subjects with which the verdict the user reads
     would come with probability ≥ 0.8: "better" if the true difference is each stated effect
@@ -773,6 +783,10 @@ def evidence_plan(
     plan assumes the strictest level, α / n_comparisons. Never at the observed difference
     (observed power: Hoenig & Heisey 2001). Seeds shrink only the training noise: when the subject
     spread alone keeps a promise out of reach, the plan says so and promises nothing.
+
+    all_subjects: the subjects every outer fold of a nested run would evaluate, when some outer
+    folds are not run yet (more than cmp's H): the plan then offers them first, at the current
+    seeds, and names the seeds it needs with them.
     """
     effects = (2 * cmp.rope,) if effects is None else tuple(float(e) for e in effects)
     if any(not (math.isfinite(e) and e > 0) for e in effects):
@@ -780,17 +794,31 @@ def evidence_plan(
     if not cmp.decidable:
         return []
     m = max(1, int(n_comparisons))
+    more = all_subjects if all_subjects is not None and all_subjects > cmp.n_subjects else None
     out = []
     for verdict, effect in [*(("better", e) for e in effects), ("practically equivalent", 0.0)]:
 
-        def prob(r: int, verdict=verdict, effect=effect) -> float:
-            return verdict_probability(verdict, effect, *projected_se(cmp, r), cmp.rope, cmp.alpha, m)
+        def prob(r: int, h: int | None = None, verdict=verdict, effect=effect) -> float:
+            se, df = projected_se(cmp, r, n_subjects=h)
+            return verdict_probability(verdict, effect, se, df, cmp.rope, cmp.alpha, m)
 
         now = prob(cmp.n_seeds)
-        seeds = next((r for r in range(cmp.n_seeds, MAX_SEEDS + 1) if prob(r) >= PLAN_PROBABILITY), None)
         what = f"'{verdict}'" + (
             f" if the true difference is ±{effect:.3g}" if effect else " if the true difference is 0"
         )
+        if more is not None:
+            given = prob(cmp.n_seeds, more)
+            seeds = next(
+                (r for r in range(cmp.n_seeds, MAX_SEEDS + 1) if prob(r, more) >= PLAN_PROBABILITY), None
+            )
+            note = f"{what}: the remaining outer folds ({more} subjects in all) give it with probability {given:.2f} at {cmp.n_seeds} seeds (now {now:.2f})"
+            if seeds is not None and seeds > cmp.n_seeds:
+                note += f"; with them, {seeds} seeds give it with probability ≥ {PLAN_PROBABILITY:g}"
+            elif seeds is None:
+                note += f"; even with them no number of seeds up to {MAX_SEEDS} reaches {PLAN_PROBABILITY:g}"
+            out.append(EvidencePlan(verdict, effect, now, seeds, note, more))
+            continue
+        seeds = next((r for r in range(cmp.n_seeds, MAX_SEEDS + 1) if prob(r) >= PLAN_PROBABILITY), None)
         if seeds == cmp.n_seeds:
             note = f"{what}: already likely (probability {now:.2f}) at {cmp.n_seeds} seeds"
         elif seeds is not None:
@@ -806,5 +834,5 @@ def evidence_plan(
                 f"{math.sqrt(cmp.components_high[0]):.3g}) over {cmp.n_subjects} subjects leaves a standard "
                 f"error ≥ {floor_se:.3g}; only more held-out subjects shrink it"
             )
-        out.append(EvidencePlan(verdict, effect, now, seeds, note))
+        out.append(EvidencePlan(verdict, effect, now, seeds, note, cmp.n_subjects))
     return out

@@ -79,6 +79,17 @@ BAD_RUNS = {
     "missing config": (lambda d: ["--config", str(d / "nope.toml")], "nope.toml"),
     "config is a folder": (lambda d: ["--config", str(d)], "cannot read"),
     "missing data folder": (lambda d: ["--data", str(d / "no-such-dir")], "no-such-dir"),
+    "rope of 0": (lambda d: ["--rope", "0"], "--rope"),
+    "rope of 1": (lambda d: ["--rope", "1"], "--rope"),
+    "rope not a number": (lambda d: ["--rope", "wide"], "--rope"),
+    "outer fold beyond the outer folds": (
+        lambda d: ["--outer-folds", "2", "--outer-fold", "3"],
+        "2 outer folds",
+    ),
+    "outer fold of a study without outer folds": (lambda d: ["--outer-fold", "1"], "one held-out set"),
+    "hold-out share with outer folds": (lambda d: ["--outer-folds", "2", "--holdout", "0.3"], "--holdout"),
+    "more outer folds than subjects": (lambda d: ["--outer-folds", "7"], "at least 7 subjects"),
+    "too many outer folds": (lambda d: ["--outer-folds", "21"], "--outer-folds"),
 }
 
 

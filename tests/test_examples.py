@@ -44,16 +44,20 @@ def _run_all(commands: list[tuple[list[str], dict]], cwd: Path, password: str) -
     return outputs
 
 
-def _check_study(url: str, name: str, report: Path) -> None:
-    check_exact_totals(url, name, N_TRIALS)
-    confirm = load(url, f"{name}-confirm")
-    assert states(confirm)["COMPLETE"] == 2 * 2  # 2 arms × the tiny preset's 2 seeds, each once
-    assert states(confirm)["RUNNING"] == states(confirm)["WAITING"] == 0
+def _check_study(url: str, name: str, report: Path, outer_folds: int = 1) -> None:
+    """Exact budgets in every (arm, outer fold) search and every confirmation pair done once."""
+    parts = [name] if outer_folds == 1 else [f"{name}-outer{k}" for k in range(1, outer_folds + 1)]
+    for part in parts:
+        check_exact_totals(url, part, N_TRIALS)
+        confirm = load(url, f"{part}-confirm")
+        assert states(confirm)["COMPLETE"] == 2 * 2  # 2 arms × the tiny preset's 2 seeds, each once
+        assert states(confirm)["RUNNING"] == states(confirm)["WAITING"] == 0
     assert report.is_file() and "<html" in report.read_text()[:2000].lower()
 
 
 @pytest.mark.slow
-def test_the_slurm_array_script_runs_three_tasks_on_one_study(postgres_url, tmp_path):
+@pytest.mark.parametrize("outer_folds", [1, 2])
+def test_the_slurm_array_script_runs_three_tasks_on_one_study(postgres_url, tmp_path, outer_folds):
     password = sqlalchemy.engine.make_url(postgres_url).password
     with scratch_database(postgres_url) as url:
         secret = tmp_path / "storage-url"
@@ -63,14 +67,14 @@ def test_the_slurm_array_script_runs_three_tasks_on_one_study(postgres_url, tmp_
         common = {
             "STORAGE_FILE": str(secret),
             "STUDY": "slurm",
-            "RUN_OPTIONS": f"--preset tiny --n-trials {N_TRIALS}",
+            "RUN_OPTIONS": f"--preset tiny --n-trials {N_TRIALS} --outer-folds {outer_folds}",
             "REPORT": str(report),
             "SLURM_ARRAY_JOB_ID": "4242",
         }
         script = str(EXAMPLES / "slurm_array.sh")
         jobs = [(["bash", script], _env(tmp_path, **common, SLURM_ARRAY_TASK_ID=str(i))) for i in range(3)]
         _run_all(jobs, tmp_path, password)
-        _check_study(url, "slurm", report)
+        _check_study(url, "slurm", report, outer_folds)
     # Each task prepared its folds in a cache of its own on the node's local disk.
     assert sorted(p.name for p in tmp_path.glob("cmi-cache-*")) == [f"cmi-cache-4242-{i}" for i in range(3)]
 

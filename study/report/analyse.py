@@ -23,6 +23,7 @@ import pandas as pd
 
 from cmi_model.weighting import BASELINE_ARM, SCHEMES
 from study.records import DataInfo
+from study.report.nested import Pick, SearchSpread, picks, search_spread
 from study.report.studies import ArmData, ConfirmData, FoldFacts, Studies
 from study.stats import (
     DEFAULT_ROPE,
@@ -168,7 +169,8 @@ def _about_new_subjects(a: str, b: str, confirm: ConfirmData, rope: float) -> di
         f = s[s["arm"] == a].pivot_table(index="subject", columns="seed", values="fold", aggfunc="first")
         f = f.reindex(index=subjects, columns=seeds).to_numpy(float)
         # one code per (seed, fold): fold k of seed r is another model than fold k of seed r'
-        folds = np.where(np.isnan(f), np.nan, f + 1000.0 * np.arange(len(seeds))[None, :])
+        step = np.nanmax(f) + 1 if np.isfinite(f).any() else 1.0
+        folds = np.where(np.isnan(f), np.nan, f + step * np.arange(len(seeds))[None, :])
     try:
         cmp = subject_comparison(ta, tb, folds=folds, rope=rope)
     except ValueError:  # fewer than 2 subjects scored by both: the fold level is all there is
@@ -244,6 +246,16 @@ def comparison_pairs(arms: list[str]) -> list[tuple[str, str]]:
     return [(arms[0], b) for b in arms[1:]]
 
 
+def _subjects_in_all(data: Studies) -> int | None:
+    """The subjects a nested run evaluates once every outer fold is confirmed, while some are not
+    (None otherwise: more subjects are then not to be had)."""
+    confirmed = sum(p.confirm is not None and len(p.confirm.scores) > 0 for _, p in data.outer)
+    info = data.data_info()
+    if not data.outer or not data.n_outer or confirmed >= data.n_outer or info is None:
+        return None
+    return info.n_subjects
+
+
 def compare_all(data: Studies, rope: float) -> list[ArmComparison]:
     """Every comparison of :func:`comparison_pairs`. With several, their p-values are Holm-adjusted
     and the subject-level verdicts are made at Holm-adjusted levels (stats.family_verdicts): the
@@ -267,9 +279,12 @@ def compare_all(data: Studies, rope: float) -> list[ArmComparison]:
         )
         for i, c, code in zip(decided, subj, codes, strict=True):
             out[i] = replace(out[i], subjects=replace(c, verdict=VERDICTS[int(code)]))
+    remaining = _subjects_in_all(data)
     for i, c in enumerate(out):
         if c.subjects is not None and c.subjects.decidable and c.subjects.verdict == "inconclusive":
-            plan = tuple(evidence_plan(c.subjects, n_comparisons=max(1, len(decided))))
+            plan = tuple(
+                evidence_plan(c.subjects, n_comparisons=max(1, len(decided)), all_subjects=remaining)
+            )
             out[i] = replace(out[i], plan=plan)
     return out
 
@@ -329,6 +344,10 @@ class Verdict:
     rules: dict[str, int]  # "last_epoch" / "inner" / "unrecorded" → number of scoring folds
     leaky_folds: int  # folds whose epoch was chosen on subjects that also score them
     effectively_fixed: list[Movement]  # learned arms of this comparison whose weights barely moved
+    outer_folds: int = 0  # outer folds whose subjects scored the pairs (0: one held-out set)
+    n_outer: int | None = None  # outer folds of the nested run
+    data_subjects: int | None = None  # subjects in the data
+    spread: SearchSpread | None = None  # the outer-fold (search) component of the difference
 
     @property
     def a_label(self) -> str:
@@ -352,6 +371,8 @@ def _subjects(cmp: ArmComparison, data: Studies, folds: list[FoldFacts]) -> tupl
     recorded = sorted({s for f in folds for s in f.val_subjects})
     if cmp.source == "confirmation" and data.confirm is not None:
         held = data.confirm.record.holdout_subjects
+        if data.outer:  # every outer fold's held-out subjects: the procedure's verdict
+            return sorted(held), "outer"
         return (sorted(held), "holdout") if held else (recorded, "shared")
     return recorded, "search" if cmp.source == "search" else "none"
 
@@ -373,6 +394,10 @@ def verdicts(data: Studies, comparisons: list[ArmComparison], moved: dict[str, M
                 rules=dict(sorted(rules.items())),
                 leaky_folds=sum(f.leaks for f in folds),
                 effectively_fixed=still,
+                outer_folds=sum(p.confirm is not None and len(p.confirm.scores) > 0 for _, p in data.outer),
+                n_outer=data.n_outer,
+                data_subjects=info.n_subjects if (info := data.data_info()) is not None else None,
+                spread=search_spread(cmp.a, cmp.b, cmp.subject_pairs, data),
             )
         )
     return out
@@ -393,6 +418,7 @@ class Report:
     warnings: tuple[str, ...]
     rope: float  # the rope every verdict here uses
     stored_rope: float | None  # the rope stored with the study (None: an older study without one)
+    picks: tuple[Pick, ...] = ()  # a nested run: each (outer fold, arm) search's pick
 
     @property
     def rope_overridden(self) -> bool:
@@ -421,4 +447,5 @@ def analyse(studies: Studies, *, rope: float | None = None) -> Report:
         warnings=tuple(studies.warnings()),
         rope=rope,
         stored_rope=stored,
+        picks=tuple(picks(studies)),
     )

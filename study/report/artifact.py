@@ -98,10 +98,15 @@ def save_report_artifact(
     storage: optuna.storages.BaseStorage, study_name: str, html: Path, folder: Path
 ) -> SavedArtifact | None:
     """Store the report file ``html`` as the artifact of ``study_name``'s confirmation study in
-    ``folder``, replacing the one an earlier report stored; None if there is no confirmation study."""
+    ``folder``, replacing the one an earlier report stored (of a nested run: the first outer fold's
+    confirmation study); None if there is no confirmation study."""
     existing = set(optuna.get_all_study_names(storage))
-    confirm_name = records.study_name(records.base_name(study_name, existing), records.CONFIRM)
-    if confirm_name not in existing:
+    base = records.base_name(study_name, existing)
+    parts = [base, *(records.outer_name(base, k) for k in records.outer_folds_in(base, existing))]
+    confirm_name = next(
+        (n for n in (records.study_name(p, records.CONFIRM) for p in parts) if n in existing), None
+    )
+    if confirm_name is None:
         return None
     check_folder(folder)
     folder.mkdir(parents=True, exist_ok=True)

@@ -57,9 +57,12 @@ def save_to_dashboard(
     note = dashboard_note(report, report_path)
     by_key = dict(figures)
     data = report.studies
-    parts = [*data.arms, *([CONFIRM] if data.confirm is not None else [])]
-    for part in parts:
-        study = optuna.load_study(study_name=records.study_name(data.name, part), storage=storage)
+    each = [(s.name, s) for _, s in data.outer] or [(data.name, data)]  # a nested run: every outer fold's
+    parts = [
+        (name, part) for name, s in each for part in [*s.arms, *([CONFIRM] if s.confirm is not None else [])]
+    ]
+    for name, part in parts:
+        study = optuna.load_study(study_name=records.study_name(name, part), storage=storage)
         optuna_dashboard.save_note(study, note)
         for key in _graph_keys(list(by_key), part):
             optuna_dashboard.save_plotly_graph_object(

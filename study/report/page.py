@@ -159,6 +159,7 @@ def _headline(page: _Page) -> dict[str, Any]:
         "warnings": list(report.warnings),
         "info": report.data_info,
         "n_folds": data.n_folds,
+        "n_outer": data.n_outer if data.outer else None,
         "arm_names": data.arm_names(),
         "verdicts": [{"v": v, "say": sentences.verdict_text(v)} for v in report.verdicts],
         "holm": sentences.holm_text(report.holm),
@@ -199,21 +200,42 @@ def _confirmation(page: _Page) -> dict[str, Any]:
         for arm in c.arms or sorted(set(c.trials["arm"]), key=arm_order):
             tt = c.trials[c.trials["arm"] == arm]
             finished = tt[tt["state"] == "COMPLETE"]
-            done = sorted(int(s) for s in finished[finished["current"].astype(bool)]["seed"])
-            source = c.sources.get(arm)
+            current = finished[finished["current"].astype(bool)]
+            done = ", ".join(map(str, sorted(int(s) for s in current["seed"]))) or "none"
+            source = f"#{c.sources[arm]}" if c.sources.get(arm) is not None else "—"
+            if data.outer:  # a nested run: each seed once per outer fold, each outer fold's own pick
+                per_seed = current.groupby("seed")["outer"].nunique()
+                done = (
+                    ", ".join(f"{s} (in {n} of {len(data.outer)} outer folds)" for s, n in per_seed.items())
+                    or "none"
+                )
+                source = (
+                    "; ".join(
+                        f"outer fold {k}: #{p.confirm.sources[arm]}"
+                        for k, p in data.outer
+                        if p.confirm is not None and p.confirm.sources.get(arm) is not None
+                    )
+                    or "—"
+                )
             old = c.superseded.get(arm, [])
             rows.append(
                 [
                     arm,
-                    ", ".join(map(str, done)) or "none",
-                    (f"#{source}" if source is not None else "—") + (" (--force)" if arm in c.forced else ""),
+                    done,
+                    source + (" (--force)" if arm in c.forced else ""),
                     ", ".join(f"seed {seed} of #{src}" for seed, src in old) or "—",
                     len(tt) - len(finished),
                     seconds(c.seconds(arm)),
                 ]
             )
         seeds = ", ".join(map(str, c.seeds)) or "?"
-        confirm = {"study_name": c.study_name, "seeds": seeds, "n_folds": c.n_folds or "?", "rows": rows}
+        study_name = c.study_name
+        if data.outer:
+            study_name = ", ".join(p.confirm.study_name for _, p in data.outer if p.confirm is not None)
+        n_folds = c.n_folds or "?"
+        if data.outer:
+            n_folds = f"{n_folds} ({data.n_folds} in each of {len(data.outer)} outer folds)"
+        confirm = {"study_name": study_name, "seeds": seeds, "n_folds": n_folds, "rows": rows}
     forest = None
     if len(comparisons) >= 2:  # several arms against one baseline: all of them in one figure
         forest = page.figure(
@@ -222,8 +244,11 @@ def _confirmation(page: _Page) -> dict[str, Any]:
             "No comparison has an interval yet: no forest plot.",
         )
     return {
-        "confirm_name": records.study_name(data.name, CONFIRM),
+        "confirm_name": records.study_name(
+            records.outer_name(data.name, 1) if data.outer else data.name, CONFIRM
+        ),
         "confirm": confirm,
+        "outer": _outer_rows(page.report),
         "forest": forest,
         "figures": [
             slot
@@ -246,9 +271,12 @@ def _confirmation(page: _Page) -> dict[str, Any]:
 
 
 def _search(page: _Page) -> dict[str, Any]:
-    arms = page.report.studies.arms
+    data = page.report.studies
+    arms = data.arms
+    # A nested run's figures show the first outer fold's searches; the confirmation section lists every pick.
+    shown = data.outer[0][1].name if data.outer else None
     if not arms:
-        return {"figures": None, "best_rows": []}
+        return {"figures": None, "best_rows": [], "shown": shown}
     trials = search_figs.search_trials(arms)
     slots = [
         page.figure(
@@ -268,7 +296,7 @@ def _search(page: _Page) -> dict[str, Any]:
         )
         folds = ", ".join(num(s) for s in d.best.fold_scores)
         rows.append([arm, f"#{d.best.number}", num(d.best.value), f"{params}; folds: {folds}"])
-    return {"figures": slots, "best_rows": rows}
+    return {"figures": slots, "best_rows": rows, "shown": shown}
 
 
 def _weights(page: _Page) -> dict[str, Any]:
@@ -365,6 +393,28 @@ def _metric_parts(page: _Page) -> dict[str, Any]:
     }
 
 
+def _outer_rows(report: Report) -> dict[str, Any] | None:
+    """A nested run: each (outer fold, arm) search's pick, and how far the picks' outcomes spread."""
+    if not report.studies.outer:
+        return None
+    rows = [
+        [
+            p.outer,
+            p.arm,
+            p.held_out,
+            p.trials,
+            f"#{p.best_trial}" if p.best_trial is not None else "—",
+            num(p.cv_score) if p.cv_score is not None else "—",
+            num(p.confirmed) if p.confirmed is not None else "not confirmed",
+            ", ".join(f"{k}={num(v) if isinstance(v, float) else v}" for k, v in sorted(p.params.items()))
+            or "—",
+        ]
+        for p in report.picks
+    ]
+    spreads = [sentences.sentence("spread", v) for v in report.verdicts if v.spread is not None]
+    return {"rows": rows, "spreads": spreads, "n_outer": report.studies.n_outer or len(report.studies.outer)}
+
+
 # ----------------------------------------------------------------------------- 7. reproducibility
 
 _CONFIG_KEYS = (
@@ -418,6 +468,21 @@ def _configs(studies: dict[str, StudyRecord]) -> list[tuple[str, str]]:
     return out
 
 
+def _crossing_fact(data) -> str:
+    """What the check of the stored records (study.nesting) found, in one sentence."""
+    c = data.crossing
+    held = "; ".join(f"outer fold {k}: {len(h)} held out" for k, h in c.held_out.items())
+    if c.problems:
+        return f"information crossed outer folds ({len(c.problems)} finding(s), see the warnings); {held}"
+    unrecorded = f" ({c.unrecorded} of them without recorded training subjects)" if c.unrecorded else ""
+    return (
+        f"no information crossed outer folds, checked on the stored records of {c.trials} trials and their "
+        f"{c.folds} folds{unrecorded}: no search of an outer fold trained, chose an epoch or validated on its held-out "
+        f"subjects, every confirmation scored only its outer fold's subjects with models not trained on them, and "
+        f"no subject is held out twice; {held}"
+    )
+
+
 def _reproducibility(page: _Page) -> dict[str, Any]:
     data = page.report.studies
     studies = data.studies()
@@ -435,6 +500,8 @@ def _reproducibility(page: _Page) -> dict[str, Any]:
         ("precision", ", ".join(sorted(precisions)) or "—", True),
         ("generated", data.generated_at, False),
     ]
+    if data.crossing is not None:
+        facts.insert(3, ("outer folds", _crossing_fact(data), False))
     return {
         "facts": facts,
         "commands": _commands(studies, page.command),

@@ -22,7 +22,7 @@ from optuna.distributions import FloatDistribution, IntDistribution
 from optuna.trial import FrozenTrial, TrialState
 
 from cmi_model.errors import InputError
-from study import records
+from study import nesting, records
 from study.records import ARMS, CONFIRM, TrialRecord
 from study.report.studies import (
     MIN_TRIALS_FOR_IMPORTANCES,
@@ -374,6 +374,7 @@ def _extract_confirm(study: optuna.Study, warnings: list[str], best: dict[str, i
         scores=scores,
         params=runs.params,
         oof_reports=reports,
+        oofs={arm: [o for (a, _), o in runs.oofs.items() if a == arm] for arm in reports},
         fold_facts={arm: [f for (a, _), fs in sorted(facts.items()) if a == arm for f in fs] for arm in arms},
         subject_scores=_frame(runs.subject_rows, _SUBJECT_COLUMNS),
         superseded=runs.superseded,
@@ -385,21 +386,35 @@ def _extract_confirm(study: optuna.Study, warnings: list[str], best: dict[str, i
 def read(storage: str | optuna.storages.BaseStorage, study_name: str) -> Studies:
     """Read every study of ``study_name`` from ``storage`` into plain data.
 
-    Raises :class:`StudyNotFoundError` (an InputError) naming the studies that exist when
-    none of ``NAME-<arm>`` or ``NAME-confirm`` is there. Everything else that is missing is
-    recorded, not raised.
+    A nested run (studies ``NAME-outerK-…``) is read outer fold by outer fold and merged
+    (:mod:`.nested`). Raises :class:`StudyNotFoundError` (an InputError) naming the studies that
+    exist when none of ``NAME-<arm>``, ``NAME-confirm`` or ``NAME-outerK-…`` is there. Everything
+    else that is missing is recorded, not raised.
     """
+    from study.report import nested
+
     url = storage_description(storage)
     backend = resolve_storage(storage)
     existing = sorted(optuna.get_all_study_names(storage=backend))
     name = records.base_name(study_name, set(existing))
     wanted = {part: records.study_name(name, part) for part in (*ARMS, CONFIRM)}
+    outer = records.outer_folds_in(name, existing)
+    if any(s in existing for s in wanted.values()) or not outer:
+        return _read_part(backend, name, url, existing, study_name)
+    parts = [(k, _read_part(backend, records.outer_name(name, k), url, existing)) for k in outer]
+    return nested.merge(name, parts, nesting.check(backend, name))
+
+
+def _read_part(backend, name: str, url: str, existing: list[str], asked: str | None = None) -> Studies:
+    """The arm studies and the confirmation of one study name (an outer fold's, when nested)."""
+    wanted = {part: records.study_name(name, part) for part in (*ARMS, CONFIRM)}
     present = [part for part, s in wanted.items() if s in existing]
     if not present:
         listing = ", ".join(existing) if existing else "(none: the storage holds no studies)"
         raise StudyNotFoundError(
-            f"no study named {study_name!r} in {url}: expected one of "
-            f"{', '.join(wanted.values())}. Studies in this storage: {listing}"
+            f"no study named {asked or name!r} in {url}: expected one of "
+            f"{', '.join(wanted.values())} (or {records.outer_name(name, 1)}-… of a nested run). "
+            f"Studies in this storage: {listing}"
         )
     warnings: list[str] = []
 

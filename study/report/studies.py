@@ -20,6 +20,7 @@ from cmi_model.labels import EIGHTEEN_TO_NINE, GESTURES, NINE_CLASSES
 from cmi_model.metric import score_indices
 from cmi_model.weighting import FAMILIES, SCHEMES
 from study import records
+from study.nesting import Crossing
 from study.records import ARMS, CONFIRM, ArmStudyRecord, ConfirmStudyRecord, DataInfo
 
 # Below this many complete trials fANOVA's random forest fits noise: its importances are not drawn.
@@ -188,6 +189,8 @@ class ConfirmData:
     scores: pd.DataFrame  # arm, seed, fold, score, binary_f1, macro_f1, seconds, number (COMPLETE trials)
     params: dict[str, dict[str, Any]]  # arm → configuration re-trained
     oof_reports: dict[str, ClassReport]
+    # arm → the (y_true, y_pred) lists behind its oof_report, one per seed (outer folds merge them)
+    oofs: dict[str, list[tuple[list[int], list[int]]]] = field(default_factory=dict)
     fold_facts: dict[str, list[FoldFacts]] = field(default_factory=dict)  # arm → folds of its COMPLETE runs
     # arm, seed, fold, subject, score, binary_f1, macro_f1, n: each validation subject of the current runs
     subject_scores: pd.DataFrame = field(default_factory=pd.DataFrame)
@@ -217,9 +220,18 @@ class Studies:
     confirm: ConfirmData | None
     read_warnings: tuple[str, ...] = ()
     generated_at: str = ""
+    # A nested run (study.nesting): each outer fold's own studies as read, k → Studies, and what the
+    # check of its stored records found. Then `arms` are outer fold 1's searches (the search figures)
+    # and `confirm` merges every outer fold's confirmation (the verdict).
+    outer: tuple[tuple[int, Studies], ...] = ()
+    n_outer: int | None = None  # outer folds of the run (some may not be run yet)
+    crossing: Crossing | None = None
 
     @property
     def n_folds(self) -> int | None:
+        """Folds of one cross-validation (of one outer fold, for a nested run)."""
+        if self.outer:
+            return self.outer[0][1].n_folds
         if self.confirm is not None and self.confirm.n_folds:
             return self.confirm.n_folds
         return next((a.record.n_folds for a in self.arms.values() if a.record.n_folds), None)
@@ -241,7 +253,12 @@ class Studies:
         return sorted(names, key=arm_order)
 
     def studies(self) -> dict[str, StudyRecord]:
-        """Each study's record, labelled for the reader: ``fixed study``, …, ``confirmation``."""
+        """Each study's record, labelled for the reader: ``fixed study``, …, ``confirmation``
+        (``outer fold 1: fixed study``, … for a nested run)."""
+        if self.outer:
+            return {
+                f"outer fold {k}: {label}": r for k, part in self.outer for label, r in part.studies().items()
+            }
         out: dict[str, StudyRecord] = {
             f"{arm} study": self.arms[arm].record for arm in sorted(self.arms, key=arm_order)
         }
@@ -263,7 +280,11 @@ class Studies:
         return next((r.data for r in self.studies().values() if r.data != DataInfo()), None)
 
     def warnings(self) -> list[str]:
-        """Reading's warnings, then those about the studies as a whole."""
+        """Reading's warnings, then those about the studies as a whole (of each outer fold's
+        studies by themselves, and of the outer folds together, for a nested run)."""
+        if self.outer:
+            own = [f"Outer fold {k}: {w}" for k, part in self.outer for w in part.warnings()]
+            return [*self.read_warnings, *own, *_outer_folds(self)]
         return [
             *self.read_warnings,
             *_consistency(self),
@@ -343,6 +364,21 @@ def _confirmations(data: Studies) -> list[str]:
             f"{arm}: confirmed with --force while its search was unfinished: the best trial so far, not the best of "
             "the whole budget."
         )
+    return out
+
+
+def _outer_folds(data: Studies) -> list[str]:
+    """Outer folds not yet searched or confirmed, and anything the records show crossing them."""
+    out = []
+    confirmed = [k for k, part in data.outer if part.confirm is not None and len(part.confirm.scores)]
+    if data.n_outer and len(confirmed) < data.n_outer:
+        missing = [k for k in range(1, data.n_outer + 1) if k not in confirmed]
+        out.append(
+            f"{len(confirmed)} of {data.n_outer} outer folds confirmed: the verdict rests on their subjects only; "
+            f"outer fold(s) {', '.join(map(str, missing))} still to run (`cmi-study run --outer-fold K`, then `confirm`)."
+        )
+    if data.crossing is not None:
+        out += [f"Information crossed outer folds: {p}." for p in data.crossing.problems]
     return out
 
 
