@@ -70,6 +70,24 @@ def main() -> None:
     equivalence = {
         f"H{h}": run_cell(rng, Cell(h, 5, design="fixed", **noise), a.studies)["equivalent"] for h in (20, 81)
     }
+    # The same at a true difference on the rope's edge: any "practically equivalent" there is false
+    # (two one-sided tests at 5%: at most 5%), also with a skewed subject spread and τ = σ.
+    false_equivalence = {
+        f"H{h}_{dist}_tau{t}": run_cell(
+            rng,
+            Cell(
+                h,
+                5,
+                design="fixed",
+                delta=DEFAULT_ROPE,
+                **(noise | {"tau_multiple": t, "distribution": dist}),
+            ),
+            a.studies,
+        )["equivalent"]
+        for h in (6, 20, 81)
+        for dist in ("gaussian", "skewed")
+        for t in (0.1, 1.0)
+    }
     # Followed plans from pilots at 20 held-out subjects, 2 seeds.
     plans = {
         "equivalent_tau0.5": follow_plans(rng, Cell(20, 2, 0.5), 300, DEFAULT_ROPE),
@@ -84,6 +102,8 @@ def main() -> None:
         "max_false_directional_per_side": max(max(c["a_better"], c["b_better"]) for c in cells),
         "family_14_arms": families,
         "equivalent_rope0.01_5seeds": equivalence,
+        "max_false_equivalent_at_rope_edge": max(false_equivalence.values()),
+        "false_equivalent_at_rope_edge": false_equivalence,
         "plans_kept": plans,
     }
     print(

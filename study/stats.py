@@ -85,7 +85,6 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import stats as sps
-from scipy.optimize import brentq
 
 from cmi_model.errors import InputError
 
@@ -95,7 +94,11 @@ VERDICTS = ("a better", "b better", "practically equivalent", "inconclusive")
 # competition 5-fold CV moves 0.01-0.02 between folds, and the top leaderboard places sit ~0.005
 # apart, so a smaller rope asks the study for differences no single run could show (README).
 DEFAULT_ROPE = 0.01
-DECISION_PROBABILITY = 0.95  # posterior probability needed to declare a verdict
+DECISION_PROBABILITY = 0.95  # posterior probability needed to declare a verdict (fold level)
+# The subject-level verdicts are tests at this level: a side when the (1 − α) interval lies beyond the
+# rope, "practically equivalent" by two one-sided tests (Schuirmann 1987): each of "diff ≤ −rope" and
+# "diff ≥ rope" rejected at EQUIVALENCE_ALPHA, i.e. the (1 − 2·EQUIVALENCE_ALPHA) interval inside ±rope.
+EQUIVALENCE_ALPHA = 0.05
 POWER = 0.8  # for the minimum detectable effect
 MAX_SEEDS = 50  # beyond this, seeds_needed is None: more seeds are not a practical answer
 
@@ -423,7 +426,9 @@ def subject_decisions(
 
     ``p_direction``: 2·min over sides of P(the difference is not beyond the rope on that side), the
     two-sided p-value of "beyond the rope" (≤ α ⇔ the (1 − α) interval lies wholly beyond ±rope);
-    ``p_nonequivalence``: 1 − P(|difference| ≤ rope) (≤ 1 − DECISION_PROBABILITY ⇔ equivalent).
+    ``p_nonequivalence``: the two one-sided tests' p-value, the larger of P(diff < −rope) and
+    P(diff > rope) (≤ EQUIVALENCE_ALPHA ⇔ the 90% interval lies inside ±rope ⇔ equivalent): a
+    test of size EQUIVALENCE_ALPHA when the true difference is on the rope's edge.
     A zero (or round-off) standard error collapses the posterior onto the mean."""
     mean, se, df = np.broadcast_arrays(*(np.asarray(x, dtype=float) for x in (mean, se, df)))
     scale = np.maximum(1.0, np.abs(mean))
@@ -445,23 +450,23 @@ def subject_decisions(
         "p_equivalent": p_eq,
         "p_b_better": p_b,
         "p_direction": p_direction,
-        "p_nonequivalence": 1.0 - p_eq,
+        "p_nonequivalence": np.maximum(p_a, p_b),
         "mde": mde,
         "t_stat": np.where(degenerate, np.where(mean == 0, 0.0, np.copysign(np.inf, mean)), t),
     }
-    out["verdict"] = decide(p_direction, 1.0 - p_eq, mean, alpha)
+    out["verdict"] = decide(p_direction, out["p_nonequivalence"], mean, alpha)
     return out
 
 
 def decide(p_direction, p_nonequivalence, mean, alpha: float) -> np.ndarray:
     """Verdict indices (into VERDICTS) from decision p-values, plain or Holm-adjusted: a side when
-    p_direction ≤ α (the side of the mean), else equivalent when p_nonequivalence ≤ 1 − 0.95."""
+    p_direction ≤ α (the side of the mean), else equivalent when p_nonequivalence ≤ EQUIVALENCE_ALPHA."""
     p_direction, p_nonequivalence, mean = np.broadcast_arrays(
         *(np.asarray(x, dtype=float) for x in (p_direction, p_nonequivalence, mean))
     )
     verdict = np.full(mean.shape, VERDICTS.index("inconclusive"))
     verdict = np.where(
-        p_nonequivalence <= 1.0 - DECISION_PROBABILITY, VERDICTS.index("practically equivalent"), verdict
+        p_nonequivalence <= EQUIVALENCE_ALPHA, VERDICTS.index("practically equivalent"), verdict
     )
     side = np.where(mean > 0, VERDICTS.index("b better"), VERDICTS.index("a better"))
     return np.where(p_direction <= alpha, side, verdict)
@@ -498,7 +503,7 @@ class SubjectComparison:
     p_equivalent: float  # P(−rope ≤ diff ≤ rope)
     p_b_better: float  # P(diff > rope)
     p_direction: float  # p-value of "beyond the rope" on the mean's side (Holm-adjust this one)
-    p_nonequivalence: float  # 1 − p_equivalent (Holm-adjust this one for equivalence claims)
+    p_nonequivalence: float  # two one-sided tests' p of "within the rope" (Holm-adjust this one)
     n: int  # H × R cells used
     verdict: str  # one of VERDICTS, for this comparison on its own (see family_verdicts)
     rope: float
@@ -524,6 +529,14 @@ class SubjectComparison:
     note: str  # empty, or what limits the result (one seed, dropped cells)
     components: tuple[float, float, float] = (math.nan, math.nan, math.nan)  # τ², σ_m², σ_e² (unbiased)
     components_high: tuple[float, float] = (math.nan, math.nan)  # upper bounds of τ², σ_m²
+
+    @property
+    def equivalence_interval(self) -> tuple[float, float]:
+        """The (1 − 2·EQUIVALENCE_ALPHA) interval: inside ±rope ⇔ both one-sided tests reject."""
+        if not math.isfinite(self.se) or self.se <= 0:
+            return self.mean_diff, self.mean_diff
+        half = float(sps.t.ppf(1.0 - EQUIVALENCE_ALPHA, self.df)) * self.se
+        return self.mean_diff - half, self.mean_diff + half
 
 
 def _complete_table(d: np.ndarray) -> tuple[np.ndarray, list[int], list[int]]:
@@ -755,17 +768,15 @@ def verdict_probability(
 ) -> float:
     """Chance that a comparison with this standard error and df gives `verdict` when the true
     difference is `effect` (the estimate ~ N(effect, se²)). "better": the interval beyond the rope on
-    the effect's side; "practically equivalent": P(|diff| ≤ rope) ≥ DECISION_PROBABILITY; both at the
-    strictest Holm level of m comparisons."""
+    the effect's side; "practically equivalent": both one-sided tests of the rope's edges rejected,
+    i.e. |estimate| ≤ rope − t·se; both at the strictest Holm level of m comparisons."""
     if se <= 0:
         return float(abs(effect) > rope) if verdict == "better" else float(abs(effect) <= rope)
     if verdict == "better":
         return float(sps.norm.sf(sps.t.ppf(1 - alpha / (2 * m), df) - (abs(effect) - rope) / se))
-    mass = lambda m: sps.t.cdf((rope - m) / se, df) - sps.t.cdf((-rope - m) / se, df)  # noqa: E731
-    need = 1 - (1 - DECISION_PROBABILITY) / m
-    if mass(0.0) < need:
+    edge = rope - sps.t.ppf(1 - EQUIVALENCE_ALPHA / m, df) * se
+    if edge <= 0:
         return 0.0
-    edge = brentq(lambda m: mass(m) - need, 0.0, rope + 50 * se)
     return float(sps.norm.cdf((edge - effect) / se) - sps.norm.cdf((-edge - effect) / se))
 
 

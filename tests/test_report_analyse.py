@@ -157,7 +157,12 @@ def test_no_difference_and_little_noise_is_practically_equivalent():
     rep = confirmed("same-scores", scores=noisy_scores(0.0, 0.0005))
     (v,) = rep.verdicts
     assert v.cmp.subjects.verdict == "practically equivalent"
-    assert "for new subjects: practically equivalent" in headline_html(rep)
+    html = headline_html(rep)
+    assert "for new subjects: practically equivalent" in html
+    # Two one-sided tests: the sentence names the 90% interval that lies inside the rope.
+    lo, hi = v.cmp.subjects.equivalence_interval
+    assert -0.01 < lo < v.cmp.subjects.mean_diff < hi < 0.01
+    assert f"the 90% interval [{lo:+.4f}, {hi:+.4f}] lies inside ±0.01 (two one-sided tests" in html
 
 
 def test_verdicts_are_those_of_the_comparisons_and_movements():

@@ -7,6 +7,8 @@ import pytest
 from scipy import stats as sps
 
 from study.stats import (
+    EQUIVALENCE_ALPHA,
+    VERDICTS,
     Comparison,
     evidence_plan,
     family_verdicts,
@@ -16,6 +18,7 @@ from study.stats import (
     paired_comparison,
     projected_se,
     subject_comparison,
+    subject_decisions,
     variance_components,
 )
 
@@ -417,3 +420,18 @@ def test_evidence_plan_promises_what_the_user_reads():
     assert eq.seeds_needed is None and "subject spread" in eq.note
     with pytest.raises(ValueError, match="positive"):
         evidence_plan(c, (0.0,))
+
+
+def test_equivalence_is_scipys_two_one_sided_t_tests():
+    """The subject-level "practically equivalent" decision is TOST (Schuirmann 1987): its p-value is the
+    larger of scipy's one-sided one-sample t-tests against the rope's two edges."""
+    rng = np.random.default_rng(11)
+    for shift in (0.0, 0.004, 0.009, 0.02):
+        x = rng.normal(shift, 0.01, 12)
+        se = x.std(ddof=1) / np.sqrt(len(x))
+        dec = subject_decisions(np.array([x.mean()]), np.array([se]), np.array([len(x) - 1.0]), 0.01, 0.05)
+        lower = sps.ttest_1samp(x, -0.01, alternative="greater").pvalue
+        upper = sps.ttest_1samp(x, 0.01, alternative="less").pvalue
+        assert dec["p_nonequivalence"][0] == pytest.approx(max(lower, upper))
+        equivalent = dec["verdict"][0] == VERDICTS.index("practically equivalent")
+        assert equivalent == (max(lower, upper) <= EQUIVALENCE_ALPHA and dec["p_direction"][0] > 0.05)
