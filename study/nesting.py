@@ -59,12 +59,22 @@ def check(storage, name: str) -> Crossing:
             for arm in records.ARMS
             if records.study_name(part, arm) in existing
         }
-        arm_records = {arm: records.read_arm_study(s) for arm, s in arm_studies.items()}
+        arm_records = {}
+        for arm, study in arm_studies.items():
+            try:
+                arm_records[arm] = records.read_arm_study(study)
+            except records.RecordError:  # no or a broken record (a creator that died): the report warns
+                continue
+        arm_studies = {arm: s for arm, s in arm_studies.items() if arm in arm_records}
         confirm = (
             optuna.load_study(study_name=confirm_name, storage=storage) if confirm_name in existing else None
         )
-        if confirm is not None:
-            h = set(records.read_confirm_study(confirm).holdout_subjects)
+        try:
+            confirmed = records.read_confirm_study(confirm) if confirm is not None else None
+        except records.RecordError:
+            confirmed = None
+        if confirmed is not None:
+            h = set(confirmed.holdout_subjects)
         else:
             h = set(next(iter(arm_records.values())).holdout_subjects) if arm_records else set()
         held[k] = tuple(sorted(h))

@@ -80,12 +80,57 @@ def study_split(data: SequenceData, st: StudySection, outer_fold: int | None) ->
                 "(2 or more) to nest the search in outer folds"
             )
         return split_subjects(data, st.holdout, st.folds, st.seed)
-    return outer_split(data, st.outer_folds, outer_fold or 0, st.folds, st.seed)
+    if outer_fold is None:
+        raise ValueError(f"with {st.outer_folds} outer folds, say which one (1..{st.outer_folds})")
+    return outer_split(data, st.outer_folds, outer_fold, st.folds, st.seed)
 
 
 def part_name(name: str, st: StudySection, outer_fold: int | None) -> str:
     """The study name of one outer fold's studies (the name itself with one held-out set)."""
-    return name if st.outer_folds == 1 else records.outer_name(name, outer_fold or 0)
+    if st.outer_folds == 1:
+        return name
+    if outer_fold is None:
+        raise ValueError(f"with {st.outer_folds} outer folds, say which one (1..{st.outer_folds})")
+    return records.outer_name(name, outer_fold)
+
+
+def check_layout(storage, name: str, st: StudySection, wants: dict[str, records.ArmStudyRecord]) -> None:
+    """A study name holds one design: one held-out set (NAME-ARM) or outer folds (NAME-outerK-ARM),
+    never both (confirm and report would read one and leave the other's work unseen); and every
+    outer fold of it shares the settings that make its scores comparable (all but the outer fold
+    itself and the arm's search space)."""
+    existing = set(optuna.get_all_study_names(storage))
+    single = sorted(records.study_name(name, p) for p in (*records.ARMS, records.CONFIRM))
+    single = [s for s in single if s in existing]
+    outer = records.outer_folds_in(name, existing)
+    if st.outer_folds > 1 and single:
+        raise InputError(
+            f"study name {name!r} already holds a run with one held-out set ({', '.join(single)}): "
+            f"{st.outer_folds} outer folds go under another --study-name"
+        )
+    if st.outer_folds == 1 and outer:
+        raise InputError(
+            f"study name {name!r} already holds a run in outer folds ({records.outer_name(name, outer[0])}-…): "
+            "pass the same --outer-folds, or use another --study-name"
+        )
+    strip = lambda flat: {k: v for k, v in shared_settings(flat).items() if k != "study.outer_fold"}  # noqa: E731
+    for k in outer:
+        for arm in records.ARMS:
+            study_name = records.study_name(records.outer_name(name, k), arm)
+            if study_name not in existing:
+                continue
+            study = optuna.load_study(study_name=study_name, storage=storage)
+            if not records.has_arm_record(study):
+                continue  # being created, or not ours: the arm's own check says so
+            have = strip(records.read_arm_study(study).score_settings)
+            for want in wants.values():
+                for key, value in strip(want.score_settings).items():
+                    if have.get(key) != value:
+                        raise InputError(
+                            f"study {study_name!r}, outer fold {k} of --study-name {name}, was run with "
+                            f"{key}={have.get(key)!r}, this run asks for {value!r}: every outer fold shares its "
+                            "settings; use the same options or another --study-name"
+                        )
 
 
 def outer_fold_list(st: StudySection, only: int | None) -> list[int | None]:
@@ -318,7 +363,7 @@ def run_arms(
     # Before the storage is opened: impossible splits (more folds than subjects) must not leave
     # an empty database behind.
     split = study_split(data, st, outer_fold)
-    name = part_name(name, st, outer_fold)
+    base, name = name, part_name(name, st, outer_fold)
     folds = subject_folds(data, st.folds, st.seed, split.search)
     if settings.train.early_stopping == "inner":  # each fold's stop subjects exist, or no trial starts
         for train_idx, _ in folds:
@@ -330,6 +375,7 @@ def run_arms(
         max_retry=st.max_retry,
     )
     wants = {arm: arm_record(arm, settings, info, split, command, outer_fold) for arm in st.arms}
+    check_layout(storage, base, st, wants)
     check_joinable(storage, name, wants)
     studies = {
         arm: open_arm_study(storage, name, arm, settings, info, split, command, replay, outer_fold)

@@ -173,6 +173,65 @@ def test_confirm_of_an_outer_fold_never_run_is_one_line(nested_run, tmp_path, ca
     assert main(["confirm", "--storage", url, "--study-name", "n", "--outer-fold", "3"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "run --outer-fold 3" in err[0]
+    # Another outer fold with other settings would not be comparable: refused before it trains.
+    assert (
+        main(["run", *NESTED, "--storage", url, "--study-name", "n", "--outer-fold", "2", "--epochs", "2"])
+        == 2
+    )
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "outer fold 1" in err[0] and "train.max_epochs" in err[0]
+    assert records.outer_folds_in("n", optuna.get_all_study_names(url)) == [1]
+
+
+def test_one_study_name_holds_one_design(tmp_path, capsys):
+    """A name with a one-held-out-set run refuses outer folds and the other way round: confirm and
+    report would read one design and leave the other's searches unseen."""
+    url = sqlite_url(tmp_path / "mixed.db")
+    optuna.create_study(study_name="m-fixed", storage=url)
+    optuna.create_study(study_name="o-outer2-confirm", storage=url)
+    assert main(["run", *NESTED, "--storage", url, "--study-name", "m"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "one held-out set (m-fixed)" in err[0]
+    assert main(["run", "--preset", "tiny", "--storage", url, "--study-name", "o"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "outer folds (o-outer2-…)" in err[0]
+    assert sorted(optuna.get_all_study_names(url)) == ["m-fixed", "o-outer2-confirm"]
+
+
+@pytest.mark.slow
+def test_outer_folds_confirmed_with_other_seeds_keep_their_common_seeds(nested_run, tmp_path):
+    db = tmp_path / "seeds.db"
+    shutil.copy(nested_run.removeprefix("sqlite:///"), db)
+    url = sqlite_url(db)
+    _confirm(url, "n", "--outer-fold", "1", "--seeds", "3")  # a third seed in outer fold 1 only
+    data = read(url, "n")
+    assert data.confirm.seeds == [1, 2]
+    assert any("confirmed with different seeds" in w for w in data.warnings())
+    (v,) = analyse(data).verdicts
+    assert v.cmp.subjects.n_subjects == 6 and v.cmp.subjects.n_seeds == 2  # no outer fold's subjects lost
+
+
+@pytest.mark.slow
+def test_a_nested_run_without_any_confirmation_trial_still_reports(nested_run, tmp_path):
+    from study.report import write_report
+
+    db = tmp_path / "empty.db"
+    shutil.copy(nested_run.removeprefix("sqlite:///"), db)
+    url = sqlite_url(db)
+    for k in (1, 2, 3):  # confirmation studies made but never given a pair
+        optuna.delete_study(study_name=f"n-outer{k}-confirm", storage=url)
+        optuna.create_study(study_name=f"n-outer{k}-confirm", storage=url)
+    out = write_report(url, "n", tmp_path / "empty.html")
+    assert "has no finished trial yet" in out.read_text()
+
+
+def test_an_outer_fold_study_without_its_record_is_not_a_crash(tmp_path):
+    url = sqlite_url(tmp_path / "bare.db")
+    study = optuna.create_study(study_name="b-outer1-fixed", storage=url)  # its creator died at once
+    study.add_trial(create_trial(value=0.5))
+    found = nesting.check(optuna.storages.RDBStorage(url), "b")
+    assert found.outer_folds == (1,) and found.problems == ()
+    assert read(url, "b").outer[0][0] == 1
 
 
 def test_search_spread_is_scipys_one_way_anova_of_the_subject_means():

@@ -61,10 +61,14 @@ def save_to_dashboard(
     parts = [
         (name, part) for name, s in each for part in [*s.arms, *([CONFIRM] if s.confirm is not None else [])]
     ]
+    shown = data.outer[0][1].name if data.outer else data.name  # whose searches the figures draw
     for name, part in parts:
         study = optuna.load_study(study_name=records.study_name(name, part), storage=storage)
         optuna_dashboard.save_note(study, note)
-        for key in _graph_keys(list(by_key), part):
+        keys = _graph_keys(list(by_key), part)
+        if name != shown:  # another outer fold: the comparisons are every fold's, the search figures are not
+            keys = [k for k in keys if k.startswith("compare-") or k == "forest"]
+        for key in keys:
             optuna_dashboard.save_plotly_graph_object(
                 study, _lean(by_key[key]), graph_object_id=DASHBOARD_GRAPH_PREFIX + key
             )

@@ -23,18 +23,36 @@ from study.report.studies import ConfirmData, Studies, arm_order, class_report
 def _recoded(frame: pd.DataFrame, k: int, n_folds: int) -> pd.DataFrame:
     """Folds of outer fold k numbered after those of outer folds 1..k-1, and the outer fold named."""
     out = frame.copy()
-    if "fold" in out.columns:
+    if "fold" in out.columns and len(out):
         out["fold"] = out["fold"] + (k - 1) * n_folds
     out["outer"] = k
     return out
 
 
-def _merge_confirm(parts: list[tuple[int, Studies]]) -> ConfirmData | None:
+def _common_seeds(confirms: list[tuple[int, ConfirmData]]) -> list[int]:
+    """The seeds every confirmed outer fold has scores for: a seed missing in one outer fold would
+    leave its subjects with empty cells, and the subject table would drop them all."""
+    done = [set(c.scores["seed"]) for _, c in confirms if len(c.scores)]
+    return sorted(set.intersection(*done)) if done else []
+
+
+def _merge_confirm(parts: list[tuple[int, Studies]], warnings: list[str]) -> ConfirmData | None:
     confirms = [(k, s.confirm) for k, s in parts if s.confirm is not None]
     if not confirms:
         return None
     first = confirms[0][1]
     n_folds = max((c.n_folds or 0) for _, c in confirms) or 1
+    seeds = _common_seeds(confirms)
+    every = sorted({int(x) for _, c in confirms if len(c.scores) for x in c.scores["seed"]})
+    if every != seeds:
+        each = ", ".join(
+            f"outer fold {k}: {sorted(set(c.scores['seed']))}" for k, c in confirms if len(c.scores)
+        )
+        warnings.append(
+            f"The outer folds were confirmed with different seeds ({each}): "
+            f"the verdict uses the seeds every outer fold has ({', '.join(map(str, seeds)) or 'none'}); "
+            "run `cmi-study confirm --seeds R` to give every outer fold the same."
+        )
     arms = sorted({a for _, c in confirms for a in c.arms}, key=arm_order)
     held = sorted({s for _, c in confirms for s in c.record.holdout_subjects})
     oofs = {arm: [o for _, c in confirms for o in c.oofs.get(arm, [])] for arm in arms}
@@ -48,9 +66,10 @@ def _merge_confirm(parts: list[tuple[int, Studies]]) -> ConfirmData | None:
         if pairs
     }
 
-    def frames(attr: str) -> pd.DataFrame:
-        got = [_recoded(getattr(c, attr), k, n_folds) for k, c in confirms if len(getattr(c, attr))]
-        return pd.concat(got, ignore_index=True) if got else getattr(first, attr)
+    def frames(attr: str, keep_seeds: bool = True) -> pd.DataFrame:
+        got = [_recoded(getattr(c, attr), k, n_folds) for k, c in confirms]
+        out = pd.concat(got, ignore_index=True)
+        return out[out["seed"].isin(seeds)].reset_index(drop=True) if keep_seeds and "seed" in out else out
 
     def merged(attr: str) -> dict[str, list]:
         out: dict[str, list] = {}
@@ -63,9 +82,9 @@ def _merge_confirm(parts: list[tuple[int, Studies]]) -> ConfirmData | None:
         study_name=first.study_name,
         record=first.record.model_copy(update={"holdout_subjects": held}),
         arms=arms,
-        seeds=sorted({s for _, c in confirms for s in c.seeds}),
+        seeds=seeds,
         n_folds=n_folds * len(confirms),  # each (outer fold, fold) its own fold of every seed
-        trials=frames("trials"),
+        trials=frames("trials", keep_seeds=False),
         scores=frames("scores"),
         params=first.params,
         oof_reports=reports,
@@ -90,12 +109,15 @@ def merge(name: str, parts: list[tuple[int, Studies]], crossing: Crossing) -> St
         ),
         None,
     )
+    warnings: list[str] = []
+    confirm = _merge_confirm(parts, warnings)
     return Studies(
         name=name,
         storage_url=first.storage_url,
         existing_studies=first.existing_studies,
         arms=first.arms,
-        confirm=_merge_confirm(parts),
+        confirm=confirm,
+        read_warnings=tuple(warnings),
         generated_at=first.generated_at,
         outer=tuple(parts),
         n_outer=n_outer,
