@@ -39,7 +39,7 @@ from cmi_model.config import MODEL_PRESETS, LossConfig, TrainConfig
 from cmi_model.dataset import example_batch
 from cmi_model.module import CMILitModule
 from cmi_model.network import CMINetwork
-from cmi_model.train import quiet_lightning, resolve_accelerator
+from cmi_model.train import cpu_bf16_units, quiet_lightning, resolve_accelerator
 from cmi_model.weighting import ARMS, strategy_for_arm
 
 LOSS = LossConfig(auto_weighting="uncertainty")  # the arm with the most work per step
@@ -301,10 +301,17 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     quiet_lightning()
     gflops = matmul_gflops(args.device)
-    # bf16's peak on a GPU only: a CPU without bf16 units runs it in a reference kernel (minutes
-    # at 2048²); the precision section measures it there when asked.
-    bf16_gflops = matmul_gflops(args.device, dtype=torch.bfloat16) if args.device == "cuda" else float("nan")
-    print(f"2048x2048 matmul: fp32 {gflops:.1f} GFLOP/s, bf16 {bf16_gflops:.1f} GFLOP/s")
+    # bf16's peak where the device has bf16 units (a GPU, or a CPU with AMX/AVX512-BF16, read from
+    # /proc/cpuinfo): a CPU without them runs bf16 in a reference kernel (minutes at 2048²), so its
+    # peak is measured only by the precision section, when asked.
+    units = cpu_bf16_units() if args.device == "cpu" else ("cuda",)
+    bf16_gflops = matmul_gflops(args.device, dtype=torch.bfloat16) if units else float("nan")
+    machine = (
+        f"CPU capability {torch.backends.cpu.get_cpu_capability()}, bf16 units: {', '.join(units) or 'none'}"
+        if args.device == "cpu"
+        else torch.cuda.get_device_name(0)
+    )
+    print(f"{machine}; 2048x2048 matmul: fp32 {gflops:.1f} GFLOP/s, bf16 {bf16_gflops:.1f} GFLOP/s")
     peak = bf16_gflops if uses_bf16(args.device) else gflops  # the dtype the steps run in
     rows, arms = [], []
     if args.section in ("all", "throughput"):
@@ -356,6 +363,7 @@ def main() -> None:
         "device": device,
         "matmul_gflop_per_s": round(gflops, 1),
         "bf16_matmul_gflop_per_s": round(bf16_gflops, 1),
+        "machine": machine,
         "results": rows,
         "arms": arms,
     }

@@ -67,6 +67,26 @@ def resolve_accelerator(requested: str, precision: str = "auto") -> tuple[str, s
     return ("gpu" if use_gpu else "cpu"), precision
 
 
+CPU_BF16_FLAGS = ("amx_bf16", "avx512_bf16")  # /proc/cpuinfo flags of x86 bf16 units (AMX tiles, AVX512-BF16)
+
+
+def cpu_bf16_units(cpuinfo: str | None = None) -> tuple[str, ...]:
+    """The CPU's bf16 units as /proc/cpuinfo names them (empty: bf16 runs in fp32 arithmetic there),
+    counted only where torch dispatches AVX512 kernels (its oneDNN bf16 paths need them)."""
+    if cpuinfo is None:
+        try:
+            with open("/proc/cpuinfo") as f:
+                cpuinfo = f.read()
+        except OSError:  # not Linux: no claim
+            return ()
+    flags = next(
+        (line.split(":", 1)[1].split() for line in cpuinfo.splitlines() if line.startswith("flags")), []
+    )
+    if not torch.backends.cpu.get_cpu_capability().startswith("AVX512"):
+        return ()
+    return tuple(f for f in CPU_BF16_FLAGS if f in flags)
+
+
 def auto_precision(use_gpu: bool) -> tuple[str, str]:
     """(precision, why) for `precision = "auto"`: bf16-mixed on a GPU with native bf16, else fp32.
 

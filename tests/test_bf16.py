@@ -97,3 +97,22 @@ def test_every_arm_trains_a_converged_fold_in_bf16_with_finite_losses(small_fold
     assert min(kl) >= 0 and kl[-1] < kl[0] / 2, kl  # it fell to its plateau, never below 0
     assert all(math.isfinite(v) for w in r.weight_trajectory.values() for v in w)
     assert np.isfinite(r.val_probs).all() and r.score > 0.3
+
+
+@pytest.mark.parametrize(
+    "flags, capability, units",
+    [
+        ("fpu avx2 avx512f avx512_bf16 amx_bf16 amx_tile", "AVX512", ("amx_bf16", "avx512_bf16")),
+        ("fpu avx2 avx512f avx512_bf16", "AVX512", ("avx512_bf16",)),
+        ("fpu avx2 fma", "AVX2", ()),
+        ("fpu avx2 avx512_bf16 amx_bf16", "AVX2", ()),  # torch dispatches no AVX512 kernels there
+    ],
+)
+def test_bf16_units_are_read_from_cpuinfo_where_torch_can_use_them(monkeypatch, flags, capability, units):
+    from cmi_model.train import cpu_bf16_units
+
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: capability)
+    cpuinfo = (
+        f"processor\t: 0\nmodel name\t: test\nflags\t\t: {flags}\n\nprocessor\t: 1\nflags\t\t: {flags}\n"
+    )
+    assert cpu_bf16_units(cpuinfo) == units

@@ -373,3 +373,26 @@ def test_weighting_lr_is_constant_after_warmup_while_the_network_decays():
     assert np.all(np.diff(weights[: warmup + 1]) > 0) and np.all(np.diff(net[: warmup + 1]) > 0)
     np.testing.assert_allclose(weights[warmup:], 2e-2)  # the base lr × multiplier, to the last step
     assert net[warmup] == pytest.approx(1e-2) and np.all(np.diff(net[warmup:]) < 0) and net[-1] < 0.02 * 1e-2
+
+
+@pytest.mark.parametrize("p", [0.05, 0.1, 0.3, 0.9])
+def test_cpu_dropout_keeps_nn_dropouts_statistics_and_is_reproducible(p):
+    """The network's Dropout draws cheaper masks on the CPU: the same keep rate and expectation as
+    torch's nn.Dropout (each within 5 standard errors over a million elements), the same gradient
+    rule, and the same masks from the same seed."""
+    from cmi_model.network import Dropout
+
+    x = torch.ones(1000, 1000, requires_grad=True)
+    torch.manual_seed(3)
+    ours = Dropout(p).train()(x)
+    theirs = torch.nn.Dropout(p).train()(x)
+    n, se = x.numel(), (p * (1 - p) / x.numel()) ** 0.5
+    for out in (ours, theirs):
+        assert abs((out > 0).float().mean().item() - (1 - p)) < 5 * se
+        # survivors scaled so that the expectation is x: mean within 5 standard errors of 1
+        assert abs(out.mean().item() - 1.0) < 5 * (p / (1 - p) / n) ** 0.5
+    torch.manual_seed(3)
+    assert torch.equal(Dropout(p).train()(x), ours)  # the seed gives the same masks
+    ours.sum().backward()
+    assert torch.equal(x.grad, ours.detach())  # d(out)/dx is the scaled mask
+    assert torch.equal(Dropout(p).eval()(x), x) and torch.equal(Dropout(0.0).train()(x), x)
