@@ -69,12 +69,19 @@ def split_subjects(data: SequenceData, holdout: float, n_folds: int, seed: int) 
             f"holdout: holding out {holdout:g} of {len(subjects)} subjects leaves too few on one side"
         )
     held = _stratified_group_first_fold(data, np.arange(data.n_sequences), n_splits, seed)
+    where = f"holdout: {holdout:g} of {len(subjects)} subjects leaves"
+    return _split_with_folds(subjects, held, n_folds, where, "--holdout")
+
+
+def _split_with_folds(subjects, held, n_folds: int, where: str, flag: str) -> SubjectSplit:
+    """Held-out subjects and the rest as the search pool, each side with at least n_folds subjects
+    (else an InputError: `where` says which split, `flag` what to change)."""
     search = np.setdiff1d(subjects, held)
     for side, members in (("held-out", held), ("search", search)):
         if len(members) < n_folds:
             raise InputError(
-                f"holdout: {holdout:g} of {len(subjects)} subjects leaves {len(members)} {side} subject(s), "
-                f"fewer than the {n_folds} folds: change --holdout or --folds, or use more subjects"
+                f"{where} {len(members)} {side} subject(s), fewer than the {n_folds} folds: change {flag} "
+                "or --folds, or use more subjects"
             )
     return SubjectSplit(tuple(search.tolist()), tuple(held.tolist()))
 
@@ -92,14 +99,9 @@ def outer_split(data: SequenceData, n_outer: int, k: int, n_folds: int, seed: in
         )
     _, va = _grouped_splits(data, np.arange(data.n_sequences), n_outer, seed)[k - 1]
     held = np.unique(data.subject[va])
-    search = np.setdiff1d(subjects, held)
-    for side, members in (("held-out", held), ("search", search)):
-        if len(members) < n_folds:
-            raise InputError(
-                f"outer folds: outer fold {k} of {n_outer} has {len(members)} {side} subject(s), fewer than "
-                f"the {n_folds} folds: change --outer-folds or --folds, or use more subjects"
-            )
-    return SubjectSplit(tuple(search.tolist()), tuple(held.tolist()))
+    return _split_with_folds(
+        subjects, held, n_folds, f"outer folds: outer fold {k} of {n_outer} has", "--outer-folds"
+    )
 
 
 def subject_folds(data: SequenceData, n_folds: int, seed: int, subjects=None) -> list[Fold]:

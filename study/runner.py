@@ -124,13 +124,13 @@ def check_layout(storage, name: str, st: StudySection, wants: dict[str, records.
                 continue  # being created, or not ours: the arm's own check says so
             have = strip(records.read_arm_study(study).score_settings)
             for want in wants.values():
-                for key, value in strip(want.score_settings).items():
-                    if have.get(key) != value:
-                        raise InputError(
-                            f"study {study_name!r}, outer fold {k} of --study-name {name}, was run with "
-                            f"{key}={have.get(key)!r}, this run asks for {value!r}: every outer fold shares its "
-                            "settings; use the same options or another --study-name"
-                        )
+                if found := _differing(have, strip(want.score_settings)):
+                    key, old, value = found
+                    raise InputError(
+                        f"study {study_name!r}, outer fold {k} of --study-name {name}, was run with "
+                        f"{key}={old!r}, this run asks for {value!r}: every outer fold shares its "
+                        "settings; use the same options or another --study-name"
+                    )
 
 
 def outer_fold_list(st: StudySection, only: int | None) -> list[int | None]:
@@ -195,16 +195,20 @@ def score_settings(
     return flat
 
 
+def _differing(have: dict, want: dict) -> tuple[str, object, object] | None:
+    """(key, stored value, asked value) of the first setting `want` asks for otherwise than `have`."""
+    return next(((k, have.get(k), v) for k, v in want.items() if have.get(k) != v), None)
+
+
 def _refuse_other_settings(
     study_name: str, have: records.ArmStudyRecord, want: records.ArmStudyRecord
 ) -> None:
-    for key, value in want.score_settings.items():
-        old = have.score_settings.get(key)
-        if old != value:
-            raise InputError(
-                f"study {study_name!r} was created with {key}={old!r}, this run asks for {value!r}: "
-                "use the same options or another --study-name"
-            )
+    if found := _differing(have.score_settings, want.score_settings):
+        key, old, value = found
+        raise InputError(
+            f"study {study_name!r} was created with {key}={old!r}, this run asks for {value!r}: "
+            "use the same options or another --study-name"
+        )
 
 
 def shared_settings(score_settings: dict) -> dict:
@@ -237,15 +241,16 @@ def check_joinable(storage, name: str, wants: dict[str, records.ArmStudyRecord])
         if study_name in haves:
             _refuse_other_settings(study_name, haves[study_name], want)
     for study_name, have in haves.items():
-        old = shared_settings(have.score_settings)
         for arm, want in wants.items():
-            for key, value in shared_settings(want.score_settings).items():
-                if old.get(key) != value:
-                    raise InputError(
-                        f"study {study_name!r}, an arm of --study-name {name}, was created with "
-                        f"{key}={old.get(key)!r}, this run asks for {value!r} (arm {arm}): every arm "
-                        "of a study name shares its settings; use the same options or another --study-name"
-                    )
+            if found := _differing(
+                shared_settings(have.score_settings), shared_settings(want.score_settings)
+            ):
+                key, old, value = found
+                raise InputError(
+                    f"study {study_name!r}, an arm of --study-name {name}, was created with "
+                    f"{key}={old!r}, this run asks for {value!r} (arm {arm}): every arm "
+                    "of a study name shares its settings; use the same options or another --study-name"
+                )
 
 
 def arm_record(

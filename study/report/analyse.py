@@ -249,9 +249,13 @@ def comparison_pairs(arms: list[str]) -> list[tuple[str, str]]:
 def _subjects_in_all(data: Studies) -> int | None:
     """The subjects a nested run evaluates once every outer fold is confirmed, while some are not
     (None otherwise: more subjects are then not to be had)."""
-    confirmed = sum(p.confirm is not None and len(p.confirm.scores) > 0 for _, p in data.outer)
     info = data.data_info()
-    if not data.outer or not data.n_outer or confirmed >= data.n_outer or info is None:
+    if (
+        not data.outer
+        or not data.n_outer
+        or len(data.confirmed_outer_folds()) >= data.n_outer
+        or info is None
+    ):
         return None
     return info.n_subjects
 
@@ -394,7 +398,7 @@ def verdicts(data: Studies, comparisons: list[ArmComparison], moved: dict[str, M
                 rules=dict(sorted(rules.items())),
                 leaky_folds=sum(f.leaks for f in folds),
                 effectively_fixed=still,
-                outer_folds=sum(p.confirm is not None and len(p.confirm.scores) > 0 for _, p in data.outer),
+                outer_folds=len(data.confirmed_outer_folds()),
                 n_outer=data.n_outer,
                 data_subjects=info.n_subjects if (info := data.data_info()) is not None else None,
                 spread=search_spread(cmp.a, cmp.b, cmp.subject_pairs, data),

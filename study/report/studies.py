@@ -266,6 +266,10 @@ class Studies:
             out["confirmation"] = self.confirm.record
         return out
 
+    def confirmed_outer_folds(self) -> list[int]:
+        """A nested run's outer folds whose confirmation has finished scores."""
+        return [k for k, part in self.outer if part.confirm is not None and len(part.confirm.scores)]
+
     def stored_rope(self) -> float | None:
         """The rope the study was run with (`run --rope`, stored in each arm study's settings);
         None for a study made before the rope was stored."""
@@ -370,7 +374,7 @@ def _confirmations(data: Studies) -> list[str]:
 def _outer_folds(data: Studies) -> list[str]:
     """Outer folds not yet searched or confirmed, and anything the records show crossing them."""
     out = []
-    confirmed = [k for k, part in data.outer if part.confirm is not None and len(part.confirm.scores)]
+    confirmed = data.confirmed_outer_folds()
     if data.n_outer and len(confirmed) < data.n_outer:
         missing = [k for k in range(1, data.n_outer + 1) if k not in confirmed]
         out.append(
