@@ -98,6 +98,13 @@ def main() -> None:
         for h in (20, 81)
         for design, k in (("nested", 5), ("fixed", 4))
     }
+    # Half the default rope with 20 held-out subjects: what a rope below the noise floor asks for.
+    half_rope = {
+        f"R{r}": run_cell(rng, Cell(20, r, n_folds=3, design="nested", **noise), a.studies, DEFAULT_ROPE / 2)[
+            "equivalent"
+        ]
+        for r in (3, 5, 10, 30)
+    }
     # The same at a true difference on the rope's edge: any "practically equivalent" there is false
     # (two one-sided tests at 5%: at most 5%), also with a skewed subject spread and τ = σ.
     false_equivalence = {
@@ -161,6 +168,7 @@ def main() -> None:
         ],
         "family_14_arms": families,
         "equivalent_rope0.01_5seeds": equivalence,
+        "equivalent_rope0.005_H20": half_rope,
         "max_false_equivalent_at_rope_edge": max(false_equivalence.values()),
         "false_equivalent_at_rope_edge": false_equivalence,
         "plans_kept": plans,

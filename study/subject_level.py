@@ -50,6 +50,10 @@ from scipy import stats as sps
 from cmi_model.errors import InputError
 from study.stats import DEFAULT_ROPE, EQUIVALENCE_ALPHA, POWER, VERDICTS, _is_constant, check_rope
 
+# Below this many held-out subjects a strongly skewed subject spread can tip a verdict (simulated: a
+# false "better" in up to 3.7% of studies per side at 6 subjects, ≤ 2.35% from 12 on; BENCHMARKS.md):
+# the report says so beside the verdict.
+SKEW_SAFE_SUBJECTS = 12
 DOMINANT = ("subjects", "training", "unknown")  # which part of the standard error is larger
 TAU_DRAWS = 4000  # draws of the generalized pivot for the interval of subject_sd
 MAX_COMPONENT_SWEEPS = 200  # label-propagation sweeps when counting connected designs (≤ H needed)
