@@ -15,7 +15,8 @@ from cmi_model.weighting import SCHEMES
 from study import records
 from study.records import CONFIRM
 from study.report.analyse import Report
-from study.report.sentences import ENV, holm_text, verdict_text
+from study.report.budget_figures import budget_curves, searches_of
+from study.report.sentences import ENV, holm_text, tuning_text, verdict_text
 
 DASHBOARD_GRAPH_PREFIX = "cmi-report-"
 
@@ -28,6 +29,7 @@ def dashboard_note(report: Report, report_path: str | None = None) -> str:
         holm=holm_text(report.holm),
         verdict_text=verdict_text,
         verdicts=report.verdicts,
+        tuning=tuning_text(budget_curves(searches_of(report.studies)), report.verdicts),
         no_confirm=report.studies.confirm is None,
         report_path=report_path,
     )
