@@ -3,8 +3,10 @@
 H held-out subjects; subject h has a true difference of arms δ_h = Δ + τ·z_h (b − a), z_h standard
 Gaussian, t(3) scaled to unit variance, or a centred exponential (skewed, skewness 2). For each of
 R seeds the subjects are scored by K fold models: re-dealt into K folds every seed (``redealt``: a
-single held-out set, as ``cmi_model.folds.holdout_folds``) or in the same K folds in every seed
-(``fixed``: outer folds, each fold's model shared by its subjects in every seed). The training
+single held-out set, as ``cmi_model.folds.holdout_folds``), in the same K folds in every seed
+(``fixed``: each fold's model shared by its subjects in every seed, the harshest case), or in
+``outer_folds`` fixed groups each re-dealt into K slices every seed (``nested``: what
+``run --outer-folds`` and ``confirm`` do, K·outer_folds models per seed). The training
 noise of one subject's difference, sd σ per seed, splits into a share ``fold_share`` shared by the
 subjects one fold model scored, an optional share ``seed_share`` shared by every model of a seed
 (the method assumes none: a stress case), and the rest per (subject, seed). Arrays are
@@ -21,20 +23,13 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats as sps
 
-from study.stats import (
-    DECISION_PROBABILITY,
-    DEFAULT_ROPE,
-    VERDICTS,
-    evidence_plan,
-    family_verdicts,
-    subject_comparison,
-    subject_decisions,
-    variance_components,
-)
+from study.evidence_plan import evidence_plan
+from study.stats import DEFAULT_ROPE, VERDICTS
+from study.subject_level import family_verdicts, subject_comparison, subject_decisions, variance_components
 
 SIGMA = float(np.sqrt(2 * (0.007**2 + 0.01**2)))  # training noise of one subject's difference
 DISTRIBUTIONS = ("gaussian", "t3", "skewed")
-DESIGNS = ("redealt", "fixed")
+DESIGNS = ("redealt", "fixed", "nested")
 
 
 @dataclass(frozen=True)
@@ -42,8 +37,9 @@ class Cell:
     n_subjects: int  # H
     n_seeds: int  # R
     tau_multiple: float  # τ / σ
-    n_folds: int = 4  # K fold models per seed
+    n_folds: int = 4  # K fold models per seed (per outer fold when nested)
     design: str = "redealt"
+    outer_folds: int = 3  # nested only: fixed groups of subjects, each re-dealt into n_folds slices
     fold_share: float = 0.33  # of σ², shared by a fold model's subjects
     seed_share: float = 0.0  # of σ², shared by every model of a seed (assumed absent by the method)
     distribution: str = "gaussian"
@@ -66,22 +62,38 @@ def subject_effects(rng: np.random.Generator, shape: tuple, distribution: str) -
     raise ValueError(f"unknown distribution {distribution!r}; one of {DISTRIBUTIONS}")
 
 
-def deal_folds(rng: np.random.Generator, n_studies: int, cell: Cell) -> np.ndarray:
-    """Fold of each (study, subject, seed): array_split sizes, re-dealt per seed or fixed."""
-    s, h, r, k = n_studies, cell.n_subjects, cell.n_seeds, cell.n_folds
-    lookup = np.concatenate([np.full(len(p), i) for i, p in enumerate(np.array_split(np.arange(h), k))])
-    if cell.design == "fixed":
-        return np.broadcast_to(lookup[None, :, None], (s, h, r)).copy()
-    order = np.argsort(rng.random((s, r, h)), axis=2)  # order[s, r, i]: the subject at position i
-    fold = np.empty((s, r, h), dtype=np.int64)
-    np.put_along_axis(fold, order, np.broadcast_to(lookup, (s, r, h)), axis=2)
+def _redeal(rng: np.random.Generator, n_studies: int, n_seeds: int, n_subjects: int, k: int) -> np.ndarray:
+    """(studies, subjects, seeds) slice 0..k-1 of each subject: a fresh permutation cut by array_split
+    every seed."""
+    lookup = np.concatenate(
+        [np.full(len(p), i) for i, p in enumerate(np.array_split(np.arange(n_subjects), k))]
+    )
+    order = np.argsort(rng.random((n_studies, n_seeds, n_subjects)), axis=2)  # subject at position i
+    fold = np.empty((n_studies, n_seeds, n_subjects), dtype=np.int64)
+    np.put_along_axis(fold, order, np.broadcast_to(lookup, (n_studies, n_seeds, n_subjects)), axis=2)
     return np.swapaxes(fold, 1, 2)
+
+
+def deal_folds(rng: np.random.Generator, n_studies: int, cell: Cell) -> np.ndarray:
+    """Fold model of each (study, subject, seed): array_split sizes, re-dealt per seed, fixed, or
+    fixed outer groups re-dealt inside (model = group·K + slice)."""
+    s, h, r, k = n_studies, cell.n_subjects, cell.n_seeds, cell.n_folds
+    if cell.design == "redealt":
+        return _redeal(rng, s, r, h, k)
+    groups = np.array_split(np.arange(h), k if cell.design == "fixed" else cell.outer_folds)
+    if cell.design == "fixed":
+        lookup = np.concatenate([np.full(len(g), i) for i, g in enumerate(groups)])
+        return np.broadcast_to(lookup[None, :, None], (s, h, r)).copy()
+    if cell.design != "nested":
+        raise ValueError(f"unknown design {cell.design!r}; one of {DESIGNS}")
+    return np.concatenate([i * k + _redeal(rng, s, r, len(g), k) for i, g in enumerate(groups)], axis=1)
 
 
 def simulate(rng: np.random.Generator, n_studies: int, cell: Cell) -> tuple[np.ndarray, np.ndarray]:
     """(d, fold): differences b − a and each cell's fold, both (studies, H, R)."""
-    s, h, r, k = n_studies, cell.n_subjects, cell.n_seeds, cell.n_folds
+    s, h, r = n_studies, cell.n_subjects, cell.n_seeds
     fold = deal_folds(rng, s, cell)
+    k = int(fold.max()) + 1  # fold models per seed
     resid_share = 1.0 - cell.fold_share - cell.seed_share
     models = rng.normal(0.0, cell.sigma * np.sqrt(cell.fold_share), (s, r, k))
     fold_noise = models[np.arange(s)[:, None, None], np.arange(r)[None, None, :], fold]
@@ -92,33 +104,10 @@ def simulate(rng: np.random.Generator, n_studies: int, cell: Cell) -> tuple[np.n
 
 
 def subject_level(d: np.ndarray, fold: np.ndarray | None, rope: float, alpha: float = 0.05) -> dict:
-    """Vectorised :func:`study.stats.subject_comparison` on complete (studies, H, R) differences."""
+    """Vectorised :func:`study.subject_level.subject_comparison` on complete (studies, H, R) differences."""
     comp = variance_components(d, fold, alpha)
-    return subject_decisions(comp.mean, comp.se, comp.df, rope, alpha) | {"mean": comp.mean, "se": comp.se}
-
-
-def fold_differences(d: np.ndarray, fold: np.ndarray, n_folds: int) -> np.ndarray:
-    """Per-(seed, fold) mean differences (studies, R·K), seed-major, from d and fold (studies, H, R)."""
-    onehot = fold[..., None] == np.arange(n_folds)  # (S, H, R, K)
-    sums = np.einsum("shr,shrk->srk", d, onehot)
-    return (sums / onehot.sum(axis=1)).reshape(d.shape[0], -1)
-
-
-def fold_level(dj: np.ndarray, n_folds: int, ratio: float, rope: float, alpha: float = 0.05) -> dict:
-    """Vectorised :func:`study.stats.paired_comparison` on rows of per-(seed, fold) differences."""
-    j = dj.shape[1]
-    mean = dj.mean(axis=1)
-    sd = dj.std(axis=1, ddof=1)
-    se = np.sqrt((1.0 / j + ratio) * sd**2)
-    half = sps.t.ppf(1 - alpha / 2, j - 1) * se
-    p_a = sps.t.cdf((-rope - mean) / se, j - 1)
-    p_b = sps.t.sf((rope - mean) / se, j - 1)
-    p_eq = np.maximum(0.0, 1.0 - p_a - p_b)
-    verdict = np.full(mean.shape, VERDICTS.index("inconclusive"))
-    verdict = np.where(p_eq >= DECISION_PROBABILITY, VERDICTS.index("practically equivalent"), verdict)
-    verdict = np.where(p_b >= DECISION_PROBABILITY, VERDICTS.index("b better"), verdict)
-    verdict = np.where(p_a >= DECISION_PROBABILITY, VERDICTS.index("a better"), verdict)
-    return {"mean": mean, "ci_low": mean - half, "ci_high": mean + half, "verdict": verdict}
+    dec = subject_decisions(comp.mean, comp.se, comp.df, rope, alpha, comp.skew)
+    return dec | {"mean": comp.mean, "se": comp.se}
 
 
 def rates(res: dict, delta: float) -> dict[str, float]:
@@ -158,7 +147,7 @@ def family_rate(rng: np.random.Generator, cell: Cell, n_arms: int, n_studies: in
         # d_arm = arm − baseline: independent halves, scaled so each difference keeps variance σ²
         d = (d1 - d0) / np.sqrt(2.0)
         comp = variance_components(d, fold)
-        dec = subject_decisions(comp.mean, comp.se, comp.df, rope, 0.05)
+        dec = subject_decisions(comp.mean, comp.se, comp.df, rope, 0.05, comp.skew)
         p_dir.append(dec["p_direction"])
         p_neq.append(dec["p_nonequivalence"])
         means.append(comp.mean)

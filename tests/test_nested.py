@@ -20,12 +20,13 @@ from cmi_model.folds import outer_split
 from cmi_model.synthetic import generate
 from study import nesting, records
 from study.cli import main
+from study.evidence_plan import evidence_plan
 from study.report.analyse import analyse
 from study.report.nested import search_spread
 from study.report.read import read
 from study.runner import score_settings
 from study.settings import build_settings
-from study.stats import evidence_plan, subject_comparison
+from study.subject_level import subject_comparison
 
 NESTED = ["--preset", "tiny", "--outer-folds", "3"]
 

@@ -262,3 +262,24 @@ def test_learned_weights_that_did_not_move_are_effectively_fixed(search, confirm
     if flagged:
         assert f"moved at most |Δs| = {max(search, confirm):.3f}" in page
         assert "effectively fixed weights" in dashboard_note(rep)
+
+
+def test_few_held_out_subjects_carry_the_skew_caveat():
+    """Below SKEW_SAFE_SUBJECTS held-out subjects the variance sentence says the interval rests on
+    their differences not being strongly skewed; from there on it does not."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from study.report import sentences
+    from study.subject_level import SKEW_SAFE_SUBJECTS, subject_comparison
+
+    rng = np.random.default_rng(4)
+    for h in (6, SKEW_SAFE_SUBJECTS - 1, SKEW_SAFE_SUBJECTS, 40):
+        a = np.full((h, 3), 0.5)
+        v = SimpleNamespace(
+            cmp=SimpleNamespace(subjects=subject_comparison(a, a + rng.normal(0, 0.01, (h, 3))))
+        )
+        said = sentences.sentence("variance", v)
+        assert said.startswith("Variance split")
+        assert ("not being strongly skewed" in said) == (h < SKEW_SAFE_SUBJECTS), (h, said)

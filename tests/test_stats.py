@@ -6,17 +6,22 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
+from study.evidence_plan import evidence_plan, projected_se, verdict_probability
 from study.stats import (
     EQUIVALENCE_ALPHA,
     VERDICTS,
     Comparison,
-    evidence_plan,
-    family_verdicts,
     holm,
-    holm_matrix,
     naive_paired_t_pvalue,
     paired_comparison,
-    projected_se,
+)
+from study.subject_level import (
+    _components_count,
+    family_verdicts,
+    holm_matrix,
+    mean_skewness,
+    skew_pivot,
+    skew_quantile,
     subject_comparison,
     subject_decisions,
     variance_components,
@@ -306,7 +311,6 @@ def test_variance_of_the_mean_is_estimated_without_bias(fixed):
 
 
 def test_connected_components_tell_the_designs_apart():
-    from study.stats import _components_count
 
     rng = np.random.default_rng(2)
     assert (_components_count(_design(rng, 50, 20, 3, 4, fixed=True)) == 4).all()
@@ -404,8 +408,6 @@ def test_evidence_plan_promises_what_the_user_reads():
     for p in plans.values():
         if p.seeds_needed is not None:
             se, df = projected_se(c, p.seeds_needed)
-            from study.stats import verdict_probability
-
             assert verdict_probability(p.verdict, p.effect, se, df, 0.01, 0.05) >= 0.8
             if p.seeds_needed > r:
                 assert (
@@ -435,3 +437,40 @@ def test_equivalence_is_scipys_two_one_sided_t_tests():
         assert dec["p_nonequivalence"][0] == pytest.approx(max(lower, upper))
         equivalent = dec["verdict"][0] == VERDICTS.index("practically equivalent")
         assert equivalent == (max(lower, upper) <= EQUIVALENCE_ALPHA and dec["p_direction"][0] > 0.05)
+
+
+def test_mean_skewness_is_scipys_unbiased_skewness_scaled_to_the_mean():
+    rng = np.random.default_rng(12)
+    x = rng.exponential(size=(5, 9))
+    se = x.std(axis=1, ddof=1) / 3.0
+    expected = sps.skew(x, axis=1, bias=False) * x.std(axis=1, ddof=1) ** 3 / 9**2 / se**3
+    assert mean_skewness(x, se) == pytest.approx(expected, rel=1e-10)
+    assert mean_skewness(x[:, :2], se).tolist() == [0.0] * 5  # fewer than 3 subjects: no estimate
+
+
+def test_hall_transformation_is_monotone_and_inverted_exactly():
+    t = np.linspace(-6, 6, 49)
+    for skew in (-1.5, -0.2, 0.0, 0.4, 2.0):
+        g = skew_pivot(t, skew)
+        assert np.all(np.diff(g) >= 0)
+        assert skew_quantile(g, skew) == pytest.approx(t, abs=1e-9)
+    assert skew_pivot(t, 0.0) == pytest.approx(t)
+
+
+def test_skewed_subjects_widen_the_interval_on_their_tail_side_only():
+    """Right-skewed subject differences: the interval keeps the plain t's lower end and reaches higher;
+    swapping the arms mirrors it."""
+    rng = np.random.default_rng(13)
+    u = np.array([0.0, 0.002, 0.004, 0.005, 0.007, 0.01, 0.06, 0.15])  # two subjects carry the tail
+    a = np.full((8, 3), 0.4)
+    b = a + u[:, None] + rng.normal(0, 0.002, (8, 3))
+    c = subject_comparison(a, b)
+    plain = subject_decisions(c.mean_diff, c.se, c.df, c.rope, c.alpha)
+    assert c.skew > 0.3
+    assert c.ci_low == pytest.approx(float(plain["ci_low"]))
+    assert c.ci_high > float(plain["ci_high"]) + 0.1 * c.se
+    assert c.p_value >= float(plain["p_value"])
+    m = subject_comparison(b, a)
+    assert (m.ci_low, m.ci_high, m.skew) == pytest.approx((-c.ci_high, -c.ci_low, -c.skew))
+    lo, hi = c.equivalence_interval
+    assert c.ci_low < lo < c.mean_diff < hi < c.ci_high

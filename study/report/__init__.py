@@ -3,7 +3,7 @@
 - **read** (:mod:`.read` → :mod:`.studies`): the arm studies ``NAME-<arm>`` and the confirmation
   ``NAME-confirm``, through :mod:`study.records`, into plain dataclasses and DataFrames, with
   the warnings they carry;
-- **analyse** (:mod:`.analyse`): the arms paired and compared (:mod:`study.stats`), what each
+- **analyse** (:mod:`.analyse`): the arms paired and compared (:mod:`study.stats`, :mod:`study.subject_level`), what each
   verdict states, how far learned weights moved: one immutable :class:`~.analyse.Report`;
 - **draw**: one module per family of figures, each figure's plain record beside the function
   that draws it (as ``optuna/visualization/_slice.py``): :mod:`.comparison_figures`,

@@ -1,5 +1,5 @@
 """Studies → :class:`Report`: the second stage (read → analyse → draw). The arms' scores
-paired and compared with :mod:`study.stats`, what each comparison's headline states, how
+paired and compared with :mod:`study.stats` and :mod:`study.subject_level`, what each comparison's headline states, how
 far each learned arm's weights moved, and every warning, computed once into one immutable
 record that the page and the optuna-dashboard note both read.
 
@@ -22,22 +22,12 @@ import numpy as np
 import pandas as pd
 
 from cmi_model.weighting import BASELINE_ARM, SCHEMES
+from study.evidence_plan import EvidencePlan, evidence_plan
 from study.records import DataInfo
 from study.report.nested import Pick, SearchSpread, picks, search_spread
 from study.report.studies import ArmData, ConfirmData, FoldFacts, Studies
-from study.stats import (
-    DEFAULT_ROPE,
-    VERDICTS,
-    Comparison,
-    EvidencePlan,
-    SubjectComparison,
-    check_rope,
-    evidence_plan,
-    family_verdicts,
-    holm,
-    paired_comparison,
-    subject_comparison,
-)
+from study.stats import DEFAULT_ROPE, VERDICTS, Comparison, check_rope, holm, paired_comparison
+from study.subject_level import SubjectComparison, family_verdicts, subject_comparison
 
 MIN_PAIRS = 3  # fewer paired scores give no interval worth showing (t with 1 df: ±12.7 standard errors)
 MOVED = 0.1  # learned log-weights that moved less than this (max |Δs| over folds) are effectively fixed
@@ -70,7 +60,7 @@ class ArmComparison:
     p_adjusted: float | None = None  # Holm-adjusted p-value (of the primary test), over several arms
     n_adjusted: int = 1  # the number of comparisons the adjustment is over
     # The primary comparison, about new subjects: the held-out subjects' per-seed scores as subjects
-    # × seeds (stats.subject_comparison). None without per-subject records: then the fold-level
+    # × seeds (subject_level.subject_comparison). None without per-subject records: then the fold-level
     # `comparison` (about these held-out subjects only) is all there is.
     subjects: SubjectComparison | None = None
     subject_pairs: pd.DataFrame | None = None  # subject, seed, a, b, diff
@@ -262,7 +252,7 @@ def _subjects_in_all(data: Studies) -> int | None:
 
 def compare_all(data: Studies, rope: float) -> list[ArmComparison]:
     """Every comparison of :func:`comparison_pairs`. With several, their p-values are Holm-adjusted
-    and the subject-level verdicts are made at Holm-adjusted levels (stats.family_verdicts): the
+    and the subject-level verdicts are made at Holm-adjusted levels (subject_level.family_verdicts): the
     chance of any false "better" (or any false "equivalent") over the family stays ≤ 5%. Each
     evidence plan assumes the strictest of those levels."""
     names = data.arm_names()

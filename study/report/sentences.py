@@ -17,6 +17,7 @@ from cmi_model.weighting import FAMILIES
 from study.report.analyse import MIN_PAIRS, MOVED, Movement, Verdict
 from study.report.style import count, num, p_value
 from study.report.tradeoff_figures import TradeoffInfo
+from study.subject_level import SKEW_SAFE_SUBJECTS
 
 ENV = jinja2.Environment(
     loader=jinja2.PackageLoader("study.report", "templates"),
@@ -27,7 +28,7 @@ ENV = jinja2.Environment(
     extensions=["jinja2.ext.do"],
 )
 ENV.filters.update(num=num, p_value=p_value, count=count)
-ENV.globals.update(MOVED=MOVED, MIN_PAIRS=MIN_PAIRS, FAMILIES=FAMILIES)
+ENV.globals.update(MOVED=MOVED, MIN_PAIRS=MIN_PAIRS, FAMILIES=FAMILIES, SKEW_SAFE_SUBJECTS=SKEW_SAFE_SUBJECTS)
 
 
 def sentence(name: str, *args: Any) -> str:
