@@ -39,6 +39,38 @@ class Dropout(nn.Dropout):
         return x * keep.mul_(65536 / (32768 - threshold))
 
 
+class SelfAttention(nn.MultiheadAttention):
+    """nn.MultiheadAttention (same parameters, same state dict) whose attention-weight dropout on the
+    CPU in training draws the network's cheaper masks.
+
+    torch's own path drops the (B, heads, T, T) attention weights with `bernoulli_`, the largest
+    mask of the step (T² per head against T·C per activation). Here, for self-attention without
+    returned weights, the same computation is written out — softmax(q·kᵀ/√d_head) with padded keys
+    masked, dropout on the weights, times v, the output projection — with :class:`Dropout`'s masks.
+    Otherwise (eval, p = 0, another device, cross-attention) torch's forward runs unchanged.
+    """
+
+    def __init__(self, d: int, n_heads: int, dropout: float):
+        super().__init__(d, n_heads, dropout=dropout, batch_first=True)
+        self.weight_dropout = Dropout(dropout)
+
+    def forward(self, query, key, value, key_padding_mask=None, need_weights=True, **kwargs):
+        own = query is key is value and not need_weights and not kwargs and self.training
+        if not (own and self.dropout > 0 and query.device.type == "cpu"):
+            return super().forward(
+                query, key, value, key_padding_mask=key_padding_mask, need_weights=need_weights, **kwargs
+            )
+        b, t, c = query.shape
+        qkv = nn.functional.linear(query, self.in_proj_weight, self.in_proj_bias)
+        q, k, v = qkv.view(b, t, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        scores = (q * self.head_dim**-0.5) @ k.transpose(-2, -1)  # (B, heads, T, T)
+        if key_padding_mask is not None:
+            scores = scores.masked_fill(key_padding_mask[:, None, None, :], float("-inf"))
+        weights = self.weight_dropout(scores.softmax(-1))
+        out = (weights @ v).transpose(1, 2).reshape(b, t, c)
+        return self.out_proj(out), None
+
+
 class FeedForward(nn.Module):
     def __init__(self, d: int, d_ff: int, dropout: float):
         super().__init__()
@@ -84,7 +116,7 @@ class EncoderBlock(nn.Module):
         self.ff1 = FeedForward(cfg.d_model, cfg.d_ff, cfg.dropout)
         self.norm_attn = nn.LayerNorm(cfg.d_model)
         attn_dropout = cfg.dropout if cfg.attn_dropout is None else cfg.attn_dropout
-        self.attn = nn.MultiheadAttention(cfg.d_model, cfg.n_heads, dropout=attn_dropout, batch_first=True)
+        self.attn = SelfAttention(cfg.d_model, cfg.n_heads, attn_dropout)
         self.drop_attn = Dropout(cfg.dropout)
         self.conv = ConvModule(cfg.d_model, cfg.kernel_size, cfg.dropout)
         self.ff2 = FeedForward(cfg.d_model, cfg.d_ff, cfg.dropout)
