@@ -40,14 +40,25 @@ class Dropout(nn.Dropout):
             return super().forward(x)
         n = x.numel()
         lanes = torch.empty((n + 1) // 2, dtype=torch.int32).random_().view(torch.int16).view(-1, 2)
-        low = min(round(self.p * 65536), 65535) - 32768  # signed: the low half spans -32768..32767
-        high = min(round(self.p * 32768), 32767)  # the high half spans 0..32767 (bit 31 is 0)
-        thresholds = torch.tensor([low, high] if self.LOW == 0 else [high, low], dtype=torch.int16)
-        scales = torch.tensor(
-            [65536 / (32768 - low), 32768 / (32768 - high)][:: 1 if self.LOW == 0 else -1], dtype=x.dtype
-        )
+        thresholds, scales = self._lanes(x.dtype)
         keep = (lanes >= thresholds).to(x.dtype).mul_(scales)
         return x * keep.view(-1)[:n].view(x.shape)
+
+    def _lanes(self, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+        """Per int16 lane, the keep threshold and the survivors' scale, built once per (p, dtype):
+        a tensor built from Python numbers every step is a host-to-device copy on other devices
+        (tests/test_step_syncs.py counts them)."""
+        key = (self.p, dtype)
+        cache = self.__dict__.setdefault("_lane_cache", {})
+        if key not in cache:
+            low = min(round(self.p * 65536), 65535) - 32768  # signed: the low half spans -32768..32767
+            high = min(round(self.p * 32768), 32767)  # the high half spans 0..32767 (bit 31 is 0)
+            order = slice(None) if self.LOW == 0 else slice(None, None, -1)
+            cache[key] = (
+                torch.tensor([low, high][order], dtype=torch.int16),
+                torch.tensor([65536 / (32768 - low), 32768 / (32768 - high)][order], dtype=dtype),
+            )
+        return cache[key]
 
 
 class SelfAttention(nn.MultiheadAttention):
