@@ -1,5 +1,6 @@
-"""The network's CPU dropout (cmi_model.network.Dropout: two 16-bit uniforms per 32-bit draw)
-against torch's nn.Dropout (`bernoulli_`, one draw per element), in one run, 1 torch thread:
+"""The network's CPU dropout (cmi_model.network.Dropout: two 16-bit uniforms per 32-bit draw; and
+SelfAttention, whose attention-weight dropout uses it) against torch's nn.Dropout and
+nn.MultiheadAttention (`bernoulli_`, one draw per element), in one run, 1 torch thread:
 
 - the mask alone: ns per element of a (32 · 128 · 256) activation, p = 0.1;
 - a training step of the plain loop (bench_model.plain_loop: forward, backward, clipping, fused
@@ -25,7 +26,7 @@ from torch.profiler import ProfilerActivity, profile
 
 from cmi_model.config import MODEL_PRESETS, TrainConfig
 from cmi_model.module import CMILitModule
-from cmi_model.network import CMINetwork, Dropout
+from cmi_model.network import CMINetwork, Dropout, SelfAttention
 from cmi_model.train import quiet_lightning
 
 SHAPES = {"tiny": (6, 64, 64), "public": (2, 32, 128)}  # batches per epoch, batch, T
@@ -33,10 +34,17 @@ MASK_OPS = ("aten::bernoulli_", "aten::random_")  # torch's dropout masks; the n
 
 
 def with_torch_dropout(net: torch.nn.Module) -> torch.nn.Module:
-    """The same network with every network Dropout replaced by torch's nn.Dropout."""
+    """The same network with every network Dropout replaced by torch's nn.Dropout and every
+    SelfAttention by torch's nn.MultiheadAttention with the same weights."""
     for name, child in net.named_children():
         if isinstance(child, Dropout):
             setattr(net, name, torch.nn.Dropout(child.p))
+        elif isinstance(child, SelfAttention):
+            mha = torch.nn.MultiheadAttention(
+                child.embed_dim, child.num_heads, dropout=child.dropout, batch_first=True
+            )
+            mha.load_state_dict(child.state_dict())
+            setattr(net, name, mha)
         else:
             with_torch_dropout(child)
     return net

@@ -5,6 +5,8 @@ its sensor's presence flag, so an absent sensor (IMU-only sequences, dropped
 thermopiles) contributes exactly nothing rather than a learned bias.
 """
 
+import sys
+
 import torch
 from torch import Tensor, nn
 
@@ -19,24 +21,76 @@ N_THM, N_TOF = len(THM_COLUMNS), len(TOF_COLUMNS)
 class Dropout(nn.Dropout):
     """nn.Dropout whose masks cost a third on the CPU.
 
-    torch draws a CPU dropout mask with one 32-bit random number per element (`bernoulli_`, ~30 ns
-    per element measured here, a fifth to a third of a training step). Here each 32-bit draw from
-    the same generator gives two 16-bit uniforms, and an element is kept when its uniform is at or
-    above the threshold nearest p·65536: the keep probability is 1 − p to within 1/65536, the
-    survivors are scaled by its exact inverse (the expectation is unchanged), and the masks come
-    from torch's seeded generator like bernoulli_'s, so a seed gives the same training. On a GPU
-    masks are nearly free and nn.Dropout's own are used.
+    torch draws a CPU dropout mask with one 32-bit random number per element (`bernoulli_`, 7-9 ns
+    per element measured here, a fifth to a third of a training step). Here one draw of torch's
+    seeded generator (`random_` on int32: 31 random bits, the cheapest draw it has) gives two
+    uniforms: its low 16 bits (0..65535 as a signed int16) and its high 15 bits (0..32767). An
+    element is kept when its uniform is at or above the threshold nearest p times the uniform's
+    range, so the keep probability is 1 − p to within 1/32768, and each lane's survivors are scaled
+    by the exact inverse of its own keep probability (the expectation is unchanged). The masks come
+    from torch's generator like bernoulli_'s, so a seed gives the same training. On a GPU masks are
+    nearly free and nn.Dropout's own are used.
     """
+
+    # Which int16 of an int32 is its low half: the first on a little-endian machine.
+    LOW = 0 if sys.byteorder == "little" else 1
 
     def forward(self, x: Tensor) -> Tensor:
         if not self.training or self.p == 0.0 or x.device.type != "cpu":
             return super().forward(x)
         n = x.numel()
-        draws = torch.randint(-(2**31), 2**31 - 1, ((n + 1) // 2,), dtype=torch.int32)
-        uniform = draws.view(torch.int16)[:n].view(x.shape)  # two per draw, each uniform on -2**15..2**15-1
-        threshold = min(round(self.p * 65536), 65535) - 32768  # p near 1 still keeps 1 in 65536
-        keep = (uniform >= threshold).to(x.dtype)
-        return x * keep.mul_(65536 / (32768 - threshold))
+        lanes = torch.empty((n + 1) // 2, dtype=torch.int32).random_().view(torch.int16).view(-1, 2)
+        thresholds, scales = self._lanes(x.dtype)
+        keep = (lanes >= thresholds).to(x.dtype).mul_(scales)
+        return x * keep.view(-1)[:n].view(x.shape)
+
+    def _lanes(self, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+        """Per int16 lane, the keep threshold and the survivors' scale, built once per (p, dtype):
+        a tensor built from Python numbers every step is a host-to-device copy on other devices
+        (tests/test_step_syncs.py counts them)."""
+        key = (self.p, dtype)
+        cache = self.__dict__.setdefault("_lane_cache", {})
+        if key not in cache:
+            low = min(round(self.p * 65536), 65535) - 32768  # signed: the low half spans -32768..32767
+            high = min(round(self.p * 32768), 32767)  # the high half spans 0..32767 (bit 31 is 0)
+            order = slice(None) if self.LOW == 0 else slice(None, None, -1)
+            cache[key] = (
+                torch.tensor([low, high][order], dtype=torch.int16),
+                torch.tensor([65536 / (32768 - low), 32768 / (32768 - high)][order], dtype=dtype),
+            )
+        return cache[key]
+
+
+class SelfAttention(nn.MultiheadAttention):
+    """nn.MultiheadAttention (same parameters, same state dict) whose attention-weight dropout on the
+    CPU in training draws the network's cheaper masks.
+
+    torch's own path drops the (B, heads, T, T) attention weights with `bernoulli_`, the largest
+    mask of the step (T² per head against T·C per activation). Here, for self-attention without
+    returned weights, the same computation is written out — softmax(q·kᵀ/√d_head) with padded keys
+    masked, dropout on the weights, times v, the output projection — with :class:`Dropout`'s masks.
+    Otherwise (eval, p = 0, another device, cross-attention) torch's forward runs unchanged.
+    """
+
+    def __init__(self, d: int, n_heads: int, dropout: float):
+        super().__init__(d, n_heads, dropout=dropout, batch_first=True)
+        self.weight_dropout = Dropout(dropout)
+
+    def forward(self, query, key, value, key_padding_mask=None, need_weights=True, **kwargs):
+        own = query is key is value and not need_weights and not kwargs and self.training
+        if not (own and self.dropout > 0 and query.device.type == "cpu"):
+            return super().forward(
+                query, key, value, key_padding_mask=key_padding_mask, need_weights=need_weights, **kwargs
+            )
+        b, t, c = query.shape
+        qkv = nn.functional.linear(query, self.in_proj_weight, self.in_proj_bias)
+        q, k, v = qkv.view(b, t, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        scores = (q * self.head_dim**-0.5) @ k.transpose(-2, -1)  # (B, heads, T, T)
+        if key_padding_mask is not None:
+            scores = scores.masked_fill(key_padding_mask[:, None, None, :], float("-inf"))
+        weights = self.weight_dropout(scores.softmax(-1))
+        out = (weights @ v).transpose(1, 2).reshape(b, t, c)
+        return self.out_proj(out), None
 
 
 class FeedForward(nn.Module):
@@ -84,7 +138,7 @@ class EncoderBlock(nn.Module):
         self.ff1 = FeedForward(cfg.d_model, cfg.d_ff, cfg.dropout)
         self.norm_attn = nn.LayerNorm(cfg.d_model)
         attn_dropout = cfg.dropout if cfg.attn_dropout is None else cfg.attn_dropout
-        self.attn = nn.MultiheadAttention(cfg.d_model, cfg.n_heads, dropout=attn_dropout, batch_first=True)
+        self.attn = SelfAttention(cfg.d_model, cfg.n_heads, attn_dropout)
         self.drop_attn = Dropout(cfg.dropout)
         self.conv = ConvModule(cfg.d_model, cfg.kernel_size, cfg.dropout)
         self.ff2 = FeedForward(cfg.d_model, cfg.d_ff, cfg.dropout)

@@ -396,3 +396,36 @@ def test_cpu_dropout_keeps_nn_dropouts_statistics_and_is_reproducible(p):
     ours.sum().backward()
     assert torch.equal(x.grad, ours.detach())  # d(out)/dx is the scaled mask
     assert torch.equal(Dropout(p).eval()(x), x) and torch.equal(Dropout(0.0).train()(x), x)
+
+
+def test_self_attention_is_torchs_multihead_attention_with_the_networks_masks():
+    """SelfAttention keeps nn.MultiheadAttention's parameters and, in training on the CPU, computes
+    what it computes (padded keys masked; forward and gradient equal without masks); its attention
+    weights are dropped with the network's Dropout: reproducible from the seed and, averaged over
+    draws, the undropped output."""
+    from cmi_model.network import SelfAttention
+
+    torch.manual_seed(0)
+    ours = SelfAttention(16, 4, 0.0)
+    ref = torch.nn.MultiheadAttention(16, 4, dropout=0.0, batch_first=True)
+    ref.load_state_dict(ours.state_dict())  # the same state dict: old checkpoints load either way
+    x = torch.randn(3, 9, 16, requires_grad=True)
+    pad = torch.zeros(3, 9, dtype=torch.bool)
+    pad[1, 5:], pad[2, 2:] = True, True
+    ours.train().dropout = 0.2  # takes the written-out path ...
+    ours.weight_dropout.p = 0.0  # ... with no masks drawn
+    mine, _ = ours(x, x, x, key_padding_mask=pad, need_weights=False)
+    theirs, _ = ref.train()(x, x, x, key_padding_mask=pad, need_weights=False)
+    torch.testing.assert_close(mine, theirs)
+    grads = [torch.autograd.grad(out.sum(), x)[0] for out in (mine, theirs)]
+    torch.testing.assert_close(*grads)
+
+    ours.weight_dropout.p = 0.2
+    torch.manual_seed(5)
+    first, _ = ours(x, x, x, key_padding_mask=pad, need_weights=False)
+    torch.manual_seed(5)
+    again, _ = ours(x, x, x, key_padding_mask=pad, need_weights=False)
+    assert torch.equal(first, again) and not torch.allclose(first, theirs)
+    with torch.no_grad():
+        mean = sum(ours(x, x, x, key_padding_mask=pad, need_weights=False)[0] for _ in range(3000)) / 3000
+    torch.testing.assert_close(mean, theirs.detach(), atol=0.03, rtol=0)
