@@ -16,7 +16,7 @@ from study import records
 from study.records import CONFIRM
 from study.report.analyse import Report
 from study.report.budget_figures import budget_curves, searches_of
-from study.report.sentences import ENV, holm_text, tuning_text, verdict_text
+from study.report.sentences import ENV, frozen_text, holm_text, tuning_text, verdict_text
 
 DASHBOARD_GRAPH_PREFIX = "cmi-report-"
 
@@ -29,7 +29,7 @@ def dashboard_note(report: Report, report_path: str | None = None) -> str:
         holm=holm_text(report.holm),
         verdict_text=verdict_text,
         verdicts=report.verdicts,
-        tuning=tuning_text(budget_curves(searches_of(report.studies)), report.verdicts),
+        tuning=tuning_text(budget_curves(searches_of(report.studies)), report.verdicts) + frozen_text(report),
         no_confirm=report.studies.confirm is None,
         report_path=report_path,
     )

@@ -306,7 +306,7 @@ def _tuning(page: _Page) -> dict[str, Any]:
     slot = page.figure(
         "budget", budget_figs.fig_budget(curves), "No complete trial in any arm yet: nothing to plot."
     )
-    said = sentences.tuning_text(curves, page.report.verdicts)
+    said = sentences.tuning_text(curves, page.report.verdicts) + sentences.frozen_text(page.report)
     searches = curves["outer_fold"].nunique() if len(curves) else 0
     return {"slot": slot, "said": said, "searches": searches, "baseline": BASELINE_ARM}
 

@@ -15,9 +15,10 @@ import jinja2
 import pandas as pd
 
 from cmi_model.weighting import BASELINE_ARM, FAMILIES, NO_TUNING_ARM
-from study.report.analyse import MIN_PAIRS, MOVED, Movement, Verdict
+from study import frozen
+from study.report.analyse import MIN_PAIRS, MOVED, Movement, Report, Verdict
 from study.report.budget_figures import Match, trials_to_match
-from study.report.studies import arm_order
+from study.report.studies import arm_order, family_of
 from study.report.style import count, num, p_value
 from study.report.tradeoff_figures import TradeoffInfo
 from study.subject_level import SKEW_SAFE_SUBJECTS
@@ -79,6 +80,26 @@ def tuning_text(curves: pd.DataFrame, verdicts: list[Verdict]) -> list[str]:
         if text := disagreement_text(curves, verdicts, arm):
             said.append(text)
     return said
+
+
+def frozen_text(report: Report) -> list[str]:
+    """Per learned loss-level arm: its frozen configuration (study.frozen) and where its rows are, or
+    why it has none; one sentence for the gradient-level arms, which get none."""
+    data, said = report.studies, []
+    confirmed = data.confirm.arms if data.confirm is not None else []
+    params = data.confirm.params if data.confirm is not None else {}
+    arms = data.arm_names()
+    for arm in (a for a in arms if frozen.freezable(a)):
+        name, m = frozen.label(arm), report.movements.get(arm)
+        said.append(
+            sentence(
+                "frozen", arm, name, name in confirmed, params.get(name, {}), m, data.confirm is not None
+            )
+        )
+    gradient = [a for a in arms if family_of(a) == "gradient-level"]
+    if gradient:
+        said.append(sentence("frozen_gradient", gradient))
+    return [" ".join(s.split()) for s in said]
 
 
 def match_text(m: Match) -> str:

@@ -11,6 +11,7 @@ import html
 import math
 
 from cmi_model.weighting import FAMILIES, NO_TUNING_ARM, SCHEMES
+from study.records import source_arm
 
 LAYOUT = dict(template="plotly_white", margin=dict(l=60, r=30, t=60, b=50), font=dict(size=12))
 UNKNOWN_ARM_COLOR = "#7F7F7F"  # an arm this version does not know (a storage written by another one)
@@ -27,7 +28,8 @@ esc = html.escape
 
 
 def arm_color(arm: str) -> str:
-    scheme = SCHEMES.get(arm)
+    """An arm's colour; a frozen configuration (fixed@ARM) takes its learned arm's."""
+    scheme = SCHEMES.get(source_arm(arm) or arm)
     return scheme.color if scheme is not None else UNKNOWN_ARM_COLOR
 
 
