@@ -152,3 +152,30 @@ def test_the_report_says_what_was_frozen_or_why_nothing_was(delta, monkeypatch):
     assert said[1].startswith(
         "upgrad: no frozen configuration — its recorded weights are per-step combinations"
     )
+
+
+def test_the_dashboard_takes_the_frozen_comparisons_figures(tmp_path):
+    """A frozen label's "@" is no HTML id: its comparison figures are saved under a sanitised one."""
+    from study import report
+
+    url = f"sqlite:///{tmp_path / 'fd.db'}"
+    storage = optuna.storages.get_storage(url)
+    for i, arm in enumerate(("fixed", "uncertainty")):
+        add_arm_study(storage, "fd", arm, seed=i)
+    source = records.best_trial(
+        optuna.load_study(study_name="fd-uncertainty", storage=storage).get_trials()
+    ).number
+    add_confirm_study(
+        storage,
+        "fd",
+        arms=("fixed", "uncertainty", "fixed@uncertainty"),
+        scores=noisy_scores(0.004, 0.002),
+        sources={"fixed@uncertainty": source},
+    )
+    report.write_report(url, "fd", tmp_path / "r.html")
+    attrs = storage.get_study_system_attrs(storage.get_study_id_from_name("fd-confirm"))
+    ids = {k.split(":")[2] for k in attrs if k.startswith("dashboard:plot_data:")}
+    assert {
+        "cmi-report-compare-fixed-fixed-uncertainty",
+        "cmi-report-compare-uncertainty-fixed-uncertainty",
+    } <= ids

@@ -17,6 +17,7 @@ from study.records import CONFIRM
 from study.report.analyse import Report
 from study.report.budget_figures import budget_curves, searches_of
 from study.report.sentences import ENV, frozen_text, holm_text, tuning_text, verdict_text
+from study.report.style import html_id
 
 DASHBOARD_GRAPH_PREFIX = "cmi-report-"
 
@@ -72,7 +73,7 @@ def save_to_dashboard(
             keys = [k for k in keys if k.startswith("compare-") or k == "forest"]
         for key in keys:
             optuna_dashboard.save_plotly_graph_object(
-                study, _lean(by_key[key]), graph_object_id=DASHBOARD_GRAPH_PREFIX + key
+                study, _lean(by_key[key]), graph_object_id=DASHBOARD_GRAPH_PREFIX + html_id(key)
             )
     return True
 

@@ -42,7 +42,7 @@ from study.report.studies import (
     by_family,
     family_of,
 )
-from study.report.style import arm_color, num, p_value, seconds
+from study.report.style import arm_color, html_id, num, p_value, seconds
 from study.urls import redact
 
 GENERATOR = "cmi-study"  # in the page's head: how `report --out` recognises a report it may replace
@@ -60,7 +60,7 @@ class _Page:
         """A figure slot: the figure's markup, or the sentence saying why there is none."""
         if fig is None:
             return {"html": None, "missing": missing}
-        div_id = f"fig-{len(self.figures)}-{re.sub(r'[^A-Za-z0-9_-]', '-', key)}"
+        div_id = f"fig-{len(self.figures)}-{html_id(key)}"
         self.figures.append((key, fig))
         config = {"displaylogo": False, "responsive": True}
         body = fig.to_html(full_html=False, include_plotlyjs=False, div_id=div_id, config=config)

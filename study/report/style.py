@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 import math
+import re
 
 from cmi_model.weighting import FAMILIES, NO_TUNING_ARM, SCHEMES
 from study.records import source_arm
@@ -80,3 +81,8 @@ def seconds(s: float) -> str:
 def count(n: int | None) -> str:
     """A count with thousands separators; ``?`` when unknown."""
     return f"{n:,}" if n is not None else "?"
+
+
+def html_id(key: str) -> str:
+    """A figure key as an HTML id (letters, digits, "-" and "_"): a frozen arm's "@" is not one."""
+    return re.sub(r"[^A-Za-z0-9_-]", "-", key)
