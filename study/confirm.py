@@ -285,10 +285,14 @@ def queue_frozen(confirm: optuna.Study, sources: dict[str, int]) -> int:
     for arm, mine in runs.items():
         if not frozen.freezable(arm) or (frozen.moved(mine) or 0.0) < frozen.MOVED:
             continue
-        params = frozen.frozen_params(mine)
+        name, source = frozen.label(arm), sources[arm]
+        # Later seeds (`confirm --seeds`) re-train the configuration the first frozen pairs trained.
+        earlier = [
+            r.params for r in map(records.read_trial, trials) if r.arm == name and r.source_trial == source
+        ]
+        params = next((p for p in earlier if p), None) or frozen.frozen_params(mine)
         if params is None:
             continue
-        name, source = frozen.label(arm), sources[arm]
         for seed in sorted({r.seed for r in mine if r.seed is not None}):
             if (name, seed, source) not in have:
                 attrs = records.trial_attrs(

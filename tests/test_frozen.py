@@ -179,3 +179,45 @@ def test_the_dashboard_takes_the_frozen_comparisons_figures(tmp_path):
         "cmi-report-compare-fixed-fixed-uncertainty",
         "cmi-report-compare-uncertainty-fixed-uncertainty",
     } <= ids
+
+
+def test_later_seeds_retrain_the_configuration_the_first_frozen_pairs_trained():
+    """confirm --seeds adds learned pairs with other weights: their frozen pairs keep the first params."""
+    from optuna.trial import TrialState, create_trial
+
+    storage = optuna.storages.InMemoryStorage()
+    for i, arm in enumerate(("fixed", "uncertainty")):
+        add_arm_study(storage, "fl", arm, seed=i)
+    confirm = add_confirm_study(storage, "fl")
+    sources = {
+        arm: records.best_trial(
+            optuna.load_study(study_name=f"fl-{arm}", storage=storage).get_trials()
+        ).number
+        for arm in ("fixed", "uncertainty")
+    }
+    assert queue_frozen(confirm, sources) == 3
+    first = {records.read_trial(t).params["alpha"] for t in confirm.get_trials(states=(TrialState.WAITING,))}
+    t = next(t for t in confirm.get_trials() if records.read_trial(t).arm == "uncertainty")
+    attrs = dict(t.user_attrs) | {"seed": 3}
+    attrs["fold_weight_trajectory"] = [
+        {k: [10 * x for x in v] if k == "multiclass" else v for k, v in traj.items()}
+        for traj in attrs["fold_weight_trajectory"]
+    ]
+    confirm.add_trial(
+        create_trial(
+            state=TrialState.COMPLETE,
+            value=t.value,
+            params={"arm": "uncertainty", "seed": 3},
+            distributions=t.distributions,
+            user_attrs=attrs,
+        )
+    )
+    assert (
+        frozen.frozen_params(
+            [r for r in map(records.read_trial, confirm.get_trials()) if r.arm == "uncertainty"]
+        )["alpha"]
+        not in first
+    )  # the new seed's weights alone would freeze another configuration
+    assert queue_frozen(confirm, sources) == 1
+    added = [records.read_trial(t) for t in confirm.get_trials(states=(TrialState.WAITING,))]
+    assert {r.params["alpha"] for r in added} == first and len(first) == 1
