@@ -304,8 +304,9 @@ def queue_frozen(confirm: optuna.Study, sources: dict[str, int]) -> int:
 
 
 def work_confirm(confirm: optuna.Study, objective: ConfirmObjective, st: StudySection) -> dict:
-    """Take queued pairs until none is left or running; return each arm's mean confirmed score
-    over its current pairs (those of its current best trial)."""
+    """Take queued pairs until none is left or running (with ``st.freeze_learned``, then the frozen
+    pairs of queue_frozen); return each arm's mean confirmed score over its current pairs (those of
+    its current best trial)."""
     sources = objective.sources
 
     def count(*states) -> int:
@@ -322,8 +323,8 @@ def work_confirm(confirm: optuna.Study, objective: ConfirmObjective, st: StudySe
         )
 
     # The frozen pairs come once the learned arms' runs are done: now, if they are, else in the loop.
-    frozen_queued = not count(TrialState.WAITING, TrialState.RUNNING)
-    if frozen_queued:
+    frozen_queued = not st.freeze_learned or not count(TrialState.WAITING, TrialState.RUNNING)
+    if st.freeze_learned and frozen_queued:
         queue_frozen(confirm, sources)
     total = current(TrialState.WAITING, TrialState.RUNNING, TrialState.COMPLETE)
     if not count(TrialState.WAITING, TrialState.RUNNING):

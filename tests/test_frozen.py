@@ -105,7 +105,7 @@ def test_the_report_compares_the_frozen_configuration_with_both_its_source_and_f
         ("uncertainty", "fixed@uncertainty"),
         ("fixed", "uncertainty"),
     } <= pairs
-    assert label("fixed@uncertainty") == f"fixed at {label('uncertainty')}'s learned weights"
+    assert label("fixed@uncertainty") == "fixed at uncertainty's learned weights"
     assert comparison_pairs(["fixed", "uncertainty", "fixed@uncertainty"])[-1] == (
         "uncertainty",
         "fixed@uncertainty",
@@ -123,8 +123,9 @@ def test_the_report_says_what_was_frozen_or_why_nothing_was(delta, monkeypatch):
 
     monkeypatch.setitem(BASE, "upgrad", GRADIENT_BASE["upgrad"])
     storage = optuna.storages.InMemoryStorage()
+    asked = {"study": {"freeze_learned": True}}
     for i, arm in enumerate(("fixed", "uncertainty", "upgrad")):
-        add_arm_study(storage, "fs", arm, seed=i, delta=delta)
+        add_arm_study(storage, "fs", arm, seed=i, delta=delta, settings=asked)
     source = records.best_trial(
         optuna.load_study(study_name="fs-uncertainty", storage=storage).get_trials()
     ).number
@@ -221,3 +222,47 @@ def test_later_seeds_retrain_the_configuration_the_first_frozen_pairs_trained():
     assert queue_frozen(confirm, sources) == 1
     added = [records.read_trial(t) for t in confirm.get_trials(states=(TrialState.WAITING,))]
     assert {r.params["alpha"] for r in added} == first and len(first) == 1
+
+
+def test_without_freeze_learned_the_report_says_how_to_ask_for_it():
+    from study.report.sentences import frozen_text
+
+    storage = optuna.storages.InMemoryStorage()
+    for i, arm in enumerate(("fixed", "uncertainty")):
+        add_arm_study(storage, "fo", arm, seed=i)
+    add_confirm_study(storage, "fo")
+    (said,) = frozen_text(report_of(storage, "fo"))
+    assert said.startswith(
+        "No frozen configuration of uncertainty was asked for: with `[study] freeze_learned = true`"
+    )
+
+
+@pytest.mark.slow
+def test_a_queued_frozen_pair_trains_the_fixed_arm_under_its_label(tmp_path):
+    """End to end on the tiny preset: the frozen pairs of the real uncertainty runs train the fixed
+    arm at those weights, are recorded under fixed@uncertainty and compared with both arms."""
+    from helpers import sqlite_url
+
+    from study.cli import main
+    from study.report.analyse import analyse
+    from study.report.read import read
+
+    url = sqlite_url(tmp_path / "e.db")
+    assert main(["run", "--storage", url, "--study-name", "e", "--preset", "tiny", "--workers", "1"]) == 0
+    assert main(["confirm", "--storage", url, "--study-name", "e"]) == 0
+    confirm = optuna.load_study(study_name="e-confirm", storage=url)
+    learned = [r for r in map(records.read_trial, confirm.trials) if r.arm == "uncertainty"]
+    params = frozen.frozen_params(learned)  # the real runs record every term's weight trajectory
+    assert params is not None and 0 < params["alpha"] < 1
+    for r in learned:
+        attrs = records.trial_attrs(arm="fixed@uncertainty", source_trial=r.source_trial, params=params)
+        confirm.enqueue_trial({"arm": "fixed", "seed": r.seed}, user_attrs=attrs)
+    assert main(["confirm", "--storage", url, "--study-name", "e"]) == 0
+    done = [
+        t for t in optuna.load_study(study_name="e-confirm", storage=url).trials if t.state.name == "COMPLETE"
+    ]
+    mine = [t for t in done if records.read_trial(t).arm == "fixed@uncertainty"]
+    assert len(mine) == len(learned) == 2
+    assert all(t.params["arm"] == "fixed" and records.read_trial(t).params == params for t in mine)
+    pairs = {(v.cmp.a, v.cmp.b) for v in analyse(read(url, "e")).verdicts}
+    assert {("fixed", "fixed@uncertainty"), ("uncertainty", "fixed@uncertainty")} <= pairs

@@ -37,7 +37,7 @@ MOVED = frozen.MOVED  # learned log-weights that moved less than this (max |Δs|
 def label(arm: str) -> str:
     """An arm in words (its own name when this version does not know it)."""
     if frozen.is_frozen(arm):
-        return f"fixed at {label(records.source_arm(arm))}'s learned weights"
+        return f"fixed at {records.source_arm(arm)}'s learned weights"
     scheme = SCHEMES.get(arm)
     return scheme.label if scheme is not None else arm
 

@@ -89,7 +89,12 @@ def frozen_text(report: Report) -> list[str]:
     confirmed = data.confirm.arms if data.confirm is not None else []
     params = data.confirm.params if data.confirm is not None else {}
     arms = data.arm_names()
-    for arm in (a for a in arms if frozen.freezable(a)):
+    asked = any(d.record.settings.get("study", {}).get("freeze_learned") for d in data.arms.values())
+    freezable = [a for a in arms if frozen.freezable(a)]
+    if freezable and not asked and not any(frozen.is_frozen(a) for a in confirmed):
+        said.append(sentence("frozen_off", freezable))
+        freezable = []
+    for arm in freezable:
         name, m = frozen.label(arm), report.movements.get(arm)
         said.append(
             sentence(

@@ -135,14 +135,17 @@ def add_arm_study(
     delta: float | None = None,
     holdout: tuple[str, ...] = HOLDOUT,
     split=halves,
+    settings: dict | None = None,
 ) -> optuna.Study:
     """An arm study written in the storage format of study.records. split(arm, trial index, fold,
-    score) gives a fold's (binary F1, macro F1) (None: unrecorded, NaN, as older studies)."""
+    score) gives a fold's (binary F1, macro F1) (None: unrecorded, NaN, as older studies); settings:
+    the resolved settings recorded with it (default none)."""
     rng = np.random.default_rng(seed + len(arm))
     pool = [s for s in SUBJECTS if s not in holdout]
     study = optuna.create_study(storage=storage, study_name=f"{name}-{arm}", direction="maximize")
     record = records.ArmStudyRecord(
         arm=arm,
+        settings=settings or {},
         search_space={p: f"{DIST[p]}" for p in ARM_PARAMS[arm]},
         n_folds=K,
         seed=SEARCH_SEED,
