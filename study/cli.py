@@ -237,8 +237,9 @@ def cmd_confirm(args) -> None:
                 helpers.send(_forwarded(args, "confirm"), extra)
             with helpers.waited():
                 result = work_confirm(confirm, objective, settings.study)
+            width = max([12, *map(len, result)])  # a frozen configuration's label is longer
             for arm, r in result.items():
-                print(f"  {arm:12s} confirmation mean {r['mean']:.4f} over {r['n']} (seed, fold) pairs")
+                print(f"  {arm:{width}s} confirmation mean {r['mean']:.4f} over {r['n']} (seed, fold) pairs")
 
 
 def cmd_report(args) -> Path:

@@ -18,7 +18,8 @@ from tqdm.auto import tqdm
 
 from cmi_model.errors import InputError, raise_if_stopping
 from cmi_model.folds import SubjectSplit, holdout_folds
-from study import records, space, trial_notes
+from cmi_model.weighting import BASELINE_ARM
+from study import frozen, records, space, trial_notes
 from study.objective import BudgetTaken, TrialConfigs, budget_counts, run_folds
 from study.runner import load_study_data, run_one, shared_settings
 from study.settings import Settings, StudySection
@@ -60,13 +61,15 @@ class ConfirmObjective:
         queued = records.read_trial(mine)  # what prepare_confirm stored with the pair
         arm = trial.suggest_categorical("arm", records.ARMS)
         seed = trial.suggest_int("seed", *SEED_RANGE)
+        # A frozen pair (study.frozen) trains the baseline arm under its own label, fixed@ARM.
+        name = queued.arm if frozen.is_frozen(queued.arm) else arm
         if queued.source_trial is not None and queued.params is not None:
             source, params, forced = queued.source_trial, queued.params, queued.forced
         else:  # queued by an earlier version, without its source: this worker's best
             best = self.best[arm]
             source, params, forced = best.number, best.params, None
         s = self.settings
-        records.write(trial, arm=arm, seed=seed, params=params, source_trial=source, forced=forced)
+        records.write(trial, arm=name, seed=seed, params=params, source_trial=source, forced=forced)
         model, loss, train = space.apply(arm, params, s.model, s.loss, s.train)
         value = run_folds(
             trial,
@@ -75,7 +78,7 @@ class ConfirmObjective:
             TrialConfigs(model, loss, s.data, train),
             seed=seed,
             prune=False,  # the verdict never prunes
-            label=f"confirm {arm} s{seed}",
+            label=f"confirm {name} s{seed}",
         )
         trial_notes.save(trial, trial_notes.confirm_note(records.read_trial(trial)))
         return value
@@ -87,10 +90,12 @@ class ConfirmObjective:
 
 
 def pair_of(t: FrozenTrial) -> tuple[str | None, int | None, int | None]:
-    """(arm, seed, source trial) of a confirmation trial, queued, running or finished."""
+    """(arm, seed, source trial) of a confirmation trial, queued, running or finished; a frozen
+    pair's arm is its label (fixed@ARM), its source the learned arm's trial."""
     fixed = t.system_attrs.get("fixed_params") or {}
     r = records.read_trial(t)
-    return fixed.get("arm", r.arm), fixed.get("seed", r.seed), r.source_trial
+    arm = r.arm if frozen.is_frozen(r.arm) else fixed.get("arm", r.arm)
+    return arm, fixed.get("seed", r.seed), r.source_trial
 
 
 def _check_searches(
@@ -239,8 +244,8 @@ def prepare_confirm(
         deepcopy=False, states=(TrialState.COMPLETE, TrialState.WAITING, TrialState.RUNNING)
     ):
         arm, seed, source = pair_of(t)
-        if t.state == TrialState.WAITING and source != sources.get(arm):
-            _supersede(confirm, t, sources.get(arm))
+        if t.state == TrialState.WAITING and source != sources.get(records.source_arm(arm)):
+            _supersede(confirm, t, sources.get(records.source_arm(arm)))
         else:
             have.add((arm, seed, source))
     for seed in seeds:
@@ -264,9 +269,44 @@ def _supersede(confirm: optuna.Study, t: FrozenTrial, best_number: int | None) -
     trial_notes.save_finished(confirm, t._trial_id, trial_notes.fail_note(reason))
 
 
+def queue_frozen(confirm: optuna.Study, sources: dict[str, int]) -> int:
+    """Queue the frozen pairs (study.frozen) of every learned loss-level arm whose weights moved, once
+    no pair is waiting or running (work_confirm calls it then): one per seed of the arm's current
+    pairs, not yet queued, running or done. Returns how many were queued."""
+    trials = confirm.get_trials(deepcopy=False)
+    have = {
+        pair_of(t) for t in trials if t.state in (TrialState.WAITING, TrialState.RUNNING, TrialState.COMPLETE)
+    }
+    done = [records.read_trial(t) for t in trials if t.state == TrialState.COMPLETE]
+    runs: dict[str, list[records.TrialRecord]] = {}
+    for r in records.current_pairs(done, sources)[0]:
+        runs.setdefault(r.arm or "", []).append(r)
+    queued = 0
+    for arm, mine in runs.items():
+        if not frozen.freezable(arm) or (frozen.moved(mine) or 0.0) < frozen.MOVED:
+            continue
+        name, source = frozen.label(arm), sources[arm]
+        # Later seeds (`confirm --seeds`) re-train the configuration the first frozen pairs trained.
+        earlier = [
+            r.params for r in map(records.read_trial, trials) if r.arm == name and r.source_trial == source
+        ]
+        params = next((p for p in earlier if p), None) or frozen.frozen_params(mine)
+        if params is None:
+            continue
+        for seed in sorted({r.seed for r in mine if r.seed is not None}):
+            if (name, seed, source) not in have:
+                attrs = records.trial_attrs(
+                    arm=name, source_trial=source, params=params, forced=mine[0].forced
+                )
+                confirm.enqueue_trial({"arm": BASELINE_ARM, "seed": seed}, user_attrs=attrs)
+                queued += 1
+    return queued
+
+
 def work_confirm(confirm: optuna.Study, objective: ConfirmObjective, st: StudySection) -> dict:
-    """Take queued pairs until none is left or running; return each arm's mean confirmed score
-    over its current pairs (those of its current best trial)."""
+    """Take queued pairs until none is left or running (with ``st.freeze_learned``, then the frozen
+    pairs of queue_frozen); return each arm's mean confirmed score over its current pairs (those of
+    its current best trial)."""
     sources = objective.sources
 
     def count(*states) -> int:
@@ -274,8 +314,18 @@ def work_confirm(confirm: optuna.Study, objective: ConfirmObjective, st: StudySe
 
     def current(*states) -> int:  # pairs, not trials: a pair queued twice trains once
         trials = confirm.get_trials(deepcopy=False, states=states)
-        return len({(arm, seed) for arm, seed, source in map(pair_of, trials) if sources.get(arm) == source})
+        return len(
+            {
+                (arm, seed)
+                for arm, seed, source in map(pair_of, trials)
+                if sources.get(records.source_arm(arm)) == source
+            }
+        )
 
+    # The frozen pairs come once the learned arms' runs are done: now, if they are, else in the loop.
+    frozen_queued = not st.freeze_learned or not count(TrialState.WAITING, TrialState.RUNNING)
+    if st.freeze_learned and frozen_queued:
+        queue_frozen(confirm, sources)
     total = current(TrialState.WAITING, TrialState.RUNNING, TrialState.COMPLETE)
     if not count(TrialState.WAITING, TrialState.RUNNING):
         print(f"nothing to do: {total} of {total} confirmation pairs finished; use --seeds to add more")
@@ -293,6 +343,10 @@ def work_confirm(confirm: optuna.Study, objective: ConfirmObjective, st: StudySe
                     tqdm.write(f"confirm {r.arm} seed {r.seed} failed: {r.fail_reason}")
             elif count(TrialState.RUNNING):
                 time.sleep(min(2.0, st.heartbeat_interval))  # others' pairs: wait in case one dies
+            elif not frozen_queued:  # once a call: a frozen pair that fails is queued again by the next
+                frozen_queued = True
+                if queue_frozen(confirm, sources):
+                    bar.total = current(TrialState.WAITING, TrialState.RUNNING, TrialState.COMPLETE)
             else:
                 break
             bar.n = current(TrialState.COMPLETE)

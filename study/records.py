@@ -26,7 +26,7 @@ from optuna.exceptions import ExperimentalWarning
 from optuna.trial import FrozenTrial, TrialState
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from cmi_model.weighting import ARMS
+from cmi_model.weighting import ARMS, BASELINE_ARM
 
 __all__ = ["ARMS", "CONFIRM", "BUDGET_TAKEN", "SUPERSEDED"]
 
@@ -36,7 +36,17 @@ BUDGET_TAKEN = "BudgetTaken"  # fail_reason prefix of a trial that stepped aside
 # before any worker took it (see confirm.prepare_confirm); it is never trained.
 SUPERSEDED = "Superseded"
 # TrialRecord fields a confirmation pair is queued with (kept when a lost worker's pair is re-queued).
-QUEUED = ("source_trial", "params", "forced")
+QUEUED = ("source_trial", "params", "forced", "arm")
+# A confirmation "arm" that is the baseline arm at another arm's learned weights (study.frozen):
+# FROZEN_PREFIX + the learned arm, e.g. "fixed@uncertainty".
+FROZEN_PREFIX = f"{BASELINE_ARM}@"
+
+
+def source_arm(arm: str | None) -> str | None:
+    """The arm whose search trial a confirmation arm re-trains: a frozen label's learned arm, else itself."""
+    return arm[len(FROZEN_PREFIX) :] if arm and arm.startswith(FROZEN_PREFIX) else arm
+
+
 # What a trial's value is, as optuna-dashboard labels it (study.set_metric_names): the competition
 # score (binary F1 + 9-class macro F1) / 2, averaged over the trial's folds.
 SEARCH_METRIC = "CV score: mean over folds of (binary F1 + 9-class macro F1) / 2"
@@ -220,7 +230,7 @@ def current_pairs(
     """
     current, superseded = [], []
     for r in pairs:
-        is_current = r.source_trial is not None and best.get(r.arm) == r.source_trial
+        is_current = r.source_trial is not None and best.get(source_arm(r.arm)) == r.source_trial
         (current if is_current else superseded).append(r)
     return current, superseded
 

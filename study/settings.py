@@ -61,6 +61,9 @@ class StudySection(StrictModel):
     # 47%; "wilcoxon" 0% / 12% (benchmarks/bench_pruners.py, BENCHMARKS.md).
     pruner: Literal["percentile", "median", "wilcoxon", "none"] = "percentile"
     confirm_seeds: int = Field(2, ge=1, le=MAX_CONFIRM_SEEDS)
+    # Also confirm each learned loss-level arm's weights frozen into the fixed formula (study.frozen):
+    # did learning matter, or only where it ended? One more arm's confirmation per such arm.
+    freeze_learned: bool = False
     # Region of practical equivalence of the verdict, in score units: differences within ±rope do
     # not matter to the user (README "The rope"). Stored with the study; changes no score.
     rope: float = Field(DEFAULT_ROPE, gt=0.0, lt=1.0)
@@ -138,7 +141,14 @@ PRESETS: dict[str, dict] = {
         # 2 outer folds of 9 subjects: each is held out in turn, so the verdict rests on all 18.
         # 4 trials per arm and outer fold, all complete (no pruning: a pruned trial is not one the
         # figures can use); 2 inner folds of the 9 pool subjects, each training on 4-5 of them.
-        "study": {"n_trials": 4, "folds": 2, "confirm_seeds": 2, "outer_folds": 2, "pruner": "none"},
+        "study": {
+            "n_trials": 4,
+            "folds": 2,
+            "confirm_seeds": 2,
+            "outer_folds": 2,
+            "pruner": "none",
+            "freeze_learned": True,  # the report's frozen-uncertainty rows: 8 more trainings
+        },
         "synthetic": {"subjects": 18},
         "data": {"max_len": 64, "batch_size": 64},
         "train": {"max_epochs": 4, "patience": 3, "warmup_epochs": 0.5},
@@ -147,7 +157,7 @@ PRESETS: dict[str, dict] = {
         "model_preset": "public",
         # 3 outer folds: every one of the 81 subjects is held out once (27 at a time), each pool of
         # 54 still gives 5 inner folds of ~11; 40 trials per arm and outer fold (3x one search).
-        "study": {"n_trials": 40, "folds": 5, "confirm_seeds": 3, "outer_folds": 3},
+        "study": {"n_trials": 40, "folds": 5, "confirm_seeds": 3, "outer_folds": 3, "freeze_learned": True},
         "synthetic": {"full_size": True},
         "data": {"max_len": 128, "batch_size": 64},
         "train": {"max_epochs": 40, "patience": 8, "warmup_epochs": 2.0},

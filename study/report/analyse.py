@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from cmi_model.weighting import BASELINE_ARM, SCHEMES
+from study import frozen, records
 from study.evidence_plan import EvidencePlan, evidence_plan
 from study.records import DataInfo
 from study.report.nested import Pick, SearchSpread, picks, search_spread
@@ -30,11 +31,13 @@ from study.stats import DEFAULT_ROPE, VERDICTS, Comparison, check_rope, holm, pa
 from study.subject_level import SubjectComparison, family_verdicts, subject_comparison
 
 MIN_PAIRS = 3  # fewer paired scores give no interval worth showing (t with 1 df: ±12.7 standard errors)
-MOVED = 0.1  # learned log-weights that moved less than this (max |Δs| over folds) are effectively fixed
+MOVED = frozen.MOVED  # learned log-weights that moved less than this (max |Δs|) are effectively fixed
 
 
 def label(arm: str) -> str:
     """An arm in words (its own name when this version does not know it)."""
+    if frozen.is_frozen(arm):
+        return f"fixed at {records.source_arm(arm)}'s learned weights"
     scheme = SCHEMES.get(arm)
     return scheme.label if scheme is not None else arm
 
@@ -231,9 +234,15 @@ def _compare(a: str, b: str, data: Studies, rope: float) -> ArmComparison:
 
 def comparison_pairs(arms: list[str]) -> list[tuple[str, str]]:
     """Every other arm against the baseline arm, or against the first arm without it."""
-    if BASELINE_ARM in arms:
-        return [(BASELINE_ARM, b) for b in arms if b != BASELINE_ARM]
-    return [(arms[0], b) for b in arms[1:]]
+    pairs = (
+        [(BASELINE_ARM, b) for b in arms if b != BASELINE_ARM]
+        if BASELINE_ARM in arms
+        else [(arms[0], b) for b in arms[1:]]
+    )
+    # A frozen configuration also against the learned arm it froze: did learning matter, or only
+    # where it ended? (study.frozen)
+    sources = [(records.source_arm(b), b) for b in arms if frozen.is_frozen(b)]
+    return pairs + [(a, b) for a, b in sources if a in arms and (a, b) not in pairs]
 
 
 def _subjects_in_all(data: Studies) -> int | None:

@@ -15,7 +15,9 @@ from cmi_model.weighting import SCHEMES
 from study import records
 from study.records import CONFIRM
 from study.report.analyse import Report
-from study.report.sentences import ENV, holm_text, verdict_text
+from study.report.budget_figures import budget_curves, searches_of
+from study.report.sentences import ENV, frozen_text, holm_text, tuning_text, verdict_text
+from study.report.style import html_id
 
 DASHBOARD_GRAPH_PREFIX = "cmi-report-"
 
@@ -28,6 +30,7 @@ def dashboard_note(report: Report, report_path: str | None = None) -> str:
         holm=holm_text(report.holm),
         verdict_text=verdict_text,
         verdicts=report.verdicts,
+        tuning=tuning_text(budget_curves(searches_of(report.studies)), report.verdicts) + frozen_text(report),
         no_confirm=report.studies.confirm is None,
         report_path=report_path,
     )
@@ -70,7 +73,7 @@ def save_to_dashboard(
             keys = [k for k in keys if k.startswith("compare-") or k == "forest"]
         for key in keys:
             optuna_dashboard.save_plotly_graph_object(
-                study, _lean(by_key[key]), graph_object_id=DASHBOARD_GRAPH_PREFIX + key
+                study, _lean(by_key[key]), graph_object_id=DASHBOARD_GRAPH_PREFIX + html_id(key)
             )
     return True
 

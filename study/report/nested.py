@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import f_oneway
 
+from study import records
 from study.nesting import Crossing
 from study.report.studies import ConfirmData, Studies, arm_order, class_report
 
@@ -139,6 +140,11 @@ class Pick:
     confirmed: float | None  # the pick's mean held-out score over its confirmation folds and seeds
 
 
+def _no_search(arm: str) -> str:
+    source = records.source_arm(arm)
+    return f"no search: {source}'s pick at its learned weights" if source != arm else "no search"
+
+
 def picks(data: Studies) -> list[Pick]:
     """Every (outer fold, arm) search's pick: do the searches agree?"""
     out = []
@@ -155,10 +161,12 @@ def picks(data: Studies) -> list[Pick]:
                     outer=k,
                     arm=arm,
                     held_out=held,
-                    trials=d.state_summary() if d is not None else "no search",
+                    trials=d.state_summary() if d is not None else _no_search(arm),
                     best_trial=d.best.number if d is not None and d.best is not None else None,
                     cv_score=d.best.value if d is not None and d.best is not None else None,
-                    params=dict(d.best.params) if d is not None and d.best is not None else {},
+                    params=dict(d.best.params)
+                    if d is not None and d.best is not None
+                    else dict(part.confirm.params.get(arm, {}) if part.confirm is not None else {}),
                     confirmed=float(mine.mean()) if len(mine) else None,
                 )
             )

@@ -23,6 +23,7 @@ from plotly.offline import get_plotlyjs
 from cmi_model.weighting import BASELINE_ARM, NO_TUNING_ARM, SCHEMES
 from study import records
 from study.records import CONFIRM
+from study.report import budget_figures as budget_figs
 from study.report import comparison_figures as cmp_figs
 from study.report import metric_figures as metric_figs
 from study.report import parameter_figures as param_figs
@@ -41,7 +42,7 @@ from study.report.studies import (
     by_family,
     family_of,
 )
-from study.report.style import arm_color, num, p_value, seconds
+from study.report.style import arm_color, html_id, num, p_value, seconds
 from study.urls import redact
 
 GENERATOR = "cmi-study"  # in the page's head: how `report --out` recognises a report it may replace
@@ -59,7 +60,7 @@ class _Page:
         """A figure slot: the figure's markup, or the sentence saying why there is none."""
         if fig is None:
             return {"html": None, "missing": missing}
-        div_id = f"fig-{len(self.figures)}-{re.sub(r'[^A-Za-z0-9_-]', '-', key)}"
+        div_id = f"fig-{len(self.figures)}-{html_id(key)}"
         self.figures.append((key, fig))
         config = {"displaylogo": False, "responsive": True}
         body = fig.to_html(full_html=False, include_plotlyjs=False, div_id=div_id, config=config)
@@ -299,6 +300,17 @@ def _search(page: _Page) -> dict[str, Any]:
     return {"figures": slots, "best_rows": rows, "shown": shown}
 
 
+def _tuning(page: _Page) -> dict[str, Any]:
+    data = page.report.studies
+    curves = budget_figs.budget_curves(budget_figs.searches_of(data))
+    slot = page.figure(
+        "budget", budget_figs.fig_budget(curves), "No complete trial in any arm yet: nothing to plot."
+    )
+    said = sentences.tuning_text(curves, page.report.verdicts) + sentences.frozen_text(page.report)
+    searches = curves["outer_fold"].nunique() if len(curves) else 0
+    return {"slot": slot, "said": said, "searches": searches, "baseline": BASELINE_ARM}
+
+
 def _weights(page: _Page) -> dict[str, Any]:
     data, moved = page.report.studies, page.report.movements
     learned = [a for a in data.arm_names() if weight_figs.has_panel(a)]
@@ -528,6 +540,7 @@ SECTIONS: tuple[Section, ...] = (
     Section("Headline", "headline", _headline),
     Section("Confirmation", "confirmation", _confirmation),
     Section("Search", "search", _search),
+    Section("What tuning buys", "tuning", _tuning),
     Section("Learned weights", "weights", _weights),
     Section("Fixed-weight landscape", "landscape", _landscape),
     Section("Metric parts", "metric_parts", _metric_parts),

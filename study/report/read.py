@@ -311,7 +311,7 @@ def _confirm_runs(
     done = [
         (t, rec) for t, rec in read if t.state == TrialState.COMPLETE and rec.arm and rec.seed is not None
     ]
-    judged = [rec for _, rec in done if rec.arm in best]
+    judged = [rec for _, rec in done if records.source_arm(rec.arm) in best]
     _, stale = records.current_pairs(judged, best)
     stale_ids = {id(rec) for rec in stale}
     for t, rec in read:

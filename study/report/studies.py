@@ -18,7 +18,7 @@ from sklearn.metrics import confusion_matrix, f1_score
 
 from cmi_model.labels import EIGHTEEN_TO_NINE, GESTURES, NINE_CLASSES
 from cmi_model.metric import score_indices
-from cmi_model.weighting import FAMILIES, SCHEMES
+from cmi_model.weighting import BASELINE_ARM, FAMILIES, SCHEMES
 from study import records
 from study.nesting import Crossing
 from study.records import ARMS, CONFIRM, ArmStudyRecord, ConfirmStudyRecord, DataInfo
@@ -30,16 +30,19 @@ StudyRecord = ArmStudyRecord | ConfirmStudyRecord
 
 
 def arm_order(arm: str) -> tuple[int, str]:
-    """Sort key: the arms in their defined order, unknown names after them."""
-    return (ARMS.index(arm) if arm in ARMS else len(ARMS), arm)
+    """Sort key: the arms in their defined order, a frozen configuration right after its learned
+    arm, unknown names after them."""
+    source = records.source_arm(arm) or arm
+    return (ARMS.index(source) if source in ARMS else len(ARMS), arm)
 
 
 UNKNOWN_FAMILY = "unknown family"  # of an arm this version does not know (a storage written by another one)
 
 
 def family_of(arm: str) -> str:
-    """The arm's family (one of ``FAMILIES``), as its scheme names it."""
-    scheme = SCHEMES.get(arm)
+    """The arm's family (one of ``FAMILIES``), as its scheme names it; a frozen configuration
+    (fixed@ARM, study.frozen) is the fixed family's."""
+    scheme = SCHEMES.get(BASELINE_ARM if arm.startswith(records.FROZEN_PREFIX) else arm)
     return scheme.family if scheme is not None else UNKNOWN_FAMILY
 
 

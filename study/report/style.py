@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import html
 import math
+import re
 
 from cmi_model.weighting import FAMILIES, NO_TUNING_ARM, SCHEMES
+from study.records import source_arm
 
 LAYOUT = dict(template="plotly_white", margin=dict(l=60, r=30, t=60, b=50), font=dict(size=12))
 UNKNOWN_ARM_COLOR = "#7F7F7F"  # an arm this version does not know (a storage written by another one)
@@ -27,7 +29,8 @@ esc = html.escape
 
 
 def arm_color(arm: str) -> str:
-    scheme = SCHEMES.get(arm)
+    """An arm's colour; a frozen configuration (fixed@ARM) takes its learned arm's."""
+    scheme = SCHEMES.get(source_arm(arm) or arm)
     return scheme.color if scheme is not None else UNKNOWN_ARM_COLOR
 
 
@@ -78,3 +81,8 @@ def seconds(s: float) -> str:
 def count(n: int | None) -> str:
     """A count with thousands separators; ``?`` when unknown."""
     return f"{n:,}" if n is not None else "?"
+
+
+def html_id(key: str) -> str:
+    """A figure key as an HTML id (letters, digits, "-" and "_"): a frozen arm's "@" is not one."""
+    return re.sub(r"[^A-Za-z0-9_-]", "-", key)

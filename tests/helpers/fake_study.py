@@ -135,14 +135,17 @@ def add_arm_study(
     delta: float | None = None,
     holdout: tuple[str, ...] = HOLDOUT,
     split=halves,
+    settings: dict | None = None,
 ) -> optuna.Study:
     """An arm study written in the storage format of study.records. split(arm, trial index, fold,
-    score) gives a fold's (binary F1, macro F1) (None: unrecorded, NaN, as older studies)."""
+    score) gives a fold's (binary F1, macro F1) (None: unrecorded, NaN, as older studies); settings:
+    the resolved settings recorded with it (default none)."""
     rng = np.random.default_rng(seed + len(arm))
     pool = [s for s in SUBJECTS if s not in holdout]
     study = optuna.create_study(storage=storage, study_name=f"{name}-{arm}", direction="maximize")
     record = records.ArmStudyRecord(
         arm=arm,
+        settings=settings or {},
         search_space={p: f"{DIST[p]}" for p in ARM_PARAMS[arm]},
         n_folds=K,
         seed=SEARCH_SEED,
@@ -246,10 +249,12 @@ def add_confirm_study(
     sources: dict[str, int] | None = None,
     forced: bool | None = None,
     split=halves,
+    params: dict[str, dict] | None = None,
 ) -> optuna.Study:
     """sources: arm → the search trial its pairs re-trained (default: the arm's best, as confirm
     would); forced: the pairs were queued by `confirm --force`; split(arm, seed, fold, score): a
-    fold's (binary F1, macro F1), as for add_arm_study."""
+    fold's (binary F1, macro F1), as for add_arm_study; params: arm → the configuration its pairs
+    re-trained (default {"lr": 1e-3})."""
     study = optuna.create_study(storage=storage, study_name=f"{name}-confirm", direction="maximize")
     ratio = RATIO if holdout else 1 / (K - 1)
     record = records.ConfirmStudyRecord(
@@ -260,6 +265,10 @@ def add_confirm_study(
     dist = {"arm": CategoricalDistribution(list(arms)), "seed": IntDistribution(0, 2**31 - 1)}
     for arm in arms:
         source = (sources or {}).get(arm, _best_number(storage, f"{name}-{arm}"))
+        # A learned arm's effective weights per fold (the frozen configuration is made of them).
+        learned = arm in SCHEMES and SCHEMES[arm].learned
+        weights = zip(*_weights(arm, {}, n_folds), strict=True) if learned else [({}, {})] * n_folds
+        weights = list(weights)
         for seed in seeds:
             values = scores(arm, seed)[:n_folds]
             folds = [
@@ -267,6 +276,8 @@ def add_confirm_study(
                     score=s,
                     **_halves(split, arm, seed, f, s),
                     seconds=20.0,
+                    weights=weights[f][0],
+                    weight_trajectory=weights[f][1],
                     # one held-out subject per fold: its own score is the fold's
                     subject_scores={
                         holdout[f]: {"score": s, "binary_f1": s + 0.1, "macro_f1": s - 0.1, "n": 30}
@@ -293,7 +304,7 @@ def add_confirm_study(
                         arm=arm,
                         seed=seed,
                         folds=folds,
-                        params={"lr": 1e-3},
+                        params=(params or {}).get(arm, {"lr": 1e-3}),
                         source_trial=source,
                         forced=forced,
                         oof=oof_predictions(rng, 0.7),
