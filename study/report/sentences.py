@@ -96,11 +96,10 @@ def frozen_text(report: Report) -> list[str]:
         freezable = []
     for arm in freezable:
         name, m = frozen.label(arm), report.movements.get(arm)
-        said.append(
-            sentence(
-                "frozen", arm, name, name in confirmed, params.get(name, {}), m, data.confirm is not None
-            )
-        )
+        # Each outer fold freezes its own learned runs: their configurations, by outer fold.
+        parts = [(k, p.confirm.params.get(name)) for k, p in data.outer if p.confirm is not None]
+        parts = [(k, p) for k, p in parts if p is not None] or [(None, params.get(name, {}))]
+        said.append(sentence("frozen", arm, name, name in confirmed, parts, m, data.confirm is not None))
     gradient = [a for a in arms if family_of(a) == "gradient-level"]
     if gradient:
         said.append(sentence("frozen_gradient", gradient))
