@@ -6,7 +6,14 @@ from __future__ import annotations
 import numpy as np
 import optuna
 import pytest
-from helpers.fake_study import HOLDOUT, add_arm_study, add_confirm_study, noisy_scores, report_of
+from helpers.fake_study import (
+    HOLDOUT,
+    _best_number,
+    add_arm_study,
+    add_confirm_study,
+    noisy_scores,
+    report_of,
+)
 
 from study import frozen, records
 from study.confirm import pair_of, queue_frozen
@@ -26,6 +33,13 @@ def _run(seed=1, source=3, delta=0.5, traj=TRAJ):
     return records.TrialRecord(
         arm="uncertainty", seed=seed, folds=[fold, fold], params=params, source_trial=source
     )
+
+
+def _searched(storage, name: str, arms=("fixed", "uncertainty"), **kwargs) -> dict[str, int]:
+    """Fake arm studies of these arms; each arm's best trial number, the source its pairs re-train."""
+    for i, arm in enumerate(arms):
+        add_arm_study(storage, name, arm, seed=i, **kwargs)
+    return {arm: _best_number(storage, f"{name}-{arm}") for arm in arms}
 
 
 def test_frozen_parameters_are_the_last_epochs_weights_in_the_fixed_formula():
@@ -61,15 +75,8 @@ def test_frozen_parameters_are_the_last_epochs_weights_in_the_fixed_formula():
 @pytest.mark.parametrize("delta, queued", [(0.5, 3), (0.05, 0)])
 def test_confirm_queues_the_frozen_pairs_once_of_an_arm_whose_weights_moved(delta, queued):
     storage = optuna.storages.InMemoryStorage()
-    for i, arm in enumerate(("fixed", "uncertainty")):
-        add_arm_study(storage, "fz", arm, seed=i, delta=delta)
+    sources = _searched(storage, "fz", delta=delta)
     confirm = add_confirm_study(storage, "fz", delta=delta)
-    sources = {
-        arm: records.best_trial(
-            optuna.load_study(study_name=f"fz-{arm}", storage=storage).get_trials()
-        ).number
-        for arm in ("fixed", "uncertainty")
-    }
     assert queue_frozen(confirm, sources) == queued  # one per seed, or none: effectively fixed
     assert queue_frozen(confirm, sources) == 0  # already queued
     waiting = confirm.get_trials(states=(optuna.trial.TrialState.WAITING,))
@@ -85,11 +92,7 @@ def test_confirm_queues_the_frozen_pairs_once_of_an_arm_whose_weights_moved(delt
 
 def test_the_report_compares_the_frozen_configuration_with_both_its_source_and_fixed():
     storage = optuna.storages.InMemoryStorage()
-    for i, arm in enumerate(("fixed", "uncertainty")):
-        add_arm_study(storage, "fr", arm, seed=i)
-    source = records.best_trial(
-        optuna.load_study(study_name="fr-uncertainty", storage=storage).get_trials()
-    ).number
+    source = _searched(storage, "fr")["uncertainty"]
     add_confirm_study(
         storage,
         "fr",
@@ -124,11 +127,9 @@ def test_the_report_says_what_was_frozen_or_why_nothing_was(delta, monkeypatch):
     monkeypatch.setitem(BASE, "upgrad", GRADIENT_BASE["upgrad"])
     storage = optuna.storages.InMemoryStorage()
     asked = {"study": {"freeze_learned": True}}
-    for i, arm in enumerate(("fixed", "uncertainty", "upgrad")):
-        add_arm_study(storage, "fs", arm, seed=i, delta=delta, settings=asked)
-    source = records.best_trial(
-        optuna.load_study(study_name="fs-uncertainty", storage=storage).get_trials()
-    ).number
+    source = _searched(storage, "fs", ("fixed", "uncertainty", "upgrad"), delta=delta, settings=asked)[
+        "uncertainty"
+    ]
     arms = ("fixed", "uncertainty", "upgrad") + (("fixed@uncertainty",) if delta > 0.1 else ())
     add_confirm_study(
         storage,
@@ -161,11 +162,7 @@ def test_the_dashboard_takes_the_frozen_comparisons_figures(tmp_path):
 
     url = f"sqlite:///{tmp_path / 'fd.db'}"
     storage = optuna.storages.get_storage(url)
-    for i, arm in enumerate(("fixed", "uncertainty")):
-        add_arm_study(storage, "fd", arm, seed=i)
-    source = records.best_trial(
-        optuna.load_study(study_name="fd-uncertainty", storage=storage).get_trials()
-    ).number
+    source = _searched(storage, "fd")["uncertainty"]
     add_confirm_study(
         storage,
         "fd",
@@ -187,15 +184,8 @@ def test_later_seeds_retrain_the_configuration_the_first_frozen_pairs_trained():
     from optuna.trial import TrialState, create_trial
 
     storage = optuna.storages.InMemoryStorage()
-    for i, arm in enumerate(("fixed", "uncertainty")):
-        add_arm_study(storage, "fl", arm, seed=i)
+    sources = _searched(storage, "fl")
     confirm = add_confirm_study(storage, "fl")
-    sources = {
-        arm: records.best_trial(
-            optuna.load_study(study_name=f"fl-{arm}", storage=storage).get_trials()
-        ).number
-        for arm in ("fixed", "uncertainty")
-    }
     assert queue_frozen(confirm, sources) == 3
     first = {records.read_trial(t).params["alpha"] for t in confirm.get_trials(states=(TrialState.WAITING,))}
     t = next(t for t in confirm.get_trials() if records.read_trial(t).arm == "uncertainty")
@@ -228,8 +218,7 @@ def test_without_freeze_learned_the_report_says_how_to_ask_for_it():
     from study.report.sentences import frozen_text
 
     storage = optuna.storages.InMemoryStorage()
-    for i, arm in enumerate(("fixed", "uncertainty")):
-        add_arm_study(storage, "fo", arm, seed=i)
+    _searched(storage, "fo")
     add_confirm_study(storage, "fo")
     (said,) = frozen_text(report_of(storage, "fo"))
     assert said.startswith(
