@@ -5,6 +5,7 @@ its sensor's presence flag, so an absent sensor (IMU-only sequences, dropped
 thermopiles) contributes exactly nothing rather than a learned bias.
 """
 
+import functools
 import sys
 
 import torch
@@ -40,25 +41,23 @@ class Dropout(nn.Dropout):
             return super().forward(x)
         n = x.numel()
         lanes = torch.empty((n + 1) // 2, dtype=torch.int32).random_().view(torch.int16).view(-1, 2)
-        thresholds, scales = self._lanes(x.dtype)
+        thresholds, scales = _lane_constants(self.p, x.dtype)
         keep = (lanes >= thresholds).to(x.dtype).mul_(scales)
         return x * keep.view(-1)[:n].view(x.shape)
 
-    def _lanes(self, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
-        """Per int16 lane, the keep threshold and the survivors' scale, built once per (p, dtype):
-        a tensor built from Python numbers every step is a host-to-device copy on other devices
-        (tests/test_step_syncs.py counts them)."""
-        key = (self.p, dtype)
-        cache = self.__dict__.setdefault("_lane_cache", {})
-        if key not in cache:
-            low = min(round(self.p * 65536), 65535) - 32768  # signed: the low half spans -32768..32767
-            high = min(round(self.p * 32768), 32767)  # the high half spans 0..32767 (bit 31 is 0)
-            order = slice(None) if self.LOW == 0 else slice(None, None, -1)
-            cache[key] = (
-                torch.tensor([low, high][order], dtype=torch.int16),
-                torch.tensor([65536 / (32768 - low), 32768 / (32768 - high)][order], dtype=dtype),
-            )
-        return cache[key]
+
+@functools.cache
+def _lane_constants(p: float, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    """Per int16 lane of Dropout's draws, the keep threshold and the survivors' scale, built once
+    per (p, dtype): a tensor built from Python numbers every step is a host-to-device copy on other
+    devices (tests/test_step_syncs.py counts them). Read only: shared by every Dropout."""
+    low = min(round(p * 65536), 65535) - 32768  # signed: the low half spans -32768..32767
+    high = min(round(p * 32768), 32767)  # the high half spans 0..32767 (bit 31 is 0)
+    order = slice(None) if Dropout.LOW == 0 else slice(None, None, -1)
+    return (
+        torch.tensor([low, high][order], dtype=torch.int16),
+        torch.tensor([65536 / (32768 - low), 32768 / (32768 - high)][order], dtype=dtype),
+    )
 
 
 class SelfAttention(nn.MultiheadAttention):

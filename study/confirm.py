@@ -277,7 +277,8 @@ def queue_frozen(confirm: optuna.Study, sources: dict[str, int]) -> int:
     have = {
         pair_of(t) for t in trials if t.state in (TrialState.WAITING, TrialState.RUNNING, TrialState.COMPLETE)
     }
-    done = [records.read_trial(t) for t in trials if t.state == TrialState.COMPLETE]
+    read = [(t.state, records.read_trial(t)) for t in trials]  # each record read once
+    done = [r for state, r in read if state == TrialState.COMPLETE]
     runs: dict[str, list[records.TrialRecord]] = {}
     for r in records.current_pairs(done, sources)[0]:
         runs.setdefault(r.arm or "", []).append(r)
@@ -287,9 +288,7 @@ def queue_frozen(confirm: optuna.Study, sources: dict[str, int]) -> int:
             continue
         name, source = frozen.label(arm), sources[arm]
         # Later seeds (`confirm --seeds`) re-train the configuration the first frozen pairs trained.
-        earlier = [
-            r.params for r in map(records.read_trial, trials) if r.arm == name and r.source_trial == source
-        ]
+        earlier = [r.params for _, r in read if r.arm == name and r.source_trial == source]
         params = next((p for p in earlier if p), None) or frozen.frozen_params(mine)
         if params is None:
             continue
