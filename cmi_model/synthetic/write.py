@@ -4,7 +4,6 @@ Values are written the way the real files have them: floats with up to 4 (sensor
 (quaternion) decimals, ToF as integers, and a missing value as an empty field.
 """
 
-import os
 from functools import partial
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
+from cmi_model.atomic import write_atomically
 from cmi_model.errors import InputError
 from cmi_model.labels import BINARY_CLASSES, GESTURES, is_target
 from cmi_model.schema import (
@@ -110,18 +110,6 @@ def _write_demographics(path: Path, subjects: Subjects) -> None:
         pacsv.write_csv(table, f, pacsv.WriteOptions(include_header=False, quoting_style="none"))
 
 
-def _written(path: Path, write):
-    """write(partial) beside `path`, then renamed over it: an interrupted run (Ctrl-C in the middle
-    of a 700 MB file) leaves the old file or none, never half a new one."""
-    part = path.with_name(f".{path.name}.partial")
-    try:
-        result = write(part)
-        os.replace(part, path)
-    finally:
-        part.unlink(missing_ok=True)
-    return result
-
-
 def generate(out_dir: str | Path, *, n_subjects: int = 12, full_size: bool = False, seed: int = 0) -> dict:
     """Write train.csv, train_demographics.csv, test.csv and test_demographics.csv to ``out_dir``.
 
@@ -147,11 +135,11 @@ def generate(out_dir: str | Path, *, n_subjects: int = 12, full_size: bool = Fal
         )
     ):
         path, demo_path = out / f"{name}.csv", out / f"{name}_demographics.csv"
-        n_rows = _written(
+        n_rows = write_atomically(
             path,
             partial(_write_sensor_csv, plan=plan, subjects=subjects, columns=columns, seed=seed, split=split),
         )
-        _written(demo_path, partial(_write_demographics, subjects=subjects))
+        write_atomically(demo_path, partial(_write_demographics, subjects=subjects))
         summary[name] = {
             "path": str(path),
             "demographics_path": str(demo_path),

@@ -23,11 +23,11 @@ raises :class:`~.read.StudyNotFoundError`.
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 import optuna
 
+from cmi_model.atomic import write_atomically
 from study.report import analyse, read
 from study.report.dashboard import save_to_dashboard
 from study.report.page import GENERATOR, render_html
@@ -68,12 +68,7 @@ def write_report(
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
     # Written beside and renamed over: a full disk or a kill leaves the old report, never half a new one.
-    partial = out.with_name(f".{out.name}.partial")
-    try:
-        partial.write_text(doc, encoding="utf-8")
-        os.replace(partial, out)
-    finally:
-        partial.unlink(missing_ok=True)
+    write_atomically(out, lambda tmp: tmp.write_text(doc, encoding="utf-8"))
     if dashboard:
         try:
             save_to_dashboard(backend, report, figures, str(out.resolve()))

@@ -12,7 +12,6 @@ the storage.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from typing import BinaryIO
 import optuna
 from optuna.artifacts import FileSystemArtifactStore, upload_artifact
 
+from cmi_model.atomic import write_atomically
 from cmi_model.errors import InputError
 from study import records
 
@@ -32,7 +32,7 @@ REPORT_ARTIFACT_ATTR = "cmi-study:report_artifact"
 _META_PREFIX = "artifacts:"
 _ID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 # What an artifact folder holds: artifacts (named by their uuid) and, after a kill, a partial write of ours.
-_ARTIFACT_FILE = re.compile(rf"{_ID}|\.{_ID}\.partial")
+_ARTIFACT_FILE = re.compile(rf"{_ID}|\.{_ID}(\.[0-9a-f]{{8}})?\.partial")  # cmi_model.atomic's names
 
 
 @dataclass(frozen=True)
@@ -55,14 +55,12 @@ class ReplacingStore(FileSystemArtifactStore):
     def write(self, artifact_id: str, content_body: BinaryIO) -> None:
         if not re.fullmatch(_ID, artifact_id):  # ids are upload_artifact's uuids: never a path
             raise ValueError(f"not an artifact id: {artifact_id!r}")
-        path = self.folder / artifact_id
-        partial = self.folder / f".{artifact_id}.partial"
-        try:
-            with open(partial, "wb") as f:
+
+        def copy(tmp: Path) -> None:
+            with open(tmp, "wb") as f:
                 shutil.copyfileobj(content_body, f)
-            os.replace(partial, path)
-        finally:
-            partial.unlink(missing_ok=True)
+
+        write_atomically(self.folder / artifact_id, copy)
 
 
 def check_folder(folder: Path) -> None:
