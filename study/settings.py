@@ -2,7 +2,7 @@
 
 import tomllib
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args, get_origin
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
@@ -185,6 +185,35 @@ def _one_line(e: ValidationError, where: str, flags: dict[str, str]) -> str:
     return f"{where}: {loc}: {msg}{more}"
 
 
+def _scalar_types(annotation) -> set[type]:
+    """The scalar types a field's annotation admits (a Literal's values' types; containers' items)."""
+    if get_origin(annotation) is Literal:
+        return {type(v) for v in get_args(annotation)}
+    args = get_args(annotation)
+    if args:
+        return set().union(*(_scalar_types(a) for a in args if a is not Ellipsis))
+    return {annotation} if isinstance(annotation, type) else set()
+
+
+def _check_toml_types(table: dict, section: str, config_file) -> None:
+    """TOML values are typed: a boolean or a string where a number belongs is a mistake, which
+    pydantic's lax mode would read as a number (`max_epochs = true` → 1, `"4"` → 4)."""
+    model = Settings.model_fields[section].annotation
+    for key, value in table.items():
+        field = model.model_fields.get(key)
+        if field is None or isinstance(value, dict):
+            continue  # unknown keys and nested tables: the settings' own validation names them
+        items = value if isinstance(value, list) else [value]
+        types = _scalar_types(field.annotation)
+        for item in items:
+            if isinstance(item, bool) and bool not in types:
+                raise InputError(
+                    f"{config_file}: {section}.{key}: {str(item).lower()} is a boolean, not a number"
+                )
+            if isinstance(item, str) and str not in types:
+                raise InputError(f"{config_file}: {section}.{key}: {item!r} is a string, not a number")
+
+
 def build_settings(
     preset: str = "demo",
     config_file: Path | None = None,
@@ -215,6 +244,7 @@ def build_settings(
                 raise InputError(
                     f"{config_file}: {section} must be a [{section}] table, got {loaded[section]!r}"
                 )
+            _check_toml_types(loaded.get(section, {}), section, config_file)
         raw = _merge(raw, loaded)
     raw = _merge(raw, overrides or {})
     model_preset = raw.get("model_preset", "tiny")

@@ -3,6 +3,7 @@ traceback, and nothing half-written to the storage."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import optuna
@@ -10,6 +11,7 @@ import pandas as pd
 import pytest
 from helpers import sqlite_url
 
+from cmi_model.errors import InputError
 from study import records, urls
 from study.cli import main
 from study.runner import synthetic_dir
@@ -280,3 +282,30 @@ def test_confirm_force_reaches_the_helpers_as_a_flag_but_demo_force_does_not():
     assert "--force" not in _forwarded(build_parser().parse_args(["confirm", "--study-name", "x"]), "confirm")
     demo = build_parser().parse_args(["demo", "--force"])  # the report's --force (overwrite --out)
     assert "--force" not in _forwarded(demo, "confirm")
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("[train]\nmax_epochs = true\n", "train.max_epochs: true is a boolean, not a number"),
+        ("[study]\nn_trials = false\n", "study.n_trials: false is a boolean, not a number"),
+        ('[train]\nlr = "0.001"\n', "train.lr: '0.001' is a string, not a number"),
+        ("[loss]\nauto_weight_clamp = [-5, true]\n", "loss.auto_weight_clamp: true is a boolean"),
+    ],
+)
+def test_toml_booleans_and_strings_are_not_numbers(tmp_path, text, words):
+    """TOML is typed: pydantic's lax mode would read `true` as 1 and "0.001" as 0.001."""
+    config = tmp_path / "c.toml"
+    config.write_text(text)
+    with pytest.raises(InputError, match=re.escape(f"{config}: {words}")):
+        build_settings("tiny", config)
+
+
+def test_toml_values_of_the_right_type_still_pass(tmp_path):
+    config = tmp_path / "c.toml"
+    config.write_text(
+        '[study]\narms = ["fixed", "uncertainty"]\nholdout = 0\nfreeze_learned = true\n'
+        '[train]\nprecision = "auto"\nmax_epochs = 2\nlr = 1\n[model]\nattn_dropout = 0.1\n'
+    )
+    s = build_settings("tiny", config)
+    assert s.study.arms == ("fixed", "uncertainty") and s.train.max_epochs == 2 and s.study.freeze_learned
