@@ -368,9 +368,23 @@ def _quiet_stdout() -> None:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
+def _reopen_closed_streams() -> None:
+    """A stdout or stderr the caller closed (`cmi-study run … >&-`) is a place to write nothing, not a
+    failure: os.devnull on its descriptor, so that no file the command opens later takes fd 1 or 2
+    and receives its output."""
+    for fd, name in ((1, "stdout"), (2, "stderr")):
+        if getattr(sys, name) is None:
+            null = os.open(os.devnull, os.O_WRONLY)
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+            setattr(sys, name, open(fd, "w", closefd=False))  # noqa: SIM115 — lives as long as the process
+
+
 def main(argv: list[str] | None = None, *, helper: bool = False) -> int:
     """The command line's exit code. helper: run by a helper worker (study/helper.py), which
     leaves the "interrupted" line to the driver: Ctrl-C reaches every worker, one line says it."""
+    _reopen_closed_streams()
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as e:  # bad options (exit 2, one line) or --help (0): a return for in-process callers

@@ -309,3 +309,22 @@ def test_toml_values_of_the_right_type_still_pass(tmp_path):
     )
     s = build_settings("tiny", config)
     assert s.study.arms == ("fixed", "uncertainty") and s.train.max_epochs == 2 and s.study.freeze_learned
+
+
+@pytest.mark.parametrize("closed", [(1,), (2,), (1, 2)])
+def test_a_closed_stdout_or_stderr_is_no_failure_and_takes_no_file(tmp_path, closed):
+    """`cmi-study synth … >&-`: exit 0, and no file opened later inherits fd 1 or 2 with the output."""
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "x"
+    proc = subprocess.run(
+        [sys.executable, "-m", "study", "synth", "--out", str(out), "--subjects", "2"],
+        preexec_fn=lambda: [os.close(fd) for fd in closed],  # noqa: PLW1509 — the test's own child
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert proc.returncode == 0
+    for name in ("train.csv", "test.csv", "train_demographics.csv", "test_demographics.csv"):
+        assert (out / name).read_bytes()[:7] in (b"row_id,", b"subject"), name
