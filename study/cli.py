@@ -368,6 +368,23 @@ def _quiet_stdout() -> None:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
+DISK_FULL = ("disk is full", "no space left on device", "could not extend file")  # SQLite, OS, PostgreSQL
+
+
+def _storage_failure(e: Exception) -> tuple[str, int]:
+    """(one line, exit code) of a storage error: its first line, password masked; 1 for a full
+    disk (the README's row), 2 for the rest."""
+    from study.urls import redact
+
+    cause = e.__cause__ if e.__cause__ is not None else e
+    reason = redact(
+        str(getattr(cause, "orig", None) or cause).strip().splitlines()[0]
+        if str(cause).strip()
+        else repr(cause)
+    )
+    return reason, 1 if any(s in reason.lower() for s in DISK_FULL) else 2
+
+
 def _reopen_closed_streams() -> None:
     """A stdout or stderr the caller closed (`cmi-study run … >&-`) is a place to write nothing, not a
     failure: os.devnull on its descriptor, so that no file the command opens later takes fd 1 or 2
@@ -395,7 +412,7 @@ def main(argv: list[str] | None = None, *, helper: bool = False) -> int:
     import sqlalchemy
 
     from study.helper import HelperFailed
-    from study.retrying import StorageLost
+    from study.retrying import StorageBroken, StorageLost
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # our own progress bars and messages say it
     # Ctrl-C and SIGTERM as Interrupted, not KeyboardInterrupt: Lightning would turn the latter into
@@ -425,14 +442,25 @@ def main(argv: list[str] | None = None, *, helper: bool = False) -> int:
     except HelperFailed as e:  # the helper said why on stderr (its own line) or was killed
         print(f"cmi-study {args.command}: error: {e}", file=sys.stderr)
         return 1
-    except sqlalchemy.exc.SQLAlchemyError as e:  # a storage that broke under us: locked, read-only, damaged
-        from study.urls import redact
-
-        reason = redact(str(getattr(e, "orig", None) or e).strip().splitlines()[0])
-        print(f"cmi-study {args.command}: error: storage: {reason}", file=sys.stderr)
+    except StorageBroken as e:  # inside a trial (study.retrying.broken): the cause, already one line
+        print(f"cmi-study {args.command}: error: storage: {e.reason}", file=sys.stderr)
+        return 1 if any(s in e.reason.lower() for s in DISK_FULL) else 2
+    except (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError) as e:
+        # A storage that broke under us: locked, read-only, damaged, deleted, its disk full. Optuna
+        # wraps a failed write in StorageInternalError (its hint blames the data): the cause says why.
+        line, code = _storage_failure(e)
+        print(f"cmi-study {args.command}: error: storage: {line}", file=sys.stderr)
+        return code
+    except json.JSONDecodeError as e:  # Optuna decodes every stored attribute; one was edited by hand
+        print(
+            f"cmi-study {args.command}: error: storage: a stored attribute is not JSON ({e.msg}, character "
+            f"{e.pos}): the database was edited or damaged outside Optuna",
+            file=sys.stderr,
+        )
         return 2
     except OSError as e:  # a disk that is full or a folder we may not write: one line, not a traceback
-        print(f"cmi-study {args.command}: error: {e.filename or ''}: {e.strerror or e}", file=sys.stderr)
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"cmi-study {args.command}: error: {where}{e.strerror or e}", file=sys.stderr)
         return 1 if e.errno == errno.ENOSPC else 2
     except (KeyboardInterrupt, Interrupted):
         if not helper:  # the driver says it once for every worker

@@ -14,7 +14,7 @@ from cmi_model.config import DataConfig, LossConfig, ModelConfig, TrainConfig
 from cmi_model.data import SequenceData
 from cmi_model.dataset import FoldCache
 from cmi_model.train import FoldResult, fit_fold
-from study import records, space
+from study import records, retrying, space
 from study.settings import Settings
 
 # FoldResult fields stored per fold: every field the storage format has (a FoldResult field
@@ -93,8 +93,10 @@ def run_folds(
     except optuna.TrialPruned:
         raise
     except Exception as e:
+        if (stop := retrying.broken(e)) is not None:  # the storage itself failed: nothing to record
+            raise stop from None
         # Recorded on the trial so the report and dashboard can say why it failed.
-        records.write(trial, fail_reason=error_reason(e))
+        retrying.or_broken(records.write, trial, fail_reason=error_reason(e))
         raise
     return float(np.mean([r.score for r in results]))
 

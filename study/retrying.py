@@ -58,6 +58,40 @@ class ServerFull(StorageLost):
         BaseException.__init__(self, postgres.full_line(url, said))
 
 
+class StorageBroken(BaseException):
+    """A storage call failed for good inside a trial — a full disk, a read-only or deleted database,
+    a file locked past SQLite's timeout — so nothing about the trial can be written either: the
+    worker stops with one line. Not an Exception, for StorageLost's reasons (no `except Exception`
+    may record it on the trial and go on to the next); the trial stays RUNNING for the heartbeats."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+def broken(e: BaseException) -> StorageBroken | None:
+    """StorageBroken for a database error (or Optuna's StorageInternalError around one) that is not
+    a lost connection (those are retried, then StorageLost); None for anything else."""
+    if connection_lost(e):
+        return None
+    if any(
+        isinstance(c, (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError))
+        for c in causes(e)
+    ):
+        return StorageBroken(_reason(e))
+    return None
+
+
+def or_broken(fn, *args, **kwargs):
+    """fn(*args, **kwargs), a storage failure in it raised as StorageBroken (see broken)."""
+    try:
+        return fn(*args, **kwargs)
+    except Exception as e:
+        if (stop := broken(e)) is not None:
+            raise stop from None
+        raise
+
+
 def connection_lost(e: BaseException) -> bool:
     """Whether e (or what caused it: RDBStorage wraps SQLAlchemy's errors in
     StorageInternalError) is a lost or refused connection to the database server."""

@@ -21,7 +21,7 @@ from cmi_model.dataset import FoldCache
 from cmi_model.errors import InputError, Interrupted, raise_if_stopping, stops_deferred
 from cmi_model.folds import SubjectSplit, inner_split, outer_split, split_subjects, subject_folds
 from cmi_model.train import resolve_accelerator
-from study import records, space, trial_notes
+from study import records, retrying, space, trial_notes
 from study.objective import CVObjective, budget_counts, error_reason
 from study.settings import Settings, StudySection
 from study.storage import fail_lost_trials, open_storage, requeue
@@ -466,13 +466,15 @@ def run_one(study: optuna.Study, objective) -> optuna.trial.FrozenTrial:
         except optuna.TrialPruned:
             raise
         except Exception as e:
+            if (stop := retrying.broken(e)) is not None:  # the storage itself failed: stop, one line
+                raise stop from None
             # Every failed trial says why: in its record (the report's) and as its note (the
             # dashboard's). The objective records its own reasons; anything else, here.
             reason = trial.user_attrs.get("fail_reason")
             if not isinstance(reason, str):
                 reason = error_reason(e)
-                records.write(trial, fail_reason=reason)
-            trial_notes.save(trial, trial_notes.fail_note(reason))
+                retrying.or_broken(records.write, trial, fail_reason=reason)
+            retrying.or_broken(trial_notes.save, trial, trial_notes.fail_note(reason))
             raise
 
     try:

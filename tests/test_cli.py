@@ -328,3 +328,42 @@ def test_a_closed_stdout_or_stderr_is_no_failure_and_takes_no_file(tmp_path, clo
     assert proc.returncode == 0
     for name in ("train.csv", "test.csv", "train_demographics.csv", "test_demographics.csv"):
         assert (out / name).read_bytes()[:7] in (b"row_id,", b"subject"), name
+
+
+@pytest.mark.parametrize(
+    ("cause", "code"),
+    [("database or disk is full", 1), ("attempt to write a readonly database", 2)],
+)
+def test_a_failed_storage_write_is_one_line_with_its_cause(tmp_path, capsys, monkeypatch, cause, code):
+    """Optuna wraps a failed write in StorageInternalError, whose hint blames the data: the line says
+    the cause, a full disk exits 1 as the README says, anything else 2."""
+    import sqlalchemy
+
+    def failing(*args, **kwargs):
+        try:
+            raise sqlalchemy.exc.OperationalError("INSERT", {}, Exception(cause))
+        except sqlalchemy.exc.OperationalError as e:
+            raise optuna.exceptions.StorageInternalError(
+                "An exception is raised during the commit. This typically happens due to invalid data "
+                "in the commit, e.g. exceeding max length."
+            ) from e
+
+    monkeypatch.setattr(optuna.storages.RDBStorage, "set_trial_user_attr", failing)
+    url = sqlite_url(tmp_path / "w.db")
+    argv = [
+        "run",
+        "--preset",
+        "tiny",
+        "--arms",
+        "fixed",
+        "--n-trials",
+        "1",
+        "--storage",
+        url,
+        "--workers",
+        "1",
+    ]
+    assert main(argv) == code
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == f"cmi-study run: error: storage: {cause}", err
+    assert "Traceback" not in "\n".join(err) and "max length" not in "\n".join(err)

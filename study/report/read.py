@@ -10,6 +10,7 @@ name with no study at all raises :class:`StudyNotFoundError`.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -421,9 +422,26 @@ def _read_part(backend, name: str, url: str, existing: list[str], asked: str | N
     def load(part: str) -> optuna.Study:
         return optuna.load_study(study_name=wanted[part], storage=backend)
 
-    arms = {arm: _extract_arm(load(arm), arm, warnings) for arm in ARMS if arm in present}
+    def decoded(part: str, extract):
+        try:
+            return extract()
+        except json.JSONDecodeError as e:  # Optuna decodes every attribute of the study at once
+            raise InputError(
+                f"study {wanted[part]!r}: a stored attribute is not JSON ({e.msg}, character {e.pos}): "
+                "the database was edited or damaged outside Optuna"
+            ) from None
+
+    arms = {
+        arm: decoded(arm, lambda arm=arm: _extract_arm(load(arm), arm, warnings))
+        for arm in ARMS
+        if arm in present
+    }
     best = {arm: d.best.number if d.best is not None else None for arm, d in arms.items()}
-    confirm = _extract_confirm(load(CONFIRM), warnings, best) if CONFIRM in present else None
+    confirm = (
+        decoded(CONFIRM, lambda: _extract_confirm(load(CONFIRM), warnings, best))
+        if CONFIRM in present
+        else None
+    )
     return Studies(
         name=name,
         storage_url=url,

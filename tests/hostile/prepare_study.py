@@ -36,6 +36,10 @@ def study_with_config(folder: Path, text: str) -> dict:
     return study(folder) | {"cfg": str(cfg)}
 
 
+def study_with_bool_config(folder: Path) -> dict:
+    return study_with_config(folder, "[train]\nmax_epochs = true\n")
+
+
 def other_modalities(folder: Path) -> dict:
     return study_with_config(folder, '[data]\nmodalities = "imu"\n')
 
@@ -87,6 +91,19 @@ def damaged_study(folder: Path) -> dict:
     page = 4096
     data[page + 8 : 2 * page] = b"\xa5" * (page - 8)  # a b-tree page overwritten with garbage
     db.write_bytes(bytes(data))
+    return places
+
+
+def attribute_not_json(folder: Path) -> dict:
+    """One stored trial attribute overwritten with text that is not JSON (a hand-edited database)."""
+    places = study(folder)
+    con = sqlite3.connect(places["db"])
+    with con:
+        con.execute(
+            "UPDATE trial_user_attributes SET value_json = '{not json' WHERE trial_user_attribute_id = "
+            "(SELECT MIN(trial_user_attribute_id) FROM trial_user_attributes)"
+        )
+    con.close()
     return places
 
 
