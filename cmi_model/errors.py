@@ -16,6 +16,11 @@ class InputError(ValueError):
     """Bad user input (file, column, value, option or config): one clear line, exit code 2."""
 
 
+class NothingDone(RuntimeError):
+    """Every trial of an arm, or every confirmation pair of one, failed: the command exits 1 with one
+    line naming the arm and the last reason, so `confirm && report` stops there."""
+
+
 class TrainingDiverged(RuntimeError):
     """A loss became NaN or inf during training; the study records the trial as failed."""
 

@@ -23,7 +23,15 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from pydantic import ValidationError
 
-from cmi_model.errors import InputError, Interrupted, clear_stop, request_stop, stop_deferred, stop_signal
+from cmi_model.errors import (
+    InputError,
+    Interrupted,
+    NothingDone,
+    clear_stop,
+    request_stop,
+    stop_deferred,
+    stop_signal,
+)
 from cmi_model.reading import check_regular_file
 from study.helper import Helpers, forward_to_helpers
 from study.options import OPTIONS, build_parser
@@ -440,6 +448,9 @@ def main(argv: list[str] | None = None, *, helper: bool = False) -> int:
         print(f"cmi-study {args.command}: error: {e}", file=sys.stderr)
         return 1
     except HelperFailed as e:  # the helper said why on stderr (its own line) or was killed
+        print(f"cmi-study {args.command}: error: {e}", file=sys.stderr)
+        return 1
+    except NothingDone as e:  # every trial or pair of an arm failed: say which and why, exit 1
         print(f"cmi-study {args.command}: error: {e}", file=sys.stderr)
         return 1
     except StorageBroken as e:  # inside a trial (study.retrying.broken): the cause, already one line

@@ -16,7 +16,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 from tqdm.auto import tqdm
 
-from cmi_model.errors import InputError, raise_if_stopping
+from cmi_model.errors import InputError, NothingDone, raise_if_stopping
 from cmi_model.folds import SubjectSplit, holdout_folds
 from cmi_model.weighting import BASELINE_ARM
 from study import frozen, records, space, trial_notes
@@ -354,4 +354,12 @@ def work_confirm(confirm: optuna.Study, objective: ConfirmObjective, st: StudySe
     scores: dict[str, list[float]] = {}
     for r in records.current_pairs(done, sources)[0]:
         scores.setdefault(r.arm, []).extend(r.scores)
+    if failed := [arm for arm in sources if arm not in scores]:
+        failures = [
+            r
+            for t in confirm.get_trials(deepcopy=False, states=(TrialState.FAIL,))
+            if not records.is_budget_skip(t) and (r := records.read_trial(t)).arm in failed
+        ]
+        last = failures[-1].fail_reason if failures else "no pair finished"
+        raise NothingDone(f"every confirmation pair of {', '.join(failed)} failed (last: {last})")
     return {arm: {"n": len(v), "mean": float(np.mean(v))} for arm, v in scores.items()}

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from cmi_model.data import SequenceData, default_cache_dir, describe, load_dir
 from cmi_model.dataset import FoldCache
-from cmi_model.errors import InputError, Interrupted, raise_if_stopping, stops_deferred
+from cmi_model.errors import InputError, Interrupted, NothingDone, raise_if_stopping, stops_deferred
 from cmi_model.folds import SubjectSplit, inner_split, outer_split, split_subjects, subject_folds
 from cmi_model.train import resolve_accelerator
 from study import records, retrying, space, trial_notes
@@ -441,7 +441,7 @@ def work(jobs: dict, st: StudySection, desc: str) -> None:
             if not progressed:
                 time.sleep(min(2.0, st.heartbeat_interval))
     if broken:
-        raise RuntimeError("; ".join(f"{k} stopped after repeated failures: {r}" for k, r in broken.items()))
+        raise NothingDone("; ".join(f"{k} stopped after repeated failures: {r}" for k, r in broken.items()))
 
 
 def run_one(study: optuna.Study, objective) -> optuna.trial.FrozenTrial:

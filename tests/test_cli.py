@@ -367,3 +367,25 @@ def test_a_failed_storage_write_is_one_line_with_its_cause(tmp_path, capsys, mon
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1] == f"cmi-study run: error: storage: {cause}", err
     assert "Traceback" not in "\n".join(err) and "max length" not in "\n".join(err)
+
+
+@pytest.mark.slow
+def test_confirm_whose_every_pair_failed_is_one_line_and_exit_1(tmp_path, capsys, monkeypatch):
+    """`confirm && report` must stop: a confirmation with no finished pair for an arm is a failure."""
+    import study.confirm
+
+    url = sqlite_url(tmp_path / "f.db")
+    argv = ["--storage", url, "--study-name", "f", "--workers", "1"]
+    assert main(["run", "--preset", "tiny", "--arms", "fixed", "--n-trials", "1", *argv]) == 0
+
+    def broken_folds(*args, **kwargs):
+        raise TypeError("held-out subjects missing from the data")
+
+    monkeypatch.setattr(study.confirm, "run_folds", broken_folds)
+    capsys.readouterr()
+    assert main(["confirm", *argv]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == (
+        "cmi-study confirm: error: every confirmation pair of fixed failed "
+        "(last: TypeError: held-out subjects missing from the data)"
+    ), err
