@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import logging
 import os
 import shlex
 import signal
@@ -363,10 +364,26 @@ def _stop(signum, frame):
         raise Interrupted(signum)
 
 
+TRAINING_COMMANDS = ("run", "confirm", "demo")  # the commands whose finished trials a stop keeps
+
+
 def _stopped_line(command: str) -> str:
     signum = stop_signal() or signal.SIGINT
     how = "interrupted" if signum == signal.SIGINT else f"stopped by {signal.Signals(signum).name}"
-    return f"cmi-study {command}: {how}; finished trials are kept in the storage"
+    kept = "; finished trials are kept in the storage" if command in TRAINING_COMMANDS else ""
+    return f"cmi-study {command}: {how}{kept}"
+
+
+def _warning_lines(command: str) -> logging.Handler:
+    """The tool's own logged warnings (study.*) as `cmi-study COMMAND: warning: ...` lines on stderr,
+    like every other line it prints; the caller removes the handler again."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(f"cmi-study {command}: warning: %(message)s"))
+    handler.setLevel(logging.WARNING)
+    logger = logging.getLogger("study")
+    logger.addHandler(handler)
+    logger.propagate = False
+    return handler
 
 
 def _quiet_stdout() -> None:
@@ -428,6 +445,7 @@ def main(argv: list[str] | None = None, *, helper: bool = False) -> int:
     on_main_thread = threading.current_thread() is threading.main_thread()
     clear_stop()
     previous = {s: signal.signal(s, _stop) for s in STOP_SIGNALS} if on_main_thread else {}
+    warnings_handler = _warning_lines(args.command)
     try:
         COMMANDS[args.command](args)
         sys.stdout.flush()  # here, not at exit: a reader gone away is then caught below
@@ -480,6 +498,8 @@ def main(argv: list[str] | None = None, *, helper: bool = False) -> int:
     finally:
         for s, handler in previous.items():  # an in-process caller (tests, notebooks) gets its handlers back
             signal.signal(s, handler)
+        logging.getLogger("study").removeHandler(warnings_handler)
+        logging.getLogger("study").propagate = True
     return 0
 
 

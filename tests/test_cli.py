@@ -389,3 +389,40 @@ def test_confirm_whose_every_pair_failed_is_one_line_and_exit_1(tmp_path, capsys
         "cmi-study confirm: error: every confirmation pair of fixed failed "
         "(last: TypeError: held-out subjects missing from the data)"
     ), err
+
+
+@pytest.mark.parametrize(("command", "kept"), [("synth", False), ("report", False), ("run", True)])
+def test_an_interrupted_command_says_finished_trials_are_kept_only_where_there_are_trials(
+    tmp_path, capsys, monkeypatch, command, kept
+):
+    import study.cli
+    from cmi_model.errors import Interrupted
+
+    def interrupted(args):
+        raise Interrupted()
+
+    monkeypatch.setitem(study.cli.COMMANDS, command, interrupted)
+    argv = {"synth": ["synth", "--out", str(tmp_path / "x")], "report": ["report"], "run": ["run"]}[command]
+    assert main(argv) == 130
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert line.startswith(f"cmi-study {command}: interrupted")
+    assert ("finished trials are kept" in line) == kept
+
+
+def test_a_dashboard_note_the_storage_refuses_is_a_prefixed_warning(tmp_path, capsys, monkeypatch):
+    """The report is written; the warning that its note could not be stored reads like every other line."""
+    from helpers.fake_study import full_storage
+
+    import study.report
+
+    def refused(*args, **kwargs):
+        raise PermissionError("attempt to write a readonly database")
+
+    url = sqlite_url(tmp_path / "ro.db")
+    full_storage(url, "ro")
+    monkeypatch.setattr(study.report, "save_to_dashboard", refused)
+    assert main(["report", "--storage", url, "--study-name", "ro", "--out", str(tmp_path / "r.html")]) == 0
+    err = capsys.readouterr().err
+    assert (
+        "cmi-study report: warning: could not save the verdict to optuna-dashboard: attempt to write" in err
+    )
