@@ -7,6 +7,8 @@ from pathlib import Path
 
 import sqlalchemy
 
+from cmi_model.errors import InputError
+
 REPORTS_DIR = Path("reports")
 
 
@@ -20,8 +22,25 @@ def default_url(study_name: str) -> str:
 
 
 def resolve_url(given: str | None, study_name: str) -> str:
-    """--storage, else $CMI_STORAGE, else the study's own SQLite file under reports/."""
-    return given or os.environ.get(STORAGE_ENV) or default_url(study_name)
+    """--storage, else $CMI_STORAGE, else the study's own SQLite file under reports/; a server URL
+    that cannot be read one way only is refused (check_unambiguous)."""
+    url = given or os.environ.get(STORAGE_ENV) or default_url(study_name)
+    check_unambiguous(url)
+    return url
+
+
+def check_unambiguous(url: str) -> None:
+    """A server URL with a second "@" or a "#" in it: a password that was not percent-encoded, which
+    a parser would split at the wrong place and then echo a piece of (as a host name, say). Refused
+    in one line that shows no part of it."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme.startswith("sqlite"):
+        return  # a SQLite path may hold any character; it has no user info
+    if rest.count("@") > 1 or "#" in rest:
+        raise InputError(
+            f"{origin(url)}: the storage URL holds an unencoded '@' or '#' (percent-encode them in a "
+            "password: %40, %23); the URL is not shown, it may hold a password"
+        )
 
 
 def origin(url: str) -> str:

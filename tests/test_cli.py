@@ -426,3 +426,13 @@ def test_a_dashboard_note_the_storage_refuses_is_a_prefixed_warning(tmp_path, ca
     assert (
         "cmi-study report: warning: could not save the verdict to optuna-dashboard: attempt to write" in err
     )
+
+
+@pytest.mark.parametrize("url", ["postgresql://u:Zq@w#9x?k/s@host/db", "postgresql://u:pa@ss@host/db"])
+def test_an_unencoded_password_is_refused_without_echoing_any_part(capsys, url):
+    assert main(["report", "--storage", url, "--study-name", "x"]) == 2
+    out = capsys.readouterr()
+    (line,) = out.err.strip().splitlines()
+    assert line.startswith("cmi-study report: error: --storage: the storage URL holds an unencoded")
+    for piece in ("Zq", "w#9x", "pa@ss", "ss@host", "host"):
+        assert piece not in out.err + out.out
