@@ -444,9 +444,21 @@ def work(jobs: dict, st: StudySection, desc: str) -> None:
         raise NothingDone("; ".join(f"{k} stopped after repeated failures: {r}" for k, r in broken.items()))
 
 
+class _SteppedAside(BaseException):
+    """This worker's trial was finished by another worker meanwhile: it was paused (SIGSTOP, a
+    suspended VM) past the heartbeats' grace period, so the other failed it and queued it again.
+    Nothing of it may be written now; the worker takes the next trial. Not an Exception, so that
+    neither Optuna's `catch` nor ours records it (Optuna would try to tell a finished trial)."""
+
+
+def _finished_elsewhere(trial: optuna.Trial) -> bool:
+    return trial.study._storage.get_trial(trial._trial_id).state.is_finished()
+
+
 def run_one(study: optuna.Study, objective) -> optuna.trial.FrozenTrial:
     """One trial through study.optimize (the only way Optuna runs heartbeats). A trial
-    interrupted by Ctrl-C is queued again like a lost worker's, so a rerun does it."""
+    interrupted by Ctrl-C is queued again like a lost worker's, so a rerun does it; a trial
+    another worker failed while this one was paused is left to them (returned as it stands)."""
     ran: list = []  # optimize keeps no handle on its trial: a callback hands it over
     numbers: list[int] = []
 
@@ -455,7 +467,10 @@ def run_one(study: optuna.Study, objective) -> optuna.trial.FrozenTrial:
         try:
             with stops_deferred(False):  # a stop now interrupts the training itself
                 raise_if_stopping()  # one that came while Optuna was taking this trial
-                return objective(trial)
+                value = objective(trial)
+            if _finished_elsewhere(trial):  # paused after its last write: Optuna could not tell it
+                raise _SteppedAside
+            return value
         except Interrupted as e:
             # Ctrl-C or SIGTERM (cli.main) anywhere in the trial, past Lightning now: as a plain
             # KeyboardInterrupt Optuna marks the trial FAIL at once (instead of leaving it RUNNING)
@@ -468,6 +483,8 @@ def run_one(study: optuna.Study, objective) -> optuna.trial.FrozenTrial:
         except Exception as e:
             if (stop := retrying.broken(e)) is not None:  # the storage itself failed: stop, one line
                 raise stop from None
+            if isinstance(e, optuna.exceptions.UpdateFinishedTrialError) or _finished_elsewhere(trial):
+                raise _SteppedAside from None
             # Every failed trial says why: in its record (the report's) and as its note (the
             # dashboard's). The objective records its own reasons; anything else, here.
             reason = trial.user_attrs.get("fail_reason")
@@ -492,6 +509,12 @@ def run_one(study: optuna.Study, objective) -> optuna.trial.FrozenTrial:
             if interrupted.state == TrialState.FAIL:
                 requeue(study, interrupted)
         raise
+    except _SteppedAside:
+        tqdm.write(
+            f"{study.study_name}: trial {numbers[-1]} was failed and queued again by another worker while "
+            "this one was paused: stepping aside"
+        )
+        return study.get_trials(deepcopy=True)[numbers[-1]]
     raise_if_stopping()  # a stop that came while the finished trial was handed back
     return ran[-1]
 
