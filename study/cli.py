@@ -393,12 +393,10 @@ def _quiet_stdout() -> None:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
-DISK_FULL = ("disk is full", "no space left on device", "could not extend file")  # SQLite, OS, PostgreSQL
-
-
 def _storage_failure(e: Exception) -> tuple[str, int]:
     """(one line, exit code) of a storage error: its first line, password masked; 1 for a full
     disk (the README's row), 2 for the rest."""
+    from study.storage import disk_full
     from study.urls import redact
 
     cause = e.__cause__ if e.__cause__ is not None else e
@@ -407,7 +405,7 @@ def _storage_failure(e: Exception) -> tuple[str, int]:
         if str(cause).strip()
         else repr(cause)
     )
-    return reason, 1 if any(s in reason.lower() for s in DISK_FULL) else 2
+    return reason, 1 if disk_full(reason) else 2
 
 
 def _reopen_closed_streams() -> None:
@@ -438,6 +436,7 @@ def main(argv: list[str] | None = None, *, helper: bool = False) -> int:
 
     from study.helper import HelperFailed
     from study.retrying import StorageBroken, StorageLost
+    from study.storage import disk_full
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # our own progress bars and messages say it
     # Ctrl-C and SIGTERM as Interrupted, not KeyboardInterrupt: Lightning would turn the latter into
@@ -473,7 +472,7 @@ def main(argv: list[str] | None = None, *, helper: bool = False) -> int:
         return 1
     except StorageBroken as e:  # inside a trial (study.retrying.broken): the cause, already one line
         print(f"cmi-study {args.command}: error: storage: {e.reason}", file=sys.stderr)
-        return 1 if any(s in e.reason.lower() for s in DISK_FULL) else 2
+        return 1 if disk_full(e.reason) else 2
     except (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError) as e:
         # A storage that broke under us: locked, read-only, damaged, deleted, its disk full. Optuna
         # wraps a failed write in StorageInternalError (its hint blames the data): the cause says why.

@@ -1,6 +1,7 @@
 """Optuna storage: SQLite by default, any SQLAlchemy URL (PostgreSQL for many machines)."""
 
 import contextlib
+import errno
 import os
 import sqlite3
 import time
@@ -25,6 +26,14 @@ class _RetryStale(RetryHeartbeatStaleTrialCallback):
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
         trial.user_attrs = {k: v for k, v in trial.user_attrs.items() if k in records.QUEUED}
         super().__call__(study, trial)
+
+
+# How a full disk reads in a storage error: SQLite's, the OS's and PostgreSQL's words for it.
+DISK_FULL = ("disk is full", "no space left on device", "could not extend file")
+
+
+def disk_full(reason: str) -> bool:
+    return any(words in reason.lower() for words in DISK_FULL)
 
 
 def fail_lost_trials(study: optuna.Study, grace_period: int) -> None:
@@ -182,6 +191,8 @@ def open_storage(
                 time.sleep(min(retrying.RETRY_MAX_DELAY, pause, OPEN_PATIENCE - waited))
                 continue
             reason = str(getattr(e, "orig", None) or e).strip().splitlines()[0]
+            if disk_full(reason):  # not bad input: the README's exit code 1, one line naming the storage
+                raise OSError(errno.ENOSPC, f"cannot open the storage: {reason}", safe_url(url)) from None
             raise InputError(f"{where} {safe_url(url)}: cannot open the storage: {reason}") from None
         except RuntimeError as e:  # Optuna's "no longer compatible with the table schema (set up by ...)"
             if "compatible with the table schema" not in str(e):

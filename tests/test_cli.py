@@ -464,3 +464,17 @@ def test_an_address_space_cap_fails_in_one_line_within_seconds(tmp_path):
         ]
     else:
         assert (tmp_path / "x" / "train.csv").is_file()
+
+
+def test_a_full_disk_at_open_is_one_line_and_exit_1(tmp_path, capsys, monkeypatch):
+    """The README gives a full disk exit 1: at open too, with the storage named (no empty file name)."""
+    import sqlalchemy
+
+    def full(*args, **kwargs):
+        raise sqlalchemy.exc.OperationalError("CREATE TABLE", {}, Exception("database or disk is full"))
+
+    monkeypatch.setattr(optuna.storages.RDBStorage, "__init__", full)
+    url = sqlite_url(tmp_path / "d.db")
+    assert main(["run", "--preset", "tiny", "--arms", "fixed", "--storage", url]) == 1
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line == f"cmi-study run: error: {url}: cannot open the storage: database or disk is full"
