@@ -408,6 +408,17 @@ def _storage_failure(e: Exception) -> tuple[str, int]:
     return reason, 1 if disk_full(reason) else 2
 
 
+def _quiet_stops(previous):
+    """A thread that a stop ended (Optuna's heartbeat, waiting for a locked or lost storage): no
+    traceback, the main thread says the one line."""
+
+    def hook(args) -> None:
+        if args.exc_type is None or not issubclass(args.exc_type, Interrupted):
+            previous(args)
+
+    return hook
+
+
 def _reopen_closed_streams() -> None:
     """A stdout or stderr the caller closed (`cmi-study run … >&-`) is a place to write nothing, not a
     failure: os.devnull on its descriptor, so that no file the command opens later takes fd 1 or 2
@@ -444,6 +455,8 @@ def main(argv: list[str] | None = None, *, helper: bool = False) -> int:
     on_main_thread = threading.current_thread() is threading.main_thread()
     clear_stop()
     previous = {s: signal.signal(s, _stop) for s in STOP_SIGNALS} if on_main_thread else {}
+    thread_hook = threading.excepthook
+    threading.excepthook = _quiet_stops(thread_hook)
     warnings_handler = _warning_lines(args.command)
     try:
         COMMANDS[args.command](args)
@@ -497,6 +510,7 @@ def main(argv: list[str] | None = None, *, helper: bool = False) -> int:
     finally:
         for s, handler in previous.items():  # an in-process caller (tests, notebooks) gets its handlers back
             signal.signal(s, handler)
+        threading.excepthook = thread_hook
         logging.getLogger("study").removeHandler(warnings_handler)
         logging.getLogger("study").propagate = True
     return 0

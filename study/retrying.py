@@ -18,7 +18,7 @@ from optuna.storages._rdb import models
 from optuna.storages._rdb.storage import _create_scoped_session
 from optuna.trial import FrozenTrial, TrialState
 
-from cmi_model.errors import causes
+from cmi_model.errors import Interrupted, causes, stop_signal
 from study import postgres, records
 from study.urls import redact, safe_url
 
@@ -179,6 +179,10 @@ class RetryingStorage(BaseStorage, BaseHeartbeat):
                     raise ServerFull(safe_url(self.url), said) from None
                 if not connection_lost(e):
                     raise
+                if (signum := stop_signal()) is not None:
+                    # Stopping (systemd and Kubernetes send SIGKILL 30 s after SIGTERM): what the
+                    # stop would still write waits for no server; its trial is found lost later.
+                    raise Interrupted(signum) from None
                 now = time.monotonic()
                 started = now if started is None else started
                 waited = now - started

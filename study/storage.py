@@ -13,7 +13,7 @@ from optuna.storages import BaseStorage, RDBStorage, RetryHeartbeatStaleTrialCal
 from optuna.storages._rdb import models
 from optuna.trial import FrozenTrial, TrialState
 
-from cmi_model.errors import InputError
+from cmi_model.errors import InputError, raise_if_stopping
 from study import postgres, records, retrying, trial_notes
 from study.retrying import RetryingStorage, ServerFull, connection_lost
 from study.urls import origin, safe_url
@@ -84,9 +84,11 @@ def _check_sqlite_file(path: Path, must_exist: bool, where: str) -> None:
             magic = f.read(16)
         if magic != b"SQLite format 3\x00":
             raise InputError(f"{where}: {path} is not a SQLite database")
-        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=120)) as db:
-            tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-            problems = [r[0] for r in db.execute("PRAGMA quick_check")]
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=LOCK_STEP)) as db:
+            tables = _patiently(
+                lambda: {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            )
+            problems = _patiently(lambda: [r[0] for r in db.execute("PRAGMA quick_check")])
     except (OSError, sqlite3.DatabaseError) as e:
         raise InputError(f"{where}: cannot read {path}: {e}") from None
     if problems != ["ok"]:
@@ -142,8 +144,10 @@ def open_storage(
         if parsed.database:
             _check_sqlite_file(Path(parsed.database), must_exist, where)
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        # Parallel workers on one SQLite file wait for the lock instead of failing.
-        engine_kwargs["connect_args"] = {"timeout": 120}
+        # Parallel workers on one SQLite file wait for the lock instead of failing: a step at a
+        # time where the file is written (see _take_the_write_lock_first), else all at once.
+        writable = not Path(parsed.database).exists() or os.access(parsed.database, os.W_OK)
+        engine_kwargs["connect_args"] = {"timeout": LOCK_STEP if writable else LOCK_PATIENCE}
     elif parsed.get_backend_name() == "postgresql":
         engine_kwargs = postgres.engine_kwargs(parsed.query)
     else:
@@ -181,6 +185,10 @@ def open_storage(
         except (sqlalchemy.exc.SQLAlchemyError, ImportError, ModuleNotFoundError) as e:
             if (said := postgres.server_full(e)) is not None:
                 raise ServerFull(safe_url(url), said) from None
+            if _locked(e) and time.monotonic() - started < LOCK_PATIENCE:
+                raise_if_stopping()  # another process holds the file: wait for it, a step at a time
+                time.sleep(LOCK_STEP)
+                continue
             if attempt < SCHEMA_RACE_ATTEMPTS and _lost_schema_race(e):
                 time.sleep(0.2 * attempt)
                 continue
@@ -230,9 +238,46 @@ def _take_the_write_lock_first(engine: sqlalchemy.Engine) -> None:
             # time), and BEGIN would fail with "cannot start a transaction within a transaction"
             # (seen in Optuna's heartbeat thread after a SIGTERM).
             dbapi_connection.rollback()
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # Waiting for another process's write lock happens here, in SQLite's C code, where no
+        # signal handler runs: a step at a time, so that a stop is honoured between steps (systemd
+        # and Kubernetes send SIGKILL 30 s after SIGTERM). Once begun, the commit may wait for
+        # readers as long as it takes.
+        dbapi_connection.execute(f"PRAGMA busy_timeout = {int(LOCK_STEP * 1000)}")
+        _patiently(lambda: connection.exec_driver_sql("BEGIN IMMEDIATE"))
+        dbapi_connection.execute(f"PRAGMA busy_timeout = {int(LOCK_PATIENCE * 1000)}")
 
     engine.dispose()  # the connections RDBStorage opened before the listeners were there
+
+
+# How long a worker waits for another process's lock on a SQLite file before it gives up, and in
+# steps of how long (between them a stopping signal is honoured).
+LOCK_PATIENCE = 120.0
+LOCK_STEP = 0.25
+
+
+def _locked(e: BaseException) -> bool:
+    """SQLite's "database is locked" (SQLITE_BUSY), bare or wrapped by SQLAlchemy."""
+    cause = getattr(e, "orig", None) or e
+    return getattr(cause, "sqlite_errorcode", None) == sqlite3.SQLITE_BUSY or "database is locked" in str(
+        cause
+    )
+
+
+def _patiently(attempt):
+    """attempt(), again while another process holds the SQLite file's lock (each attempt waits
+    LOCK_STEP in SQLite), LOCK_PATIENCE in all; a stopping signal that came meanwhile is raised
+    between attempts, in any thread (the heartbeat's too: the worker joins it on stopping)."""
+    started = time.monotonic()
+    while True:
+        tried = time.monotonic()
+        try:
+            return attempt()
+        except (sqlite3.OperationalError, sqlalchemy.exc.OperationalError) as e:
+            if not _locked(e) or time.monotonic() - started >= LOCK_PATIENCE:
+                raise
+            raise_if_stopping()
+            # SQLite answers "locked" at once, without waiting, where waiting could deadlock.
+            time.sleep(max(0.0, LOCK_STEP - (time.monotonic() - tried)))
 
 
 SCHEMA_RACE_ATTEMPTS = 5

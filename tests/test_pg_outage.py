@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -81,6 +82,51 @@ def test_two_workers_on_postgresql_survive_a_server_restart(postgres_url, postgr
             assert all(records.read_trial(t).scores for t in counted)
         trial = optuna.load_study(study_name=f"{name}-fixed", storage=pg).trials[victim.number]
         assert trial.state in (TrialState.COMPLETE, TrialState.PRUNED)  # the one in flight finished
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        for study_name in optuna.get_all_study_names(pg):
+            if study_name.startswith(f"{name}-"):
+                optuna.delete_study(study_name=study_name, storage=pg)
+
+
+def test_sigterm_while_the_server_is_down_stops_the_worker_within_seconds(
+    postgres_url, postgres_cluster, tmp_path: Path
+):
+    """A worker that waits for a stopped server (RETRY_PATIENCE, 60 s) still honours SIGTERM within
+    seconds: Kubernetes and systemd send SIGKILL 30 s after it. Its trial, unwritable meanwhile, is
+    found lost by the next worker and done again."""
+    name = f"pg-term-{uuid.uuid4().hex[:8]}"
+    (tmp_path / "hb.toml").write_text(OUTAGE_TRIALS.replace("grace_period = 40", "grace_period = 4"))
+    argv = [sys.executable, "-m", "study", "run", "--preset", "tiny", "--storage", postgres_url]
+    argv += ["--study-name", name, "--n-trials", "2", "--epochs", EPOCHS, "--arms", "fixed"]
+    argv += ["--config", str(tmp_path / "hb.toml")]
+    env = os.environ | {"TQDM_DISABLE": "1", "PYTHONWARNINGS": "ignore"}
+    proc = subprocess.Popen(
+        argv, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    pg = open_storage(postgres_url)
+    try:
+        wait_for_running(pg, f"{name}-fixed", proc, timeout=180)
+        try:
+            pg_ctl(postgres_cluster, "stop", "-m", "fast")
+            time.sleep(3.0)  # its heartbeat has found the server gone and waits for it
+            proc.send_signal(signal.SIGTERM)
+            started = time.monotonic()
+            _out, err = proc.communicate(timeout=120)
+            took = time.monotonic() - started
+        finally:
+            pg_ctl(postgres_cluster, "start")
+        assert proc.returncode == 143, err
+        assert err.strip().splitlines() == [
+            "cmi-study run: stopped by SIGTERM; finished trials are kept in the storage"
+        ], err
+        assert took < 10, f"stopped {took:.0f} s after SIGTERM"
+        subprocess.run(argv, cwd=tmp_path, env=env, check=True, capture_output=True, timeout=300)
+        states = [t.state for t in optuna.load_study(study_name=f"{name}-fixed", storage=pg).trials]
+        assert states.count(TrialState.COMPLETE) + states.count(TrialState.PRUNED) == 2, states
+        assert TrialState.RUNNING not in states, states
     finally:
         if proc.poll() is None:
             proc.kill()

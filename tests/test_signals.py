@@ -3,8 +3,10 @@ and helper workers never outlive their driver, not even a SIGKILL'd one."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import sqlite3
 import sys
 import time
 from pathlib import Path
@@ -12,7 +14,15 @@ from pathlib import Path
 import optuna
 import pytest
 from helpers import sqlite_url
-from helpers.workers import finish, load, long_trial_options, start_worker, states, wait_for_running
+from helpers.workers import (
+    finish,
+    load,
+    long_trial_options,
+    start_worker,
+    states,
+    wait_for_running,
+    worker_argv,
+)
 from optuna.trial import TrialState
 
 from study import records
@@ -129,3 +139,59 @@ def test_a_signal_to_the_driver_alone_stops_its_helpers_within_seconds(tmp_path,
     assert _wait_gone(cache, 5.0) == []
     for arm in ("fixed", "uncertainty"):
         assert states(load(url, f"d-{arm}"))["RUNNING"] == 0
+
+
+def _has_open(pid: int, path: Path) -> bool:
+    try:
+        return any(os.path.realpath(fd) == str(path.resolve()) for fd in Path(f"/proc/{pid}/fd").iterdir())
+    except OSError:
+        return False
+
+
+def _stop_while_locked(argv: list[str], db: Path, tmp_path: Path, ready=None) -> tuple[int, str, float]:
+    """Start argv (with ready(proc) to wait until it works, if given), take an exclusive lock on the
+    SQLite file db as another process would, SIGTERM the command once it waits for the lock: its
+    (exit code, stderr, seconds from the signal to its exit)."""
+    proc = start_worker(argv, tmp_path)
+    if ready is not None:
+        ready(proc)
+    with contextlib.closing(sqlite3.connect(db, isolation_level=None, timeout=60)) as lock:
+        lock.execute("BEGIN EXCLUSIVE")
+        deadline = time.monotonic() + 60
+        while not _has_open(proc.pid, db) and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.1)
+        time.sleep(2.0)  # at its next storage call by now: heartbeats come every second
+        proc.send_signal(signal.SIGTERM)
+        started = time.monotonic()
+        code, _out, err = finish(proc, timeout=150)
+        took = time.monotonic() - started
+        lock.execute("ROLLBACK")
+    return code, err, took
+
+
+@pytest.mark.slow
+def test_sigterm_is_honoured_within_seconds_while_another_process_holds_the_sqlite_lock(tmp_path):
+    """systemd and Kubernetes send SIGKILL 30 s after SIGTERM; SQLite's own wait for a lock is 120 s."""
+    db = tmp_path / "locked.db"
+    url = sqlite_url(db)
+    extra = ["--arms", "fixed", *long_trial_options(tmp_path)]
+    run = [*worker_argv(url, "l"), *extra]
+    code, err, took = _stop_while_locked(
+        run, db, tmp_path, lambda proc: wait_for_running(url, "l-fixed", proc)
+    )
+    assert code == 143, err
+    assert err.strip().splitlines() == [
+        "cmi-study run: stopped by SIGTERM; finished trials are kept in the storage"
+    ]
+    assert took < 10, f"stopped {took:.0f} s after SIGTERM"
+    # Nothing could be written under the lock: its trial is found lost (no heartbeat) and done again.
+    assert main(["run", "--preset", "tiny", "--storage", url, "--study-name", "l", *extra]) == 0
+    assert states(load(url, "l-fixed"))["COMPLETE"] == 2 and states(load(url, "l-fixed"))["RUNNING"] == 0
+
+    report = [sys.executable, "-m", "study", "report", "--storage", url, "--study-name", "l"]
+    report += ["--out", str(tmp_path / "l.html")]
+    code, err, took = _stop_while_locked(report, db, tmp_path)
+    assert code == 143, err
+    assert err.strip().splitlines()[-1] == "cmi-study report: stopped by SIGTERM", err
+    assert took < 10, f"stopped {took:.0f} s after SIGTERM"
+    assert not (tmp_path / "l.html").exists()
