@@ -408,15 +408,30 @@ def _storage_failure(e: Exception) -> tuple[str, int]:
     return reason, 1 if disk_full(reason) else 2
 
 
-def _quiet_stops(previous):
-    """A thread that a stop ended (Optuna's heartbeat, waiting for a locked or lost storage): no
-    traceback, the main thread says the one line."""
+def _quiet_stops(previous, command: str):
+    """A thread that a stop or a broken storage ended (Optuna's heartbeat): no traceback. The main
+    thread says the error; a storage failure only the thread met yet is a warning line."""
+    from study.retrying import StorageBroken, broken
 
     def hook(args) -> None:
-        if args.exc_type is None or not issubclass(args.exc_type, Interrupted):
-            previous(args)
+        if args.exc_type is None or issubclass(args.exc_type, (Interrupted, StorageBroken)):
+            return
+        if (stop := broken(args.exc_value)) is not None:  # the main thread meets it at its next write
+            print(f"cmi-study {command}: warning: heartbeats stopped: {stop.reason}", file=sys.stderr)
+            return
+        previous(args)
 
     return hook
+
+
+def _storage_named(args) -> str:
+    """ "storage URL" (password masked) for a line about a storage that failed under a command."""
+    from study.urls import safe_url
+
+    try:
+        return f"storage {safe_url(_storage_url(args))}"
+    except Exception:  # noqa: BLE001 — a line about another failure: the plain word will do
+        return "storage"
 
 
 def _reopen_closed_streams() -> None:
@@ -456,7 +471,7 @@ def main(argv: list[str] | None = None, *, helper: bool = False) -> int:
     clear_stop()
     previous = {s: signal.signal(s, _stop) for s in STOP_SIGNALS} if on_main_thread else {}
     thread_hook = threading.excepthook
-    threading.excepthook = _quiet_stops(thread_hook)
+    threading.excepthook = _quiet_stops(thread_hook, args.command)
     warnings_handler = _warning_lines(args.command)
     try:
         COMMANDS[args.command](args)
@@ -484,13 +499,13 @@ def main(argv: list[str] | None = None, *, helper: bool = False) -> int:
         print(f"cmi-study {args.command}: error: {e}", file=sys.stderr)
         return 1
     except StorageBroken as e:  # inside a trial (study.retrying.broken): the cause, already one line
-        print(f"cmi-study {args.command}: error: storage: {e.reason}", file=sys.stderr)
+        print(f"cmi-study {args.command}: error: {_storage_named(args)}: {e.reason}", file=sys.stderr)
         return 1 if disk_full(e.reason) else 2
     except (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError) as e:
         # A storage that broke under us: locked, read-only, damaged, deleted, its disk full. Optuna
         # wraps a failed write in StorageInternalError (its hint blames the data): the cause says why.
         line, code = _storage_failure(e)
-        print(f"cmi-study {args.command}: error: storage: {line}", file=sys.stderr)
+        print(f"cmi-study {args.command}: error: {_storage_named(args)}: {line}", file=sys.stderr)
         return code
     except json.JSONDecodeError as e:  # Optuna decodes every stored attribute; one was edited by hand
         print(

@@ -180,7 +180,7 @@ def open_storage(
             if parsed.get_backend_name() != "sqlite":
                 return RetryingStorage(rdb)
             if os.access(parsed.database, os.W_OK):  # a read-only file is only read: no lock to take
-                _take_the_write_lock_first(rdb.engine)
+                _take_the_write_lock_first(rdb.engine, Path(parsed.database))
             return rdb
         except (sqlalchemy.exc.SQLAlchemyError, ImportError, ModuleNotFoundError) as e:
             if (said := postgres.server_full(e)) is not None:
@@ -218,7 +218,15 @@ def close(storage: BaseStorage) -> None:
             rdb.engine.dispose()
 
 
-def _take_the_write_lock_first(engine: sqlalchemy.Engine) -> None:
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_dev, stat.st_ino
+
+
+def _take_the_write_lock_first(engine: sqlalchemy.Engine, path: Path) -> None:
     """Every transaction on this SQLite engine begins with BEGIN IMMEDIATE (SQLAlchemy's pysqlite
     recipe). Python's sqlite3 begins a transaction only at the first write, so Optuna's
     read-then-update of a queued trial (Study._pop_waiting_trial_id: WAITING → RUNNING, guarded by
@@ -229,8 +237,16 @@ def _take_the_write_lock_first(engine: sqlalchemy.Engine) -> None:
     def _no_implicit_transactions(dbapi_connection, _record) -> None:
         dbapi_connection.isolation_level = None  # SQLAlchemy's "begin" below opens them instead
 
+    opened = _identity(path)
+
     @sqlalchemy.event.listens_for(engine, "begin")
     def _begin_immediate(connection) -> None:
+        if _identity(path) != opened:
+            # SQLite goes on writing into an open file that was deleted or replaced, and the
+            # command would end with exit 0 and its results nowhere.
+            raise retrying.StorageBroken(
+                "the file was deleted or replaced while in use; nothing more can be written to it"
+            )
         dbapi_connection = connection.connection.dbapi_connection
         if dbapi_connection is not None and dbapi_connection.in_transaction:
             # Left open by a call that a stop signal cut short between SQLite's BEGIN and

@@ -365,7 +365,7 @@ def test_a_failed_storage_write_is_one_line_with_its_cause(tmp_path, capsys, mon
     ]
     assert main(argv) == code
     err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1] == f"cmi-study run: error: storage: {cause}", err
+    assert err[-1] == f"cmi-study run: error: storage {url}: {cause}", err
     assert "Traceback" not in "\n".join(err) and "max length" not in "\n".join(err)
 
 

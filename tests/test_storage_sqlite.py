@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import threading
+from pathlib import Path
 
 import optuna
 import pytest
 from helpers import sqlite_url
+from helpers.workers import finish, load, long_trial_options, start_worker, wait_for_running, worker_argv
 
 from study.storage import open_storage
 
@@ -61,3 +65,48 @@ def test_a_paused_worker_whose_trial_was_failed_elsewhere_steps_aside(tmp_path, 
     t = run_one(study, paused)
     assert t.state == TrialState.FAIL and "fail_reason" not in t.user_attrs
     assert run_one(study, lambda trial: trial.suggest_float("x", 0, 1)).state == TrialState.COMPLETE
+
+
+def _delete(db: Path) -> None:
+    db.unlink()
+
+
+def _replace(db: Path) -> None:
+    other = db.with_name("other.db")
+    shutil.copyfile(db, other)
+    os.replace(other, db)  # a copy moved over it: a new file of the same name and content
+
+
+def _truncate(db: Path) -> None:
+    os.truncate(db, 0)
+
+
+def _delete_folder(db: Path) -> None:
+    shutil.rmtree(db.parent)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("damage", [_delete, _replace, _truncate, _delete_folder])
+def test_a_database_file_damaged_under_a_run_stops_it_with_one_line(tmp_path, damage):
+    """SQLite goes on writing into an open file that was deleted or replaced: the run ended with exit
+    0 and its results nowhere. Now it stops at its next write: exit 2, one line naming the storage."""
+    work = tmp_path / "work"
+    work.mkdir()
+    db = work / "d.db"
+    url = sqlite_url(db)
+    proc = start_worker(
+        [*worker_argv(url, "d"), "--arms", "fixed", *long_trial_options(tmp_path), "--n-trials", "4"], work
+    )
+    wait_for_running(url, "d-fixed", proc)
+    damage(db)
+    code, _out, err = finish(proc, timeout=120)
+    lines = err.strip().splitlines()
+    assert code == 2, err
+    assert "Traceback" not in err, err
+    assert lines[-1].startswith(f"cmi-study run: error: storage {url}: "), err
+    if damage is not _truncate:
+        assert lines[-1].endswith(
+            "the file was deleted or replaced while in use; nothing more can be written to it"
+        )
+    assert all(line.startswith("cmi-study run: warning: heartbeats stopped: ") for line in lines[:-1]), err
+    assert damage is not _replace or len(load(url, "d-fixed").trials) == 1  # the copy untouched since
