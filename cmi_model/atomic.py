@@ -40,5 +40,9 @@ def write_atomically(path: str | Path, write: Callable[[Path], T]) -> T:
         result = write(tmp)
         os.replace(tmp, path)
         return result
+    except OSError as e:
+        if e.filename is None:  # a failed write (a full disk, a file-size limit) names no file
+            e.filename = str(path)
+        raise
     finally:
         tmp.unlink(missing_ok=True)

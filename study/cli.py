@@ -394,9 +394,8 @@ def _quiet_stdout() -> None:
 
 
 def _storage_failure(e: Exception) -> tuple[str, int]:
-    """(one line, exit code) of a storage error: its first line, password masked; 1 for a full
-    disk (the README's row), 2 for the rest."""
-    from study.storage import disk_full
+    """(one line, exit code) of a storage error: its first line, password masked; 1 where the
+    machine ran out of room (the README's row), 2 for the rest."""
     from study.urls import redact
 
     cause = e.__cause__ if e.__cause__ is not None else e
@@ -405,7 +404,14 @@ def _storage_failure(e: Exception) -> tuple[str, int]:
         if str(cause).strip()
         else repr(cause)
     )
-    return reason, 1 if disk_full(reason) else 2
+    return _room_line(reason)
+
+
+def _room_line(reason: str) -> tuple[str, int]:
+    from study.storage import out_of_room
+
+    line, room = out_of_room(reason)
+    return line, 2 if room is None else 1
 
 
 def _quiet_stops(previous, command: str):
@@ -462,7 +468,6 @@ def main(argv: list[str] | None = None, *, helper: bool = False) -> int:
 
     from study.helper import HelperFailed
     from study.retrying import StorageBroken, StorageLost
-    from study.storage import disk_full
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # our own progress bars and messages say it
     # Ctrl-C and SIGTERM as Interrupted, not KeyboardInterrupt: Lightning would turn the latter into
@@ -499,8 +504,9 @@ def main(argv: list[str] | None = None, *, helper: bool = False) -> int:
         print(f"cmi-study {args.command}: error: {e}", file=sys.stderr)
         return 1
     except StorageBroken as e:  # inside a trial (study.retrying.broken): the cause, already one line
-        print(f"cmi-study {args.command}: error: {_storage_named(args)}: {e.reason}", file=sys.stderr)
-        return 1 if disk_full(e.reason) else 2
+        line, code = _room_line(e.reason)
+        print(f"cmi-study {args.command}: error: {_storage_named(args)}: {line}", file=sys.stderr)
+        return code
     except (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError) as e:
         # A storage that broke under us: locked, read-only, damaged, deleted, its disk full. Optuna
         # wraps a failed write in StorageInternalError (its hint blames the data): the cause says why.
@@ -516,8 +522,9 @@ def main(argv: list[str] | None = None, *, helper: bool = False) -> int:
         return 2
     except OSError as e:  # a disk that is full or a folder we may not write: one line, not a traceback
         where = f"{e.filename}: " if e.filename else ""
-        print(f"cmi-study {args.command}: error: {where}{e.strerror or e}", file=sys.stderr)
-        return 1 if e.errno == errno.ENOSPC else 2
+        line, code = _room_line(e.strerror or str(e))
+        print(f"cmi-study {args.command}: error: {where}{line}", file=sys.stderr)
+        return 1 if e.errno in (errno.ENOSPC, errno.EFBIG) else code
     except (KeyboardInterrupt, Interrupted):
         if not helper:  # the driver says it once for every worker
             print(f"\n{_stopped_line(args.command)}", file=sys.stderr)

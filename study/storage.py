@@ -36,6 +36,30 @@ def disk_full(reason: str) -> bool:
     return any(words in reason.lower() for words in DISK_FULL)
 
 
+def file_size_limit() -> int | None:
+    """The process's file-size limit (`ulimit -f`) in bytes; None when there is none."""
+    try:
+        import resource
+    except ImportError:  # not a Unix
+        return None
+    soft, _ = resource.getrlimit(resource.RLIMIT_FSIZE)
+    return None if soft == resource.RLIM_INFINITY else soft
+
+
+def out_of_room(reason: str) -> tuple[str, int | None]:
+    """(reason, errno) of a failed write: ENOSPC for a full disk, EFBIG where a file-size limit is
+    set and the write failed as writes past it do (SQLite says only "disk I/O error"; the limit is
+    then named), None for anything else. The README's exit code 1 for the first two, not 2: the
+    machine ran out of room, the input was not bad."""
+    if disk_full(reason):
+        return reason, errno.ENOSPC
+    limit = file_size_limit()
+    if limit is not None and any(words in reason.lower() for words in ("disk i/o error", "file too large")):
+        named = f"(the file-size limit, `ulimit -f`, is {limit // 1024} KiB)"
+        return reason if named in reason else f"{reason} {named}", errno.EFBIG
+    return reason, None
+
+
 def fail_lost_trials(study: optuna.Study, grace_period: int) -> None:
     """Fail the trials of workers that stopped sending heartbeats, saying so in their record,
     and re-queue them. Optuna's fail_stale_trials does the same but can only fail them: a
@@ -199,8 +223,9 @@ def open_storage(
                 time.sleep(min(retrying.RETRY_MAX_DELAY, pause, OPEN_PATIENCE - waited))
                 continue
             reason = str(getattr(e, "orig", None) or e).strip().splitlines()[0]
-            if disk_full(reason):  # not bad input: the README's exit code 1, one line naming the storage
-                raise OSError(errno.ENOSPC, f"cannot open the storage: {reason}", safe_url(url)) from None
+            reason, room = out_of_room(reason)
+            if room is not None:  # not bad input: the README's exit code 1, one line naming the storage
+                raise OSError(room, f"cannot open the storage: {reason}", safe_url(url)) from None
             raise InputError(f"{where} {safe_url(url)}: cannot open the storage: {reason}") from None
         except RuntimeError as e:  # Optuna's "no longer compatible with the table schema (set up by ...)"
             if "compatible with the table schema" not in str(e):

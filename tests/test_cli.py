@@ -3,7 +3,11 @@ traceback, and nothing half-written to the storage."""
 
 from __future__ import annotations
 
+import os
 import re
+import resource
+import subprocess
+import sys
 from pathlib import Path
 
 import optuna
@@ -478,3 +482,47 @@ def test_a_full_disk_at_open_is_one_line_and_exit_1(tmp_path, capsys, monkeypatc
     assert main(["run", "--preset", "tiny", "--arms", "fixed", "--storage", url]) == 1
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert line == f"cmi-study run: error: {url}: cannot open the storage: database or disk is full"
+
+
+def _under_file_size_limit(argv: list[str], kib: int, cwd) -> subprocess.CompletedProcess:
+    def limited() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (kib * 1024, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+
+    return subprocess.run(
+        [sys.executable, "-m", "study", *argv],
+        preexec_fn=limited,  # noqa: PLW1509 — the test's own child
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=cwd,
+        env=os.environ | {"TQDM_DISABLE": "1", "PYTHONWARNINGS": "ignore"},
+    )
+
+
+@pytest.mark.slow
+def test_a_file_size_limit_is_named_in_one_line_with_exit_1(tmp_path):
+    """`ulimit -f`: SQLite says only "disk I/O error" (at open, or when the file grows past it
+    mid-run); the report's write says "File too large" without a file. The line names the limit,
+    the file where there is one, and exits 1 like a full disk."""
+    db = tmp_path / "f.db"
+    url = sqlite_url(db)
+    run = ["run", "--preset", "tiny", "--storage", url, "--study-name", "f", "--n-trials"]
+    assert main([*run, "1"]) == 0  # the demo data made (in the cache) and a study to report on
+    html = tmp_path / "f.html"
+    report = ["report", "--storage", url, "--study-name", "f", "--out", str(html)]
+    proc = _under_file_size_limit(report, 500, tmp_path)
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f"cmi-study report: error: {html}: File too large (the file-size limit, `ulimit -f`, is 500 KiB)"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.db"]  # no report, half or whole
+
+    at_open = f"cmi-study run: error: {url}: cannot open the storage: disk I/O error"
+    mid_run = f"cmi-study run: error: storage {url}: disk I/O error"
+    for kib, said in ((100, at_open), (130, mid_run)):  # the tables alone take 128 KiB
+        db.unlink()
+        proc = _under_file_size_limit([*run, "4"], kib, tmp_path)
+        assert proc.returncode == 1, proc.stderr
+        assert proc.stderr.strip().splitlines() == [
+            f"{said} (the file-size limit, `ulimit -f`, is {kib} KiB)"
+        ]
