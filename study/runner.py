@@ -455,6 +455,14 @@ def _finished_elsewhere(trial: optuna.Trial) -> bool:
     return trial.study._storage.get_trial(trial._trial_id).state.is_finished()
 
 
+def _step_aside(study: optuna.Study, number: int) -> optuna.trial.FrozenTrial:
+    tqdm.write(
+        f"{study.study_name}: trial {number} was failed and queued again by another worker while "
+        "this one was paused: stepping aside"
+    )
+    return study.get_trials(deepcopy=True)[number]
+
+
 def run_one(study: optuna.Study, objective) -> optuna.trial.FrozenTrial:
     """One trial through study.optimize (the only way Optuna runs heartbeats). A trial
     interrupted by Ctrl-C is queued again like a lost worker's, so a rerun does it; a trial
@@ -510,11 +518,16 @@ def run_one(study: optuna.Study, objective) -> optuna.trial.FrozenTrial:
                 requeue(study, interrupted)
         raise
     except _SteppedAside:
-        tqdm.write(
-            f"{study.study_name}: trial {numbers[-1]} was failed and queued again by another worker while "
-            "this one was paused: stepping aside"
-        )
-        return study.get_trials(deepcopy=True)[numbers[-1]]
+        return _step_aside(study, numbers[-1])
+    except Exception as e:
+        # Only Optuna's tell lets an Exception out of optimize (catch takes the objective's): a
+        # pause between the objective's end and the tell ends in "Cannot tell a FAIL trial" (and
+        # Optuna's own "Should not reach" after it).
+        if (stop := retrying.broken(e)) is not None:
+            raise stop from None
+        if numbers and study.get_trials(deepcopy=False)[numbers[-1]].state.is_finished():
+            return _step_aside(study, numbers[-1])
+        raise
     raise_if_stopping()  # a stop that came while the finished trial was handed back
     return ran[-1]
 

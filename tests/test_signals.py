@@ -224,8 +224,16 @@ def test_a_worker_paused_past_the_grace_period_steps_aside_when_it_resumes(tmp_p
     url = sqlite_url(db)
     extra = ["--arms", "fixed", *long_trial_options(tmp_path), "--n-trials", "4"]
     paused = start_worker(worker_argv(url, "p"), tmp_path, *extra)
-    victim = wait_for_running(url, "p-fixed", paused)
-    _pause_outside_a_transaction(paused, db)
+    for _ in range(20):  # paused while a trial of its runs, not between two (or after the last)
+        wait_for_running(url, "p-fixed", paused)
+        _pause_outside_a_transaction(paused, db)
+        running = load(url, "p-fixed").get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        if running:
+            (victim,) = running
+            break
+        paused.send_signal(signal.SIGCONT)
+    else:
+        raise AssertionError("never paused while a trial ran")
     other = start_worker(worker_argv(url, "p"), tmp_path, *extra)
     try:
         deadline = time.monotonic() + 120

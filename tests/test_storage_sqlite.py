@@ -42,15 +42,20 @@ def _ask(study: optuna.Study, barrier: threading.Barrier, taken: list[int]) -> N
     taken.append(study.ask().number)
 
 
-@pytest.mark.parametrize("when", ["before its next write", "after its last write"])
-def test_a_paused_worker_whose_trial_was_failed_elsewhere_steps_aside(tmp_path, when):
+@pytest.mark.parametrize(
+    "when", ["before its next write", "after its last write", "just before Optuna's tell"]
+)
+def test_a_paused_worker_whose_trial_was_failed_elsewhere_steps_aside(tmp_path, monkeypatch, when):
     """Another worker failed (and re-queued) this worker's trial while it was paused past the grace
     period: on resuming it neither crashes (`Cannot tell a FAIL trial`) nor writes into that trial."""
     import optuna
     from optuna.trial import TrialState
 
-    from study import records
+    from study import records, runner
     from study.runner import run_one
+
+    if when == "just before Optuna's tell":  # paused after the runner's last look at the trial
+        monkeypatch.setattr(runner, "_finished_elsewhere", lambda trial: False)
 
     study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'p.db'}", study_name="p")
 
