@@ -60,15 +60,47 @@ def out_of_room(reason: str) -> tuple[str, int | None]:
     return reason, None
 
 
+# RUNNING trials without a heartbeat, as this process first saw them: ((storage URL, study id),
+# trial id) → time.monotonic() then. A clock of this process only: workers' clocks and time zones may differ.
+_heartless_since: dict[tuple[tuple[str, int], int], float] = {}
+
+
+def _never_beat(storage, study_id: int, grace_period: int) -> list[int]:
+    """RUNNING trials that have recorded no heartbeat for grace_period seconds of this process's
+    watching: their worker died between taking the trial and its first heartbeat (a SIGKILL, or a
+    stop while another process held the database locked). Optuna's stale check skips trials without
+    a heartbeat, so they stayed RUNNING forever and held their share of the budget."""
+    retrying_call = storage._call if isinstance(storage, RetryingStorage) else (lambda fn, *a: fn(*a))
+    rdb = storage
+    while not isinstance(rdb, RDBStorage):  # under Optuna's cache and/or RetryingStorage
+        rdb = getattr(rdb, "_rdb", None) or rdb._backend
+    trials, beats = models.TrialModel, models.TrialHeartbeatModel
+    query = (
+        sqlalchemy.select(trials.trial_id)
+        .outerjoin(beats, beats.trial_id == trials.trial_id)
+        .where(trials.study_id == study_id, trials.state == TrialState.RUNNING, beats.trial_id.is_(None))
+    )
+
+    def heartless() -> set[int]:
+        with rdb.engine.connect() as connection:
+            return {row[0] for row in connection.execute(query)}
+
+    now, found, study = time.monotonic(), retrying_call(heartless), (rdb.url, study_id)
+    for key in [k for k in _heartless_since if k[0] == study and k[1] not in found]:
+        del _heartless_since[key]  # it beat, or it ended
+    return [t for t in found if now - _heartless_since.setdefault((study, t), now) > grace_period]
+
+
 def fail_lost_trials(study: optuna.Study, grace_period: int) -> None:
-    """Fail the trials of workers that stopped sending heartbeats, saying so in their record,
-    and re-queue them. Optuna's fail_stale_trials does the same but can only fail them: a
-    finished trial's attributes can no longer be written, so the reason goes in first."""
+    """Fail the trials of workers that stopped sending heartbeats (or never sent one), saying so
+    in their record, and re-queue them. Optuna's fail_stale_trials does the same but can only fail
+    them: a finished trial's attributes can no longer be written, so the reason goes in first."""
     storage = study._storage  # as in optuna.storages.fail_stale_trials: no public handle exists
     if getattr(storage, "get_heartbeat_interval", lambda: None)() is None:
         return  # no heartbeats: nothing can be known to be lost
     reason = f"worker lost: no heartbeat for {grace_period} s"
-    for trial_id in storage._get_stale_trial_ids(study._study_id):
+    stale = storage._get_stale_trial_ids(study._study_id)
+    for trial_id in [*stale, *_never_beat(storage, study._study_id, grace_period)]:
         try:
             for key, value in records.trial_attrs(fail_reason=reason).items():
                 storage.set_trial_user_attr(trial_id, key, value)

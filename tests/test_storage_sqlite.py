@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import threading
+import time
 from pathlib import Path
 
 import optuna
@@ -115,3 +116,28 @@ def test_a_database_file_damaged_under_a_run_stops_it_with_one_line(tmp_path, da
         )
     assert all(line.startswith("cmi-study run: warning: heartbeats stopped: ") for line in lines[:-1]), err
     assert damage is not _replace or len(load(url, "d-fixed").trials) == 1  # the copy untouched since
+
+
+def test_a_trial_whose_worker_died_before_its_first_heartbeat_is_found_lost(tmp_path):
+    """Optuna's stale check skips a RUNNING trial without a heartbeat: one whose worker died between
+    taking it and its first heartbeat stayed RUNNING forever and held its share of the budget. Seen
+    without one for the grace period (by this process's clock), it is failed and queued again; each
+    study keeps its own watch."""
+    from optuna.trial import TrialState
+
+    from study import records
+    from study.storage import fail_lost_trials
+
+    storage = open_storage(sqlite_url(tmp_path / "h.db"), heartbeat_interval=1, grace_period=1)
+    studies = [optuna.create_study(storage=storage, study_name=name) for name in ("a", "b")]
+    stranded = [study.ask({"x": optuna.distributions.FloatDistribution(0, 1)}) for study in studies]
+    for study in studies:  # first seen: not yet lost
+        fail_lost_trials(study, grace_period=1)
+        assert [t.state for t in study.get_trials()] == [TrialState.RUNNING]
+    time.sleep(1.2)
+    for study, trial in zip(studies, stranded, strict=True):
+        fail_lost_trials(study, grace_period=1)
+        first, queued = study.get_trials()
+        assert first.state == TrialState.FAIL
+        assert records.read_trial(first).fail_reason == "worker lost: no heartbeat for 1 s"
+        assert queued.state == TrialState.WAITING and queued.params == {"x": trial.params["x"]}
