@@ -3,18 +3,9 @@
 import os
 import sys
 
+from study.limits import soft_limit
 
-def _address_space_cap() -> int | None:
-    """The soft `ulimit -v` in bytes, None when there is none (or no way to read it)."""
-    try:
-        import resource
-    except ImportError:  # not a Unix
-        return None
-    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
-    return None if soft == resource.RLIM_INFINITY else soft
-
-
-_CAP = _address_space_cap()
+_CAP = soft_limit("AS")
 if _CAP is not None:
     # OpenBLAS (scipy's bundled copy) reserves a buffer per thread at import and retries a failed
     # allocation forever: under `ulimit -v` every command hung. One thread's buffer fits or fails;

@@ -15,6 +15,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from cmi_model.errors import InputError, raise_if_stopping
 from study import postgres, records, retrying, trial_notes
+from study.limits import soft_limit
 from study.retrying import RetryingStorage, ServerFull, connection_lost
 from study.urls import origin, safe_url
 
@@ -36,16 +37,6 @@ def disk_full(reason: str) -> bool:
     return any(words in reason.lower() for words in DISK_FULL)
 
 
-def file_size_limit() -> int | None:
-    """The process's file-size limit (`ulimit -f`) in bytes; None when there is none."""
-    try:
-        import resource
-    except ImportError:  # not a Unix
-        return None
-    soft, _ = resource.getrlimit(resource.RLIMIT_FSIZE)
-    return None if soft == resource.RLIM_INFINITY else soft
-
-
 def out_of_room(reason: str) -> tuple[str, int | None]:
     """(reason, errno) of a failed write: ENOSPC for a full disk, EFBIG where a file-size limit is
     set and the write failed as writes past it do (SQLite says only "disk I/O error"; the limit is
@@ -53,7 +44,7 @@ def out_of_room(reason: str) -> tuple[str, int | None]:
     machine ran out of room, the input was not bad."""
     if disk_full(reason):
         return reason, errno.ENOSPC
-    limit = file_size_limit()
+    limit = soft_limit("FSIZE")
     if limit is not None and any(words in reason.lower() for words in ("disk i/o error", "file too large")):
         named = f"(the file-size limit, `ulimit -f`, is {limit // 1024} KiB)"
         return reason if named in reason else f"{reason} {named}", errno.EFBIG

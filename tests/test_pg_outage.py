@@ -44,16 +44,30 @@ def pg_ctl(cluster: list[str], *action: str) -> None:
     subprocess.run(["pg_ctlcluster", *cluster, *action], check=True, capture_output=True, timeout=60)
 
 
+def _run_command(url: str, name: str, tmp_path: Path, config: str, *options: str) -> tuple[list[str], dict]:
+    """(argv, environment) of a quiet `run` of tiny trials of a few seconds under `config`."""
+    (tmp_path / "hb.toml").write_text(config)
+    argv = [sys.executable, "-m", "study", "run", "--preset", "tiny", "--storage", url, "--study-name", name]
+    argv += ["--epochs", EPOCHS, "--config", str(tmp_path / "hb.toml"), *options]
+    return argv, os.environ | {"TQDM_DISABLE": "1", "PYTHONWARNINGS": "ignore"}
+
+
+def _clean_up(proc: subprocess.Popen, pg, name: str) -> None:
+    """The worker gone and the test's studies deleted from the shared server."""
+    if proc.poll() is None:
+        proc.kill()
+        proc.communicate()
+    for study_name in optuna.get_all_study_names(pg):
+        if study_name.startswith(f"{name}-"):
+            optuna.delete_study(study_name=study_name, storage=pg)
+
+
 def test_two_workers_on_postgresql_survive_a_server_restart(postgres_url, postgres_cluster, tmp_path: Path):
     """The server stops (fast: every connection is cut) while a trial trains and is back 9 s
     later: the workers retry, the study finishes with exit 0, every arm's budget met exactly,
     no trial lost or run twice, no traceback."""
     name = f"pg-out-{uuid.uuid4().hex[:8]}"
-    (tmp_path / "hb.toml").write_text(OUTAGE_TRIALS)
-    argv = [sys.executable, "-m", "study", "run", "--preset", "tiny", "--storage", postgres_url]
-    argv += ["--study-name", name, "--n-trials", "3", "--epochs", EPOCHS, "--workers", "2"]
-    argv += ["--config", str(tmp_path / "hb.toml")]
-    env = os.environ | {"TQDM_DISABLE": "1", "PYTHONWARNINGS": "ignore"}
+    argv, env = _run_command(postgres_url, name, tmp_path, OUTAGE_TRIALS, "--n-trials", "3", "--workers", "2")
     proc = subprocess.Popen(
         argv, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
@@ -83,12 +97,7 @@ def test_two_workers_on_postgresql_survive_a_server_restart(postgres_url, postgr
         trial = optuna.load_study(study_name=f"{name}-fixed", storage=pg).trials[victim.number]
         assert trial.state in (TrialState.COMPLETE, TrialState.PRUNED)  # the one in flight finished
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-        for study_name in optuna.get_all_study_names(pg):
-            if study_name.startswith(f"{name}-"):
-                optuna.delete_study(study_name=study_name, storage=pg)
+        _clean_up(proc, pg, name)
 
 
 def test_sigterm_while_the_server_is_down_stops_the_worker_within_seconds(
@@ -98,11 +107,8 @@ def test_sigterm_while_the_server_is_down_stops_the_worker_within_seconds(
     seconds: Kubernetes and systemd send SIGKILL 30 s after it. Its trial, unwritable meanwhile, is
     found lost by the next worker and done again."""
     name = f"pg-term-{uuid.uuid4().hex[:8]}"
-    (tmp_path / "hb.toml").write_text(OUTAGE_TRIALS.replace("grace_period = 40", "grace_period = 4"))
-    argv = [sys.executable, "-m", "study", "run", "--preset", "tiny", "--storage", postgres_url]
-    argv += ["--study-name", name, "--n-trials", "2", "--epochs", EPOCHS, "--arms", "fixed"]
-    argv += ["--config", str(tmp_path / "hb.toml")]
-    env = os.environ | {"TQDM_DISABLE": "1", "PYTHONWARNINGS": "ignore"}
+    trials = OUTAGE_TRIALS.replace("grace_period = 40", "grace_period = 4")
+    argv, env = _run_command(postgres_url, name, tmp_path, trials, "--n-trials", "2", "--arms", "fixed")
     proc = subprocess.Popen(
         argv, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
@@ -128,9 +134,4 @@ def test_sigterm_while_the_server_is_down_stops_the_worker_within_seconds(
         assert states.count(TrialState.COMPLETE) + states.count(TrialState.PRUNED) == 2, states
         assert TrialState.RUNNING not in states, states
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-        for study_name in optuna.get_all_study_names(pg):
-            if study_name.startswith(f"{name}-"):
-                optuna.delete_study(study_name=study_name, storage=pg)
+        _clean_up(proc, pg, name)
