@@ -2,6 +2,7 @@
 
 import contextlib
 import signal
+import time
 
 
 def causes(e: BaseException | None, depth: int = 10):
@@ -50,11 +51,15 @@ class Interrupted(BaseException):
 _stop: list[int] = []
 
 
+_stopped_at: list[float] = []  # time.monotonic() of the recorded stop
+
+
 def request_stop(signum: int) -> bool:
     """Record a stopping signal; False if one was recorded already (a repeat)."""
     if _stop:
         return False
     _stop.append(signum)
+    _stopped_at.append(time.monotonic())
     return True
 
 
@@ -62,9 +67,23 @@ def stop_signal() -> int | None:
     return _stop[0] if _stop else None
 
 
+# How long a stopping worker still waits for a storage that is locked or unreachable, so that it
+# can fail and re-queue its trial: a live peer's transaction lasts milliseconds, and systemd and
+# Kubernetes send SIGKILL 30 s after SIGTERM. Past it, what the stop would still write is given
+# up: the trial is found lost by the next worker.
+STOP_PATIENCE = 3.0
+
+
+def raise_if_stopped_waiting() -> None:
+    """Raise the recorded stop once it is STOP_PATIENCE old: for loops that wait for a storage."""
+    if _stop and time.monotonic() - _stopped_at[0] >= STOP_PATIENCE:
+        raise Interrupted(_stop[0])
+
+
 def clear_stop() -> None:
     """For in-process callers: a new command starts with no stop requested."""
     _stop.clear()
+    _stopped_at.clear()
 
 
 def raise_if_stopping() -> None:

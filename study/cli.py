@@ -394,17 +394,11 @@ def _quiet_stdout() -> None:
 
 
 def _storage_failure(e: Exception) -> tuple[str, int]:
-    """(one line, exit code) of a storage error: its first line, password masked; 1 where the
-    machine ran out of room (the README's row), 2 for the rest."""
-    from study.urls import redact
+    """(one line, exit code) of a storage error: its cause, password masked; 1 where the machine
+    ran out of room (the README's row), 2 for the rest."""
+    from study.retrying import reason_of
 
-    cause = e.__cause__ if e.__cause__ is not None else e
-    reason = redact(
-        str(getattr(cause, "orig", None) or cause).strip().splitlines()[0]
-        if str(cause).strip()
-        else repr(cause)
-    )
-    return _room_line(reason)
+    return _room_line(reason_of(e))
 
 
 def _room_line(reason: str) -> tuple[str, int]:

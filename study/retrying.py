@@ -5,6 +5,7 @@ import contextlib
 import copy
 import datetime
 import random
+import sqlite3
 import threading
 import time
 import uuid
@@ -18,7 +19,7 @@ from optuna.storages._rdb import models
 from optuna.storages._rdb.storage import _create_scoped_session
 from optuna.trial import FrozenTrial, TrialState
 
-from cmi_model.errors import Interrupted, causes, stop_signal
+from cmi_model.errors import causes, raise_if_stopped_waiting
 from study import postgres, records
 from study.urls import redact, safe_url
 
@@ -78,7 +79,7 @@ def broken(e: BaseException) -> StorageBroken | None:
         isinstance(c, (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError))
         for c in causes(e)
     ):
-        return StorageBroken(_reason(e))
+        return StorageBroken(reason_of(e))
     return None
 
 
@@ -109,9 +110,18 @@ def connection_lost(e: BaseException) -> bool:
     return False
 
 
-def _reason(e: BaseException) -> str:
+# What SQLite says when the file it has open was replaced (SQLITE_READONLY_DBMOVED: "attempt to
+# write a readonly database", which blames permissions), said as study.storage says it.
+REPLACED = "the file was deleted or replaced while in use; nothing more can be written to it"
+
+
+def reason_of(e: BaseException) -> str:
+    """The storage error's cause in one line (the driver's words under SQLAlchemy's and Optuna's
+    wrappers), password masked."""
     while getattr(e, "__cause__", None) is not None and not isinstance(e, sqlalchemy.exc.DBAPIError):
         e = e.__cause__
+    if getattr(getattr(e, "orig", None), "sqlite_errorcode", None) == sqlite3.SQLITE_READONLY_DBMOVED:
+        return REPLACED
     text = str(getattr(e, "orig", None) or e).strip()
     return redact(text.splitlines()[0][:200] if text else type(e).__name__)
 
@@ -179,16 +189,13 @@ class RetryingStorage(BaseStorage, BaseHeartbeat):
                     raise ServerFull(safe_url(self.url), said) from None
                 if not connection_lost(e):
                     raise
-                if (signum := stop_signal()) is not None:
-                    # Stopping (systemd and Kubernetes send SIGKILL 30 s after SIGTERM): what the
-                    # stop would still write waits for no server; its trial is found lost later.
-                    raise Interrupted(signum) from None
+                raise_if_stopped_waiting()  # stopping: the server is waited for STOP_PATIENCE at most
                 now = time.monotonic()
                 started = now if started is None else started
                 waited = now - started
                 if waited >= RETRY_PATIENCE:
                     if self._lost_error is None:
-                        self._lost_error = StorageLost(safe_url(self.url), RETRY_PATIENCE, _reason(e))
+                        self._lost_error = StorageLost(safe_url(self.url), RETRY_PATIENCE, reason_of(e))
                         self._lost.set()
                     raise self._lost_error from None
                 # Jitter: workers that lost the server together do not come back in lockstep.

@@ -13,7 +13,7 @@ from optuna.storages import BaseStorage, RDBStorage, RetryHeartbeatStaleTrialCal
 from optuna.storages._rdb import models
 from optuna.trial import FrozenTrial, TrialState
 
-from cmi_model.errors import InputError, raise_if_stopping
+from cmi_model.errors import InputError, raise_if_stopped_waiting, raise_if_stopping
 from study import postgres, records, retrying, trial_notes
 from study.limits import soft_limit
 from study.retrying import RetryingStorage, ServerFull, connection_lost
@@ -292,9 +292,7 @@ def _take_the_write_lock_first(engine: sqlalchemy.Engine, path: Path) -> None:
         if _identity(path) != opened:
             # SQLite goes on writing into an open file that was deleted or replaced, and the
             # command would end with exit 0 and its results nowhere.
-            raise retrying.StorageBroken(
-                "the file was deleted or replaced while in use; nothing more can be written to it"
-            )
+            raise retrying.StorageBroken(retrying.REPLACED)
         dbapi_connection = connection.connection.dbapi_connection
         if dbapi_connection is not None and dbapi_connection.in_transaction:
             # Left open by a call that a stop signal cut short between SQLite's BEGIN and
@@ -329,8 +327,8 @@ def _locked(e: BaseException) -> bool:
 
 def _patiently(attempt):
     """attempt(), again while another process holds the SQLite file's lock (each attempt waits
-    LOCK_STEP in SQLite), LOCK_PATIENCE in all; a stopping signal that came meanwhile is raised
-    between attempts, in any thread (the heartbeat's too: the worker joins it on stopping)."""
+    LOCK_STEP in SQLite), LOCK_PATIENCE in all; a stopping signal is raised between attempts once
+    it is STOP_PATIENCE old, in any thread (the heartbeat's too: the worker joins it on stopping)."""
     started = time.monotonic()
     while True:
         tried = time.monotonic()
@@ -339,7 +337,7 @@ def _patiently(attempt):
         except (sqlite3.OperationalError, sqlalchemy.exc.OperationalError) as e:
             if not _locked(e) or time.monotonic() - started >= LOCK_PATIENCE:
                 raise
-            raise_if_stopping()
+            raise_if_stopped_waiting()
             # SQLite answers "locked" at once, without waiting, where waiting could deadlock.
             time.sleep(max(0.0, LOCK_STEP - (time.monotonic() - tried)))
 
