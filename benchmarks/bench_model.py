@@ -49,9 +49,10 @@ def make_batches(n: int, batch: int, t: int, device: str = "cpu") -> list[dict]:
     return [to(example_batch(batch, t, seed=i), device) for i in range(n)]
 
 
-def uses_bf16(device: str) -> bool:
-    """What `precision = "auto"` trains in on this device."""
-    return resolve_accelerator("gpu" if device == "cuda" else "cpu")[1] == "bf16-mixed"
+def uses_bf16(device: str, preset: str) -> bool:
+    """Whether `precision = "auto"` trains the preset's model in bf16 on this device."""
+    accelerator = "gpu" if device == "cuda" else "cpu"
+    return resolve_accelerator(accelerator, "auto", MODEL_PRESETS[preset])[1] == "bf16-mixed"
 
 
 def to(batch: dict, device: str) -> dict:
@@ -59,10 +60,10 @@ def to(batch: dict, device: str) -> dict:
 
 
 def plain_loop(
-    module: CMILitModule, batches, epochs: int, device: str, train: TrainConfig, bf16: bool | None = None
+    module: CMILitModule, batches, epochs: int, device: str, train: TrainConfig, bf16: bool
 ) -> list[float]:
-    """The same work as Lightning's step, by hand, under bf16 autocast if `bf16` (default: as
-    `precision = "auto"` on this device). Returns seconds per epoch."""
+    """The same work as Lightning's step, by hand, under bf16 autocast if `bf16`. Returns seconds
+    per epoch."""
     module.to(device).train()
     opt = torch.optim.AdamW(
         [
@@ -77,9 +78,7 @@ def plain_loop(
     )
     total = epochs * len(batches)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + np.cos(np.pi * min(1.0, s / total))))
-    autocast = torch.autocast(
-        device, dtype=torch.bfloat16, enabled=uses_bf16(device) if bf16 is None else bf16
-    )
+    autocast = torch.autocast(device, dtype=torch.bfloat16, enabled=bf16)
     times = []
     for _ in range(epochs):
         sync(device)
@@ -112,13 +111,13 @@ class EpochTimer(pl.Callback):
 
 
 def lightning_loop(
-    module: CMILitModule, batches, epochs: int, device: str, train: TrainConfig
+    module: CMILitModule, batches, epochs: int, device: str, train: TrainConfig, bf16: bool
 ) -> list[float]:
     timer = EpochTimer(device)
     trainer = pl.Trainer(
         accelerator="gpu" if device == "cuda" else "cpu",
         devices=1,
-        precision="bf16-mixed" if uses_bf16(device) else "32-true",
+        precision="bf16-mixed" if bf16 else "32-true",
         max_epochs=epochs,
         # No gradient_clip_val, as in fit_fold: CMILitModule clips the network only.
         callbacks=[timer],
@@ -142,7 +141,7 @@ def step_flops(module: CMILitModule, batch: dict, device: str) -> int:
     """FLOPs of one forward + backward (the same count in either dtype)."""
     module.to(device).train()
     counter = FlopCounterMode(display=False)
-    with counter, torch.autocast(device, dtype=torch.bfloat16, enabled=uses_bf16(device)):
+    with counter:
         _, _, loss, _ = module.model_step(to(batch, device))
         loss.backward()
     module.zero_grad(set_to_none=True)
@@ -159,7 +158,7 @@ def bench(preset: str, device: str, n_batches: int, epochs: int, batch: int, t: 
         module = CMILitModule(CMINetwork(MODEL_PRESETS[preset]), LOSS, train)
         if device == "cuda":
             torch.cuda.reset_peak_memory_stats()
-        times = loop(module, batches, epochs, device, train)
+        times = loop(module, batches, epochs, device, train, uses_bf16(device, preset))
         if device == "cuda" and name == "lightning":  # a worker's training step, batches included
             peak_mib = round(torch.cuda.max_memory_allocated() / 2**20, 1)
         results[name] = float(np.median(times[1:]))  # first epoch is warm-up
@@ -177,7 +176,7 @@ def bench(preset: str, device: str, n_batches: int, epochs: int, batch: int, t: 
         "lightning_overhead_pct": round(100 * (results["lightning"] / plain - 1), 1),
         "flops_per_step": flops,
         "achieved_gflop_per_s": round(flops * n_batches / plain / 1e9, 2),
-        "precision": "bf16-mixed" if uses_bf16(device) else "32-true",
+        "precision": "bf16-mixed" if uses_bf16(device, preset) else "32-true",
         "peak_gpu_mib": peak_mib,
     }
 
@@ -203,7 +202,7 @@ def extra_forward_ms(preset: str, device: str, batch: dict, reps: int = 20) -> f
     b = to(batch, device)
     module._step_batch, module._step_rng = b, module._rng_state()  # as a training step leaves them
     # Lightning's precision context around it in training: here by hand, the same autocast.
-    autocast = torch.autocast(device, dtype=torch.bfloat16, enabled=uses_bf16(device))
+    autocast = torch.autocast(device, dtype=torch.bfloat16, enabled=uses_bf16(device, preset))
     with autocast:
         module.recompute_losses()  # warm-up
     times = []
@@ -272,7 +271,7 @@ def arm_costs(preset: str, device: str, n_batches: int, epochs: int, batch: int,
             torch.manual_seed(0)
             loss = LossConfig(auto_weighting=strategy_for_arm(arm))
             module = CMILitModule(CMINetwork(MODEL_PRESETS[preset]), loss, train)
-            times = lightning_loop(module, batches, epochs, device, train)
+            times = lightning_loop(module, batches, epochs, device, train, uses_bf16(device, preset))
             per_step[arm] += [x / n_batches for x in times[1:]]  # first epoch is warm-up
     ms = {arm: 1e3 * float(np.min(v)) for arm, v in per_step.items()}
     return {
@@ -312,7 +311,6 @@ def main() -> None:
         else torch.cuda.get_device_name(0)
     )
     print(f"{machine}; 2048x2048 matmul: fp32 {gflops:.1f} GFLOP/s, bf16 {bf16_gflops:.1f} GFLOP/s")
-    peak = bf16_gflops if uses_bf16(args.device) else gflops  # the dtype the steps run in
     rows, arms = [], []
     if args.section in ("all", "throughput"):
         if args.device == "cuda":
@@ -322,6 +320,7 @@ def main() -> None:
         for preset, n_batches, epochs, batch, t in configs:
             r = bench(preset, args.device, n_batches, epochs, batch, t)
             rows.append(r)
+            peak = bf16_gflops if r["precision"] == "bf16-mixed" else gflops  # the dtype its steps run in
             print(
                 f"{preset:7s} {r['params']:>10,} params  plain {r['plain_seq_per_s']:>8.1f} seq/s  "
                 f"lightning {r['lightning_seq_per_s']:>8.1f} seq/s  overhead {r['lightning_overhead_pct']:+.1f}%  "

@@ -151,8 +151,9 @@ class TrainConfig(StrictModel):
     patience: int = Field(5, ge=1, le=10_000)
     seed: int = Field(0, ge=0, le=MAX_SEED)  # 0..2**32-1
     accelerator: Literal["auto", "cpu", "gpu", "cuda"] = "auto"
-    # Lightning precision of training and evaluation. "auto": bf16-mixed on CUDA, 32-true on CPU;
-    # "bf16-mixed" runs bf16 autocast on a CPU too (faster where the CPU has bf16 units: BENCHMARKS.md).
+    # Lightning precision of training and evaluation. "auto": bf16-mixed on a GPU with native bf16
+    # and on a CPU with bf16 units for a model wide enough to gain (cmi_model.train.auto_precision),
+    # else 32-true; a worker joining a study trains in the study's precision.
     # Under autocast the loss terms, the learned weighting parameters, the optimizer state and the
     # metric's softmax stay fp32 (cmi_model/losses.py, weighting/, module.py). It changes scores, so
     # a study records the precision it resolved to and refuses a worker that resolves to another.

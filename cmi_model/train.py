@@ -59,11 +59,13 @@ class FoldResult:
 NATIVE_BF16 = (8, 0)  # compute capability of Ampere, the first NVIDIA GPUs with bf16 units
 
 
-def resolve_accelerator(requested: str, precision: str = "auto") -> tuple[str, str]:
+def resolve_accelerator(
+    requested: str, precision: str = "auto", model: ModelConfig | None = None
+) -> tuple[str, str]:
     """(Lightning accelerator, precision): `precision` as asked, or for "auto" see `auto_precision`."""
     use_gpu = requested in ("gpu", "cuda") or (requested == "auto" and torch.cuda.is_available())
     if precision == "auto":
-        precision = auto_precision(use_gpu)[0]
+        precision = auto_precision(use_gpu, model)[0]
     return ("gpu" if use_gpu else "cpu"), precision
 
 
@@ -87,15 +89,31 @@ def cpu_bf16_units(cpuinfo: str | None = None) -> tuple[str, ...]:
     return tuple(f for f in CPU_BF16_FLAGS if f in flags)
 
 
-def auto_precision(use_gpu: bool) -> tuple[str, str]:
-    """(precision, why) for `precision = "auto"`: bf16-mixed on a GPU with native bf16, else fp32.
+# The narrowest model (d_model) whose training step measured faster under bf16 autocast than in
+# fp32 on a CPU with bf16 units (BENCHMARKS.md, "Precision on the CPU"): in narrower ones the casts
+# around every op and the attention's bf16 backward cost more than the smaller matmuls save.
+CPU_BF16_MIN_WIDTH = 128
+
+
+def auto_precision(use_gpu: bool, model: ModelConfig | None = None) -> tuple[str, str]:
+    """(precision, why) for `precision = "auto"`: bf16-mixed on a GPU with native bf16, and on a
+    CPU with bf16 units for a model at least CPU_BF16_MIN_WIDTH wide; else fp32.
 
     Not `torch.cuda.is_bf16_supported()`, which is true on older cards (T4, V100, P100) through
     emulation, slower there than fp32. Nor 16-mixed on them: its loss scaling reaches the total
     that Lightning backpropagates, not the per-term backward of the gradient-level arms, and
     Lightning skips unscaling before clipping with the fused AdamW used here."""
     if not use_gpu:
-        return "32-true", "the CPU"
+        units = cpu_bf16_units()
+        if not units:
+            return "32-true", "the CPU has no bf16 units"
+        width = model.d_model if model is not None else 0
+        if width < CPU_BF16_MIN_WIDTH:
+            return "32-true", (
+                f"the CPU has bf16 units ({', '.join(units)}), but a model of width {width} trains faster "
+                f"in fp32 there (bf16 pays from width {CPU_BF16_MIN_WIDTH})"
+            )
+        return "bf16-mixed", f"the CPU has bf16 units ({', '.join(units)}) and the model is {width} wide"
     capability = torch.cuda.get_device_capability()
     name = torch.cuda.get_device_name()
     cc = f"compute capability {capability[0]}.{capability[1]}"
@@ -186,7 +204,7 @@ def fit_fold(
     else:
         fit_idx, stop_idx = train_idx, train_idx[:0]
     cache = fold_cache if fold_cache is not None else FoldCache(max_bytes=0)
-    accelerator, precision = resolve_accelerator(train_cfg.accelerator, train_cfg.precision)
+    accelerator, precision = resolve_accelerator(train_cfg.accelerator, train_cfg.precision, model_cfg)
     # On the device the Trainer trains on (devices=1: the first visible), moved there once: the
     # batches are gathered there, not on the host and copied at every step.
     device = torch.device("cuda", 0) if accelerator == "gpu" else torch.device("cpu")

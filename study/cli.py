@@ -163,7 +163,6 @@ def owned_arms(arms: tuple[str, ...], workers: int) -> list[tuple[str, ...]] | N
 def cmd_run(args) -> None:
     import torch
 
-    from cmi_model.train import auto_precision, resolve_accelerator
     from study.runner import outer_fold_list
     from study.urls import safe_url
 
@@ -180,10 +179,6 @@ def cmd_run(args) -> None:
         f"study {args.study_name}: arms {', '.join(st.arms)}, {st.n_trials} trials per arm, {st.folds} folds"
         f"{nested}, {args.workers} worker(s), storage {safe_url(url)}"
     )
-    accelerator, precision = resolve_accelerator(settings.train.accelerator, settings.train.precision)
-    if accelerator == "gpu":
-        why = auto_precision(True)[1] if settings.train.precision == "auto" else "asked for"
-        print(f"precision {precision}: {why}")
     owned = owned_arms(st.arms, args.workers) if args.only_arms is None else [args.only_arms]
     with _helpers(args, args.workers - 1) as helpers:
         for k in outer_fold_list(st, args.outer_fold):

@@ -174,8 +174,9 @@ OPTIONS: tuple[Option, ...] = (
         ("run",),
         {
             "choices": typing.get_args(TrainConfig.model_fields["precision"].annotation),
-            "help": "training precision: auto (bf16-mixed on CUDA, 32-true on CPU; the default), 32-true, "
-            "or bf16-mixed (also on a CPU: faster where it has bf16 units)",
+            "help": "training precision: auto (the default: bf16-mixed on a GPU with native bf16, and on a "
+            "CPU with bf16 units for a wide enough model; else 32-true; a joining worker takes the study's), "
+            "32-true, or bf16-mixed",
         },
         setting="train.precision",
     ),

@@ -20,7 +20,7 @@ from cmi_model.data import SequenceData, default_cache_dir, describe, load_dir
 from cmi_model.dataset import FoldCache
 from cmi_model.errors import InputError, Interrupted, NothingDone, raise_if_stopping, stops_deferred
 from cmi_model.folds import SubjectSplit, inner_split, outer_split, split_subjects, subject_folds
-from cmi_model.train import resolve_accelerator
+from cmi_model.train import auto_precision, resolve_accelerator
 from study import records, retrying, space, trial_notes
 from study.objective import CVObjective, budget_counts, error_reason
 from study.settings import Settings, StudySection
@@ -133,6 +133,40 @@ def check_layout(storage, name: str, st: StudySection, wants: dict[str, records.
                     )
 
 
+def stored_precision(storage, name: str) -> str | None:
+    """The precision the studies of study name `name` (any arm, any outer fold) trained in, as
+    their creator resolved it; None before the first of them exists."""
+    existing = set(optuna.get_all_study_names(storage))
+    parts = [name, *(records.outer_name(name, k) for k in records.outer_folds_in(name, existing))]
+    for part in parts:
+        for arm in records.ARMS:
+            study_name = records.study_name(part, arm)
+            if study_name in existing:
+                study = optuna.load_study(study_name=study_name, storage=storage)
+                if records.has_arm_record(study):
+                    return records.read_arm_study(study).score_settings.get("train.precision")
+    return None
+
+
+def settle_precision(settings: Settings, stored: str | None) -> tuple[Settings, str | None]:
+    """`precision = "auto"` made concrete for this run: what the study's studies already train in,
+    whatever this machine would pick (bf16 and fp32 scores are not comparable, and a CPU without
+    bf16 units joining a bf16 study trains bf16, slowly, rather than be refused); else this
+    machine's choice (cmi_model.train.auto_precision). Also the line saying so: where the choice is
+    not plain fp32 on a CPU, or was adopted; None else."""
+    train = settings.train
+    accelerator, mine = resolve_accelerator(train.accelerator, train.precision, settings.model)
+    if train.precision != "auto":
+        precision, why = mine, "asked for"
+    elif stored in ("32-true", "bf16-mixed") and stored != mine:
+        precision, why = stored, f"as the study's earlier workers trained (this machine picks {mine})"
+    else:
+        precision, why = mine, auto_precision(accelerator == "gpu", settings.model)[1]
+    settled = settings.model_copy(update={"train": train.model_copy(update={"precision": precision})})
+    plain = accelerator == "cpu" and precision == mine == "32-true"
+    return settled, None if plain else f"precision {precision}: {why}"
+
+
 def outer_fold_list(st: StudySection, only: int | None) -> list[int | None]:
     """The outer folds a command works on: `only`, or all of them (None: one held-out set)."""
     if st.outer_folds == 1 and only is None:
@@ -182,9 +216,9 @@ def score_settings(
     for section in ("model", "loss", "data", "train"):
         for key, value in getattr(settings, section).model_dump(mode="json").items():
             flat[f"{section}.{key}"] = value
-    # As resolved on this worker: "auto" is bf16 on a GPU and fp32 on a CPU, two different scores.
+    # As resolved (settle_precision): bf16 and fp32 scores are not comparable.
     train = settings.train
-    flat["train.precision"] = resolve_accelerator(train.accelerator, train.precision)[1]
+    flat["train.precision"] = resolve_accelerator(train.accelerator, train.precision, settings.model)[1]
     st = settings.study
     for key in ("folds", "seed", "holdout", "pruner"):
         flat[f"study.{key}"] = getattr(st, key)
@@ -379,6 +413,9 @@ def run_arms(
         grace_period=st.grace_period,
         max_retry=st.max_retry,
     )
+    settings, said = settle_precision(settings, stored_precision(storage, base))
+    if said:
+        print(said)
     wants = {arm: arm_record(arm, settings, info, split, command, outer_fold) for arm in st.arms}
     check_layout(storage, base, st, wants)
     check_joinable(storage, name, wants)

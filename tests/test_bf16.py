@@ -16,7 +16,7 @@ from cmi_model.losses import kl_consistency
 from cmi_model.module import CMILitModule
 from cmi_model.network import CMINetwork
 from cmi_model.synthetic import generate
-from cmi_model.train import fit_fold
+from cmi_model.train import CPU_BF16_MIN_WIDTH, fit_fold
 from cmi_model.weighting import ALL_ARMS, strategy_for_arm
 
 BF16 = torch.autocast("cpu", dtype=torch.bfloat16)
@@ -116,3 +116,63 @@ def test_bf16_units_are_read_from_cpuinfo_where_torch_can_use_them(monkeypatch, 
         f"processor\t: 0\nmodel name\t: test\nflags\t\t: {flags}\n\nprocessor\t: 1\nflags\t\t: {flags}\n"
     )
     assert cpu_bf16_units(cpuinfo) == units
+
+
+@pytest.mark.parametrize(
+    "units, width, expected",
+    [
+        ((), 256, "32-true"),  # no bf16 units: bf16 runs in a reference kernel, far slower
+        (("amx_bf16",), 32, "32-true"),  # the tiny model: casts and the attention's backward dominate
+        (("amx_bf16",), CPU_BF16_MIN_WIDTH - 1, "32-true"),
+        (("amx_bf16", "avx512_bf16"), CPU_BF16_MIN_WIDTH, "bf16-mixed"),
+        (("avx512_bf16",), 256, "bf16-mixed"),  # the public model
+    ],
+)
+def test_auto_takes_bf16_on_a_cpu_only_with_bf16_units_and_a_wide_enough_model(
+    monkeypatch, units, width, expected
+):
+    from cmi_model import train
+
+    monkeypatch.setattr(train, "cpu_bf16_units", lambda: units)
+    model = MODEL_PRESETS["public"].model_copy(update={"d_model": width, "n_heads": 1})
+    assert train.resolve_accelerator("cpu", "auto", model) == ("cpu", expected)
+    precision, why = train.auto_precision(False, model)
+    assert precision == expected
+    assert ("no bf16 units" in why) == (not units) and (units == () or ", ".join(units) in why), why
+    assert train.resolve_accelerator("cpu", "32-true", model) == ("cpu", "32-true")  # asked: kept
+    assert train.resolve_accelerator("cpu", "bf16-mixed", MODEL_PRESETS["tiny"]) == ("cpu", "bf16-mixed")
+
+
+def test_a_worker_with_auto_trains_in_the_precision_its_study_was_made_with(tmp_path, capsys):
+    """A study made in bf16 (a GPU, or a CPU with bf16 units) and joined by a worker whose machine
+    would pick fp32 for `auto`: the worker trains bf16, says so, and is not refused. An explicit
+    other precision is still refused: its scores would not be comparable."""
+    import optuna
+
+    from study import records
+    from study.cli import main
+
+    url = f"sqlite:///{tmp_path / 'p.db'}"
+    run = [
+        "run",
+        "--preset",
+        "tiny",
+        "--arms",
+        "fixed",
+        "--storage",
+        url,
+        "--study-name",
+        "p",
+        "--epochs",
+        "1",
+    ]
+    assert main([*run, "--n-trials", "1", "--precision", "bf16-mixed"]) == 0
+    capsys.readouterr()
+    assert main([*run, "--n-trials", "2"]) == 0  # auto: fp32 for the tiny model on any CPU
+    assert "precision bf16-mixed: as the study's earlier workers trained (this machine picks 32-true)" in (
+        capsys.readouterr().out
+    )
+    trials = optuna.load_study(study_name="p-fixed", storage=url).trials
+    assert [records.read_trial(t).precision for t in trials] == ["bf16-mixed", "bf16-mixed"]
+    assert main([*run, "--n-trials", "3", "--precision", "32-true"]) == 2
+    assert "created with train.precision='bf16-mixed', this run asks for '32-true'" in capsys.readouterr().err
