@@ -5,9 +5,6 @@ its sensor's presence flag, so an absent sensor (IMU-only sequences, dropped
 thermopiles) contributes exactly nothing rather than a learned bias.
 """
 
-import functools
-import sys
-
 import torch
 from torch import Tensor, nn
 
@@ -20,44 +17,30 @@ N_THM, N_TOF = len(THM_COLUMNS), len(TOF_COLUMNS)
 
 
 class Dropout(nn.Dropout):
-    """nn.Dropout whose masks cost a third on the CPU.
+    """nn.Dropout whose masks cost less than half on the CPU.
 
-    torch draws a CPU dropout mask with one 32-bit random number per element (`bernoulli_`, 7-9 ns
-    per element measured here, a fifth to a third of a training step). Here one draw of torch's
-    seeded generator (`random_` on int32: 31 random bits, the cheapest draw it has) gives two
-    uniforms: its low 16 bits (0..65535 as a signed int16) and its high 15 bits (0..32767). An
-    element is kept when its uniform is at or above the threshold nearest p times the uniform's
-    range, so the keep probability is 1 − p to within 1/32768, and each lane's survivors are scaled
-    by the exact inverse of its own keep probability (the expectation is unchanged). The masks come
-    from torch's generator like bernoulli_'s, so a seed gives the same training. On a GPU masks are
-    nearly free and nn.Dropout's own are used.
+    torch draws a CPU dropout mask with one 32-bit random number per element (`bernoulli_`, about
+    10 ns per element here, a fifth to a third of a training step). Here one draw of torch's seeded
+    generator (`random_` on int32: 31 random bits, the cheapest draw it has) gives two elements a
+    uniform each: the low 15 bits of each of its int16 halves (0..32767). An element is kept when its
+    uniform is at or above round(p · 32768), so the keep probability is 1 − p to within 1/65536, and
+    survivors are scaled by the exact inverse of it (the expectation is unchanged). One threshold
+    and one scale for every element: the comparison and the products run as plain vector loops
+    (per-half constants, broadcast over a trailing dimension of 2, cost more than the draw). The
+    masks come from torch's generator like bernoulli_'s, so a seed gives the same training. On a
+    GPU masks are nearly free and nn.Dropout's own are used.
     """
-
-    # Which int16 of an int32 is its low half: the first on a little-endian machine.
-    LOW = 0 if sys.byteorder == "little" else 1
 
     def forward(self, x: Tensor) -> Tensor:
         if not self.training or self.p == 0.0 or x.device.type != "cpu":
             return super().forward(x)
         n = x.numel()
-        lanes = torch.empty((n + 1) // 2, dtype=torch.int32).random_().view(torch.int16).view(-1, 2)
-        thresholds, scales = _lane_constants(self.p, x.dtype)
-        keep = (lanes >= thresholds).to(x.dtype).mul_(scales)
-        return x * keep.view(-1)[:n].view(x.shape)
-
-
-@functools.cache
-def _lane_constants(p: float, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
-    """Per int16 lane of Dropout's draws, the keep threshold and the survivors' scale, built once
-    per (p, dtype): a tensor built from Python numbers every step is a host-to-device copy on other
-    devices (tests/test_step_syncs.py counts them). Read only: shared by every Dropout."""
-    low = min(round(p * 65536), 65535) - 32768  # signed: the low half spans -32768..32767
-    high = min(round(p * 32768), 32767)  # the high half spans 0..32767 (bit 31 is 0)
-    order = slice(None) if Dropout.LOW == 0 else slice(None, None, -1)
-    return (
-        torch.tensor([low, high][order], dtype=torch.int16),
-        torch.tensor([65536 / (32768 - low), 32768 / (32768 - high)][order], dtype=dtype),
-    )
+        threshold = min(round(self.p * 32768), 32767)
+        uniforms = (
+            torch.empty((n + 1) // 2, dtype=torch.int32).random_().view(torch.int16).bitwise_and_(0x7FFF)
+        )
+        keep = uniforms[:n].view(x.shape) >= threshold
+        return x.mul(keep).mul_(32768 / (32768 - threshold))
 
 
 class SelfAttention(nn.MultiheadAttention):
