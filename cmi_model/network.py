@@ -104,12 +104,34 @@ class ConvModule(nn.Module):
         self.dropout = Dropout(dropout)
 
     def forward(self, x: Tensor, valid: Tensor) -> Tensor:
-        h = self.pointwise_in(self.norm_in(x).transpose(1, 2))  # (B, 2C, T)
-        h = nn.functional.glu(h, dim=1)  # (B, C, T)
-        h = h * valid[:, None, :]  # padding must not reach real steps through the kernel
-        h = self.depthwise(h).transpose(1, 2)  # (B, T, C)
+        # The pointwise convolutions as the matmuls they are, on (B, T, C) as it comes: their
+        # parameters (and state dict) stay Conv1d's, but no activation is transposed and copied
+        # around them (a fifth of the tiny model's step went to such copies).
+        h = _pointwise(self.pointwise_in, self.norm_in(x))  # (B, T, 2C)
+        h = nn.functional.glu(h, dim=-1)  # (B, T, C)
+        h = h * valid[:, :, None]  # padding must not reach real steps through the kernel
+        h = _depthwise(self.depthwise, h)  # (B, T, C)
         h = nn.functional.silu(self.norm_mid(h))
-        return self.dropout(self.pointwise_out(h.transpose(1, 2)).transpose(1, 2))
+        return self.dropout(_pointwise(self.pointwise_out, h))
+
+
+def _pointwise(conv: nn.Conv1d, x: Tensor) -> Tensor:
+    """A kernel-1 Conv1d applied to (B, T, C_in): (B, T, C_out)."""
+    return nn.functional.linear(x, conv.weight.squeeze(-1), conv.bias)
+
+
+def _depthwise(conv: nn.Conv1d, x: Tensor) -> Tensor:
+    """A depthwise (groups = channels) Conv1d applied to (B, T, C): (B, T, C), computed as the
+    equivalent conv2d over a height of 1, whose oneDNN kernels on the CPU take 2-2.5x less time
+    forward and backward than conv1d's (64 x 64 x 32, kernel 7, and 32 x 128 x 256, kernel 31)."""
+    out = nn.functional.conv2d(
+        x.transpose(1, 2).unsqueeze(2),
+        conv.weight.unsqueeze(2),
+        conv.bias,
+        padding=(0, conv.padding[0]),
+        groups=conv.groups,
+    )
+    return out.squeeze(2).transpose(1, 2)
 
 
 class EncoderBlock(nn.Module):

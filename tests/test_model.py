@@ -429,3 +429,33 @@ def test_self_attention_is_torchs_multihead_attention_with_the_networks_masks():
     with torch.no_grad():
         mean = sum(ours(x, x, x, key_padding_mask=pad, need_weights=False)[0] for _ in range(3000)) / 3000
     torch.testing.assert_close(mean, theirs.detach(), atol=0.03, rtol=0)
+
+
+@pytest.mark.parametrize(("channels", "kernel"), [(8, 7), (16, 31)])
+def test_conv_module_computes_its_conv1d_layers_without_transposes(channels, kernel):
+    """ConvModule runs its pointwise convolutions as linear maps and its depthwise one as a conv2d of
+    height 1 (faster on the CPU), on the Conv1d parameters: forward and gradients equal to the
+    Conv1d layers applied as such."""
+    from cmi_model.network import ConvModule
+
+    torch.manual_seed(0)
+    m = ConvModule(channels, kernel, dropout=0.0).train()
+    x = torch.randn(3, 40, channels, requires_grad=True)
+    valid = torch.ones(3, 40)
+    valid[1, 30:] = 0
+
+    def as_conv1d(x):
+        h = m.pointwise_in(m.norm_in(x).transpose(1, 2))
+        h = torch.nn.functional.glu(h, dim=1) * valid[:, None, :]
+        h = torch.nn.functional.silu(m.norm_mid(m.depthwise(h).transpose(1, 2)))
+        return m.pointwise_out(h.transpose(1, 2)).transpose(1, 2)
+
+    ours, theirs = m(x, valid), as_conv1d(x)
+    torch.testing.assert_close(ours, theirs)
+    params = [x, *m.parameters()]
+    for mine, ref in zip(
+        torch.autograd.grad(ours.square().sum(), params),
+        torch.autograd.grad(theirs.square().sum(), params),
+        strict=True,
+    ):
+        torch.testing.assert_close(mine, ref)
