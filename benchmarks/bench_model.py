@@ -21,7 +21,7 @@ training (cmi_model.dataset.FoldCache), and both loops clip the network's gradie
 Ends with one JSON line of figures.
 
     python benchmarks/bench_model.py [--device cpu|cuda] [--threads N] [--section all|throughput|arms|precision]
-                                     [--presets tiny,small,public]
+                                     [--presets tiny,small,public] [--widths 96,128,192]
 """
 
 import argparse
@@ -35,7 +35,7 @@ import torch
 from torch.utils.data import DataLoader
 from torch.utils.flop_counter import FlopCounterMode
 
-from cmi_model.config import MODEL_PRESETS, LossConfig, TrainConfig
+from cmi_model.config import MODEL_PRESETS, LossConfig, ModelConfig, TrainConfig
 from cmi_model.dataset import example_batch
 from cmi_model.module import CMILitModule
 from cmi_model.network import CMINetwork
@@ -219,21 +219,32 @@ def extra_forward_ms(preset: str, device: str, batch: dict, reps: int = 20) -> f
 PRECISION_RUNS = {"tiny": (10, 64, 64), "small": (6, 64, 64), "public": (2, 32, 128)}  # batches, batch, T
 
 
-def precision_costs(device: str, rounds: int, presets: list[str]) -> dict:
-    """fp32 and bf16-autocast steps of the plain loop per preset, interleaved, against each dtype's
+def precision_models(presets: list[str], widths: list[int]) -> list[tuple[str, ModelConfig, tuple]]:
+    """(label, model, runs) of the precision section: the presets, then the small preset's shape at
+    each width (d_ff twice the width), which places CPU_BF16_MIN_WIDTH, where bf16 starts to pay."""
+    models = [(p, MODEL_PRESETS[p], PRECISION_RUNS[p]) for p in presets]
+    small = MODEL_PRESETS["small"]
+    for w in widths:
+        models.append(
+            (f"w{w}", small.model_copy(update={"d_model": w, "d_ff": 2 * w}), PRECISION_RUNS["small"])
+        )
+    return models
+
+
+def precision_costs(device: str, rounds: int, presets: list[str], widths: list[int] = ()) -> dict:
+    """fp32 and bf16-autocast steps of the plain loop per model, interleaved, against each dtype's
     matmul peak measured in the same run: the fastest epoch after the first of any round."""
     peaks = {"fp32": matmul_gflops(device), "bf16": matmul_gflops(device, dtype=torch.bfloat16)}
     train = TrainConfig(warmup_epochs=0)
     rows = []
-    for preset in presets:
-        n_batches, batch, t = PRECISION_RUNS[preset]
+    for preset, model, (n_batches, batch, t) in precision_models(presets, list(widths)):
         batches = make_batches(n_batches, batch, t, device)
-        flops = step_flops(CMILitModule(CMINetwork(MODEL_PRESETS[preset]), LOSS, train), batches[0], device)
+        flops = step_flops(CMILitModule(CMINetwork(model), LOSS, train), batches[0], device)
         per_step: dict[str, list[float]] = {"fp32": [], "bf16": []}
         for _ in range(rounds):
             for dtype in per_step:  # interleaved: a slower stretch of the machine hits both alike
                 torch.manual_seed(0)
-                module = CMILitModule(CMINetwork(MODEL_PRESETS[preset]), LOSS, train)
+                module = CMILitModule(CMINetwork(model), LOSS, train)
                 times = plain_loop(module, batches, 3, device, train, bf16=dtype == "bf16")
                 per_step[dtype] += [x / n_batches for x in times[1:]]
         step = {k: min(v) for k, v in per_step.items()}
@@ -241,6 +252,7 @@ def precision_costs(device: str, rounds: int, presets: list[str]) -> dict:
         rows.append(
             {
                 "preset": preset,
+                "d_model": model.d_model,
                 "batch": batch,
                 "seq_len": t,
                 "gflop_per_step": round(flops / 1e9, 2),
@@ -296,6 +308,11 @@ def main() -> None:
         default=",".join(PRECISION_RUNS),
         help="presets of the precision section (without bf16 units a public bf16 step takes minutes)",
     )
+    ap.add_argument(
+        "--widths",
+        default="",
+        help="also the small preset at these widths in the precision section (e.g. 96,128,192)",
+    )
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     quiet_lightning()
@@ -344,7 +361,9 @@ def main() -> None:
             print(f"  FAMO's extra forward alone: {r['famo_extra_forward_ms']:.2f} ms")
     precision = None
     if args.section in ("all", "precision"):
-        precision = precision_costs(args.device, args.rounds, args.presets.split(","))
+        precision = precision_costs(
+            args.device, args.rounds, args.presets.split(","), [int(w) for w in args.widths.split(",") if w]
+        )
         peaks = precision["matmul_peak_gflop_per_s"]
         print(
             f"fp32 vs bf16 autocast, plain loop ({precision['capability']}); "
@@ -353,7 +372,7 @@ def main() -> None:
         for r in precision["presets"]:
             ms, pct = r["ms_per_step"], r["pct_of_peak"]
             print(
-                f"  {r['preset']:7s} {r['gflop_per_step']:8.2f} GFLOP/step  fp32 {ms['fp32']:8.1f} ms "
+                f"  {r['preset']:7s} width {r['d_model']:4d} {r['gflop_per_step']:8.2f} GFLOP/step  fp32 {ms['fp32']:8.1f} ms "
                 f"({pct['fp32']:5.1f}% of peak)  bf16 {ms['bf16']:8.1f} ms ({pct['bf16']:5.1f}% of peak)  "
                 f"bf16 {r['bf16_speedup']:.2f}x"
             )

@@ -9,6 +9,8 @@ thread:
   autocast, with the network as it is ("network") and with the stock layers it replaced
   ("reference": nn.Dropout, nn.MultiheadAttention, and ConvModule's Conv1d layers applied on
   transposed activations), interleaved round by round, the fastest epoch after the first of each;
+- with `--compile`, the network's step under `torch.compile` (inductor, default mode) beside it: the
+  first epoch's seconds (the compile) and the fastest step after it;
 - the share of the step spent drawing masks (torch.profiler self CPU time of the mask ops:
   `aten::bernoulli_` for torch's, `aten::random_`, `aten::bitwise_and_` and `aten::ge` for the
   network's) over the step's.
@@ -16,7 +18,7 @@ thread:
 Beside them the CPU's capability and the fp32 2048² matmul GFLOP/s before and after. Ends with one
 JSON line.
 
-    python benchmarks/bench_step.py [--rounds 3] [--presets tiny,public] [--precisions fp32,bf16]
+    python benchmarks/bench_step.py [--rounds 3] [--presets tiny,public] [--precisions fp32,bf16] [--compile]
 """
 
 from __future__ import annotations
@@ -75,6 +77,14 @@ def module_for(preset: str, kind: str) -> CMILitModule:
     return CMILitModule(with_reference_layers(net) if kind == "reference" else net, LOSS, TrainConfig())
 
 
+def compiled_step(preset: str, batches: list, bf16: bool) -> tuple[float, float]:
+    """(seconds of the first epoch, which compiles; fastest step after it) of the network compiled."""
+    module = module_for(preset, "network")
+    module.network = torch.compile(module.network)
+    epochs = plain_loop(module, batches, 3, "cpu", TrainConfig(), bf16=bf16)
+    return epochs[0], min(epochs[1:]) / len(batches)
+
+
 def mask_ns(kind: str, p: float = 0.1, reps: int = 20) -> float:
     x = torch.randn(32 * 128 * 256)
     layer = (torch.nn.Dropout(p) if kind == "torch" else Dropout(p)).train()
@@ -106,6 +116,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--presets", default="tiny,public")
     ap.add_argument("--precisions", default="fp32,bf16", help="bf16: autocast (slow without bf16 units)")
+    ap.add_argument("--compile", action="store_true", help="also the network under torch.compile")
     args = ap.parse_args()
     torch.set_num_threads(1)
     quiet_lightning()
@@ -143,6 +154,13 @@ def main() -> None:
                 f"{row['step_ms']['network']} ms with the network's: {row['speedup']}x; "
                 f"masks {shares['reference']:.1%} vs {shares['network']:.1%} of the step"
             )
+            if args.compile:
+                first, step = compiled_step(preset, batches, bf16)
+                row["compiled"] = {"first_epoch_s": round(first, 1), "step_ms": round(1000 * step, 1)}
+                print(
+                    f"  compiled: first epoch {first:.1f} s, then {1000 * step:.1f} ms a step "
+                    f"({best['network'] / step:.2f}x the network's eager step)"
+                )
     after = matmul_gflops("cpu")
     out["matmul_gflops"] = round((before + after) / 2, 1)
     print(f"fp32 2048² matmul {after:.1f} GFLOP/s after")

@@ -90,9 +90,10 @@ def cpu_bf16_units(cpuinfo: str | None = None) -> tuple[str, ...]:
 
 
 # The narrowest model (d_model) whose training step measured faster under bf16 autocast than in
-# fp32 on a CPU with bf16 units (BENCHMARKS.md, "Precision on the CPU"): in narrower ones the casts
-# around every op and the attention's bf16 backward cost more than the smaller matmuls save.
-CPU_BF16_MIN_WIDTH = 128
+# fp32 on a CPU with bf16 units (BENCHMARKS.md, "fp32 against bf16 on the CPU", AMX machine: 1.21x
+# at 64, 1.00x at 48, 0.54x for the tiny preset at 32): in narrower ones the casts around every op
+# and the attention's bf16 backward cost more than the smaller matmuls save.
+CPU_BF16_MIN_WIDTH = 64
 
 
 def auto_precision(use_gpu: bool, model: ModelConfig | None = None) -> tuple[str, str]:
