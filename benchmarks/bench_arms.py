@@ -23,8 +23,8 @@ from torchjd import scalarization as tjd
 import cmi_model.module as module_mod
 from cmi_model.folds import split_subjects, subject_folds
 from cmi_model.train import fit_fold
-from cmi_model.weighting import ARMS, FAMOWeighting, build_weighting
-from cmi_model.weighting.loss_level import FAMO_WEIGHT_DECAY
+from cmi_model.weighting import ARMS, build_weighting
+from cmi_model.weighting.famo import FAMO_WEIGHT_DECAY, FAMOWeighting
 from study import space
 from study.runner import load_study_data
 from study.settings import build_settings

@@ -40,7 +40,7 @@ from cmi_model.dataset import example_batch
 from cmi_model.module import CMILitModule
 from cmi_model.network import CMINetwork
 from cmi_model.train import cpu_bf16_units, quiet_lightning, resolve_accelerator
-from cmi_model.weighting import ARMS, strategy_for_arm
+from cmi_model.weighting import ARMS
 
 LOSS = LossConfig(auto_weighting="uncertainty")  # the arm with the most work per step
 
@@ -281,7 +281,7 @@ def arm_costs(preset: str, device: str, n_batches: int, epochs: int, batch: int,
     for _ in range(rounds):
         for arm in ARMS:  # interleaved: a slower stretch of the machine hits every arm alike
             torch.manual_seed(0)
-            loss = LossConfig(auto_weighting=strategy_for_arm(arm))
+            loss = LossConfig(auto_weighting=arm)
             module = CMILitModule(CMINetwork(MODEL_PRESETS[preset]), loss, train)
             times = lightning_loop(module, batches, epochs, device, train, uses_bf16(device, preset))
             per_step[arm] += [x / n_batches for x in times[1:]]  # first epoch is warm-up

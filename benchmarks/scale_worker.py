@@ -17,8 +17,8 @@ started = time.perf_counter()
 import pytorch_lightning  # noqa: E402, F401
 import torch  # noqa: E402, F401  the libraries a worker holds, before any data
 
-from study import retrying  # noqa: E402
 from study.cli import main  # noqa: E402
+from study.workers import retrying  # noqa: E402
 
 
 def _rss_mib() -> float:

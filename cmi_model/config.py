@@ -9,7 +9,9 @@ size has an upper bound (stated per field) far beyond any sane run, so that a ty
 import typing
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from cmi_model.weighting import ARMS
 
 
 def _takes_bool(annotation) -> bool:
@@ -41,24 +43,8 @@ class LossConfig(StrictModel):
     kl_weight: float = Field(0.1, ge=0.0)  # weight of KL(p9_from_18 || p9); 0 removes the term
     kl_temperature: float = Field(1.0, gt=0.0)  # softens both distributions inside the KL
     nine_class_head_enabled: bool = True  # off: no 9-class head, no 9-class CE, no KL
-    # "none": the fixed weights above; every other value is an arm of cmi_model.weighting.
-    auto_weighting: Literal[
-        "none",
-        "equal",
-        "uncertainty",
-        "direct",
-        "dwa",
-        "famo",
-        "imtl_l",
-        "rlw",
-        "upgrad",
-        "mgda",
-        "pcgrad",
-        "imtl_g",
-        "aligned_mtl",
-        "cagrad",
-        "nash_mtl",
-    ] = "none"
+    # The weighting scheme, by arm name (cmi_model.weighting: one file each); "fixed": the weights above.
+    auto_weighting: Literal[ARMS] = "fixed"
     auto_weight_clamp: tuple[float, float] = (-10.0, 10.0)  # bounds on each learned log-weight
     uncertainty_init_value: float = 0.0  # initial s_i (weight exp(-s_i) = 1 at 0)
     weight_lr_multiplier: float = Field(0.1, gt=0.0)  # lr of weighting params = lr × this
@@ -68,6 +54,12 @@ class LossConfig(StrictModel):
     nash_update_every: int = Field(1, ge=1, le=10_000)  # Nash-MTL solves every this many steps (paper: 1)
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)  # for both cross-entropy heads
     class_weighting: bool = False  # inverse-frequency CE weights fitted on the training fold
+
+    @field_validator("auto_weighting", mode="before")
+    @classmethod
+    def _fixed_was_none(cls, value):
+        # Before the schemes were named by arm, the fixed weights were "none" (older TOML files).
+        return "fixed" if value == "none" else value
 
     @model_validator(mode="after")
     def _check(self) -> "LossConfig":

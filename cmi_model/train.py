@@ -17,13 +17,14 @@ from pytorch_lightning.utilities.exceptions import SIGTERMException
 from cmi_model.config import DataConfig, LossConfig, ModelConfig, TrainConfig
 from cmi_model.data import SequenceData
 from cmi_model.dataset import FoldCache, TensorBatches
-from cmi_model.errors import Interrupted, raise_if_stopping, request_stop, stop_signal
+from cmi_model.errors import Interrupted
 from cmi_model.folds import inner_split, subjects_of
 from cmi_model.labels import EIGHTEEN_TO_NINE, GESTURES, NINE_CLASSES
 from cmi_model.losses import inverse_frequency_weights
 from cmi_model.metric import score_indices, subject_scores
 from cmi_model.module import CMILitModule
 from cmi_model.network import CMINetwork
+from cmi_model.stopping import raise_if_stopping, request_stop, stop_signal
 
 
 @dataclass
@@ -135,7 +136,7 @@ def quiet_lightning() -> None:
 
 class _StopOnSignal(pl.Callback):
     """Stops training at the next batch once a stopping signal was received (see
-    cmi_model.errors.request_stop): the handler's own exception may have been swallowed."""
+    cmi_model.stopping.request_stop): the handler's own exception may have been swallowed."""
 
     def on_train_batch_start(self, *args) -> None:
         raise_if_stopping()

@@ -3,7 +3,7 @@
 import os
 import sys
 
-from study.limits import soft_limit
+from study.workers.limits import soft_limit
 
 _CAP = soft_limit("AS")
 if _CAP is not None:

@@ -1,6 +1,6 @@
 """`python -m study …`: the `cmi-study` command line, and the entry point of helper workers.
 
-A helper (`python -m study --serve-helper`, started by `study.helper.Helpers`) imports the heavy
+A helper (`python -m study --serve-helper`, started by `study.workers.helper.Helpers`) imports the heavy
 modules at once, so that its start-up overlaps the driver's, then serves the driver's command
 lines with the CLI's own `main`.
 """
@@ -8,7 +8,7 @@ lines with the CLI's own `main`.
 import os
 import sys
 
-from study.helper import SERVE, die_with_driver, serve
+from study.workers.helper import SERVE, die_with_driver, serve
 
 if sys.argv[1:] == [SERVE]:
     die_with_driver()  # before the slow imports: a driver killed meanwhile takes its helpers along

@@ -7,7 +7,6 @@ error, 130 interrupted (Ctrl-C), 143 stopped by SIGTERM, 141 when the reader of 
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
 import logging
 import os
@@ -22,20 +21,13 @@ from pathlib import Path
 # here) as soon as another process shares the cores, e.g. a second study worker.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from pydantic import ValidationError
 
-from cmi_model.errors import (
-    InputError,
-    Interrupted,
-    NothingDone,
-    clear_stop,
-    request_stop,
-    stop_deferred,
-    stop_signal,
-)
+from cmi_model.errors import InputError
 from cmi_model.reading import check_regular_file
-from study.helper import Helpers, forward_to_helpers
+from cmi_model.stopping import clear_stop
+from study import exits
 from study.options import OPTIONS, build_parser
+from study.workers.helper import Helpers
 
 
 def _settings_from(args):
@@ -55,7 +47,7 @@ def _settings_from(args):
 
 
 def _storage_url(args) -> str:
-    from study.urls import resolve_url
+    from study.workers.urls import resolve_url
 
     return resolve_url(args.storage, args.study_name)
 
@@ -64,7 +56,7 @@ def _command_line(args) -> str:
     """The command as stored with the studies: this call's own arguments (main(argv) may not be
     sys.argv), with the storage URL's secrets masked (parsed, so a password with a space or in a
     query parameter is masked too) and any other URL-like text redacted."""
-    from study.urls import redact, safe_url
+    from study.workers.urls import redact, safe_url
 
     argv = list(args.argv)
     for i, a in enumerate(argv):
@@ -138,7 +130,7 @@ def _helpers(args, n: int):
     if getattr(args, "helpers", None) is not None:
         yield args.helpers
         return
-    from study import gpus
+    from study.workers import gpus
 
     with gpus.placed(n + 1, args.gpu) as placement:
         if (line := placement.line()) is not None and not args.helper:
@@ -164,7 +156,7 @@ def cmd_run(args) -> None:
     import torch
 
     from study.runner import outer_fold_list
-    from study.urls import safe_url
+    from study.workers.urls import safe_url
 
     settings = _settings_from(args)
     url = _storage_url(args)
@@ -249,8 +241,8 @@ def cmd_confirm(args) -> None:
 def cmd_report(args) -> Path:
     from study.report import write_report
     from study.report.artifact import check_folder, save_report_artifact
-    from study.storage import open_storage
-    from study.urls import REPORTS_DIR
+    from study.workers.storage import open_storage
+    from study.workers.urls import REPORTS_DIR
 
     out = args.out or REPORTS_DIR / f"{args.study_name}.html"
     artifact_dir = _artifact_dir(args)
@@ -281,7 +273,7 @@ def cmd_report(args) -> Path:
 
 
 def _artifact_dir(args) -> Path:
-    from study.urls import REPORTS_DIR
+    from study.workers.urls import REPORTS_DIR
 
     return args.artifact_dir or REPORTS_DIR / f"{args.study_name}-artifacts"
 
@@ -290,7 +282,7 @@ def _dashboard_command(url: str, artifact_dir: Path) -> str:
     """The live view of the storage, with the report among the confirmation study's artifacts.
     A URL from the environment is named by its variable: the command then works as printed,
     and its password stays out of the output and of the dashboard's command line."""
-    from study.urls import STORAGE_ENV, origin, safe_url
+    from study.workers.urls import STORAGE_ENV, origin, safe_url
 
     where = f'"${STORAGE_ENV}"' if origin(url) == STORAGE_ENV else shlex.quote(safe_url(url))
     return f"optuna-dashboard {where} --artifact-dir {shlex.quote(str(artifact_dir))}"
@@ -311,7 +303,7 @@ def _check_out(out: Path, force: bool) -> None:
 
 def cmd_demo(args) -> None:
     from study.report.artifact import check_folder
-    from study.urls import REPORTS_DIR, safe_url
+    from study.workers.urls import REPORTS_DIR, safe_url
 
     # The report's outputs are refused now, not after minutes of training.
     _check_out(args.out or REPORTS_DIR / f"{args.study_name}.html", args.force)
@@ -343,85 +335,9 @@ COMMANDS = {
 }
 
 
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)  # Ctrl-C, and what kill, systemd, Kubernetes and Slurm send
-
-
-def _stop(signum, frame):
-    """Ctrl-C and SIGTERM alike: the running trial is queued again, one line, exit 128 + signal.
-
-    The first signal counts and reaches this process's helper workers too (a signal sent to the
-    driver alone must not leave them training); repeats while stopping are ignored, so that the
-    trial's re-queueing is not cut short."""
-    if not request_stop(signum):
-        return
-    forward_to_helpers(signum)
-    if not stop_deferred():  # else raised where it cannot strand a trial (cmi_model.errors)
-        raise Interrupted(signum)
-
-
-TRAINING_COMMANDS = ("run", "confirm", "demo")  # the commands whose finished trials a stop keeps
-
-
-def _stopped_line(command: str) -> str:
-    signum = stop_signal() or signal.SIGINT
-    how = "interrupted" if signum == signal.SIGINT else f"stopped by {signal.Signals(signum).name}"
-    kept = "; finished trials are kept in the storage" if command in TRAINING_COMMANDS else ""
-    return f"cmi-study {command}: {how}{kept}"
-
-
-def _warning_lines(command: str) -> logging.Handler:
-    """The tool's own logged warnings (study.*) as `cmi-study COMMAND: warning: ...` lines on stderr,
-    like every other line it prints; the caller removes the handler again."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(f"cmi-study {command}: warning: %(message)s"))
-    handler.setLevel(logging.WARNING)
-    logger = logging.getLogger("study")
-    logger.addHandler(handler)
-    logger.propagate = False
-    return handler
-
-
-def _quiet_stdout() -> None:
-    """The reader of our stdout went away (`cmi-study inspect | head`): nothing more to say, and
-    nothing either when Python flushes stdout at exit."""
-    with contextlib.suppress(OSError, ValueError, AttributeError):
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-
-
-def _storage_failure(e: Exception) -> tuple[str, int]:
-    """(one line, exit code) of a storage error: its cause, password masked; 1 where the machine
-    ran out of room (the README's row), 2 for the rest."""
-    from study.retrying import reason_of
-
-    return _room_line(reason_of(e))
-
-
-def _room_line(reason: str) -> tuple[str, int]:
-    from study.storage import out_of_room
-
-    line, room = out_of_room(reason)
-    return line, 2 if room is None else 1
-
-
-def _quiet_stops(previous, command: str):
-    """A thread that a stop or a broken storage ended (Optuna's heartbeat): no traceback. The main
-    thread says the error; a storage failure only the thread met yet is a warning line."""
-    from study.retrying import StorageBroken, broken
-
-    def hook(args) -> None:
-        if args.exc_type is None or issubclass(args.exc_type, (Interrupted, StorageBroken)):
-            return
-        if (stop := broken(args.exc_value)) is not None:  # the main thread meets it at its next write
-            print(f"cmi-study {command}: warning: heartbeats stopped: {stop.reason}", file=sys.stderr)
-            return
-        previous(args)
-
-    return hook
-
-
 def _storage_named(args) -> str:
     """ "storage URL" (password masked) for a line about a storage that failed under a command."""
-    from study.urls import safe_url
+    from study.workers.urls import safe_url
 
     try:
         return f"storage {safe_url(_storage_url(args))}"
@@ -429,23 +345,10 @@ def _storage_named(args) -> str:
         return "storage"
 
 
-def _reopen_closed_streams() -> None:
-    """A stdout or stderr the caller closed (`cmi-study run … >&-`) is a place to write nothing, not a
-    failure: os.devnull on its descriptor, so that no file the command opens later takes fd 1 or 2
-    and receives its output."""
-    for fd, name in ((1, "stdout"), (2, "stderr")):
-        if getattr(sys, name) is None:
-            null = os.open(os.devnull, os.O_WRONLY)
-            if null != fd:
-                os.dup2(null, fd)
-                os.close(null)
-            setattr(sys, name, open(fd, "w", closefd=False))  # noqa: SIM115 — lives as long as the process
-
-
 def main(argv: list[str] | None = None, *, helper: bool = False) -> int:
-    """The command line's exit code. helper: run by a helper worker (study/helper.py), which
+    """The command line's exit code. helper: run by a helper worker (study/workers/helper.py), which
     leaves the "interrupted" line to the driver: Ctrl-C reaches every worker, one line says it."""
-    _reopen_closed_streams()
+    exits.reopen_closed_streams()
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as e:  # bad options (exit 2, one line) or --help (0): a return for in-process callers
@@ -453,71 +356,26 @@ def main(argv: list[str] | None = None, *, helper: bool = False) -> int:
     args.argv = list(sys.argv[1:] if argv is None else argv)  # stored with the studies (masked)
     args.helper = helper
     import optuna
-    import sqlalchemy
-
-    from study.helper import HelperFailed
-    from study.retrying import StorageBroken, StorageLost
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # our own progress bars and messages say it
     # Ctrl-C and SIGTERM as Interrupted, not KeyboardInterrupt: Lightning would turn the latter into
     # exit code 1 and leave the trial RUNNING (see cmi_model.errors.Interrupted and objective.run_folds).
     on_main_thread = threading.current_thread() is threading.main_thread()
     clear_stop()
-    previous = {s: signal.signal(s, _stop) for s in STOP_SIGNALS} if on_main_thread else {}
+    previous = (
+        {s: signal.signal(s, exits.on_stop_signal) for s in exits.STOP_SIGNALS} if on_main_thread else {}
+    )
     thread_hook = threading.excepthook
-    threading.excepthook = _quiet_stops(thread_hook, args.command)
-    warnings_handler = _warning_lines(args.command)
+    threading.excepthook = exits.quiet_stops(thread_hook, args.command)
+    warnings_handler = exits.warning_lines(args.command)
     try:
         COMMANDS[args.command](args)
         sys.stdout.flush()  # here, not at exit: a reader gone away is then caught below
-    except BrokenPipeError:  # a closed pipe is not bad input: stop writing, say nothing
-        _quiet_stdout()
-        return 128 + signal.SIGPIPE
-    except InputError as e:
-        print(f"cmi-study {args.command}: error: {e}", file=sys.stderr)
-        return 2
-    except ValidationError as e:
-        err = e.errors()[0]
-        print(
-            f"cmi-study {args.command}: error: {'.'.join(map(str, err['loc']))}: {err['msg']}",
-            file=sys.stderr,
-        )
-        return 2
-    except StorageLost as e:  # the database server stayed down (study.retrying.RETRY_PATIENCE)
-        print(f"cmi-study {args.command}: error: {e}", file=sys.stderr)
-        return 1
-    except HelperFailed as e:  # the helper said why on stderr (its own line) or was killed
-        print(f"cmi-study {args.command}: error: {e}", file=sys.stderr)
-        return 1
-    except NothingDone as e:  # every trial or pair of an arm failed: say which and why, exit 1
-        print(f"cmi-study {args.command}: error: {e}", file=sys.stderr)
-        return 1
-    except StorageBroken as e:  # inside a trial (study.retrying.broken): the cause, already one line
-        line, code = _room_line(e.reason)
-        print(f"cmi-study {args.command}: error: {_storage_named(args)}: {line}", file=sys.stderr)
+    except BaseException as e:  # noqa: BLE001 — each way a command fails is one line and an exit code
+        code = exits.exit_code(e, args.command, lambda: _storage_named(args), say_stopped=not helper)
+        if code is None:
+            raise
         return code
-    except (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError) as e:
-        # A storage that broke under us: locked, read-only, damaged, deleted, its disk full. Optuna
-        # wraps a failed write in StorageInternalError (its hint blames the data): the cause says why.
-        line, code = _storage_failure(e)
-        print(f"cmi-study {args.command}: error: {_storage_named(args)}: {line}", file=sys.stderr)
-        return code
-    except json.JSONDecodeError as e:  # Optuna decodes every stored attribute; one was edited by hand
-        print(
-            f"cmi-study {args.command}: error: storage: a stored attribute is not JSON ({e.msg}, character "
-            f"{e.pos}): the database was edited or damaged outside Optuna",
-            file=sys.stderr,
-        )
-        return 2
-    except OSError as e:  # a disk that is full or a folder we may not write: one line, not a traceback
-        where = f"{e.filename}: " if e.filename else ""
-        line, code = _room_line(e.strerror or str(e))
-        print(f"cmi-study {args.command}: error: {where}{line}", file=sys.stderr)
-        return 1 if e.errno in (errno.ENOSPC, errno.EFBIG) else code
-    except (KeyboardInterrupt, Interrupted):
-        if not helper:  # the driver says it once for every worker
-            print(f"\n{_stopped_line(args.command)}", file=sys.stderr)
-        return 128 + (stop_signal() or signal.SIGINT)
     finally:
         for s, handler in previous.items():  # an in-process caller (tests, notebooks) gets its handlers back
             signal.signal(s, handler)

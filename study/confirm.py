@@ -16,14 +16,16 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 from tqdm.auto import tqdm
 
-from cmi_model.errors import InputError, NothingDone, raise_if_stopping
+from cmi_model.errors import InputError, NothingDone
 from cmi_model.folds import SubjectSplit, holdout_folds
+from cmi_model.stopping import raise_if_stopping
 from cmi_model.weighting import BASELINE_ARM
-from study import frozen, records, space, trial_notes
+from study import frozen, records, space
 from study.objective import BudgetTaken, TrialConfigs, budget_counts, run_folds
 from study.runner import load_study_data, run_one, shared_settings
 from study.settings import Settings, StudySection
-from study.storage import close, fail_lost_trials, open_storage
+from study.workers import trial_notes
+from study.workers.storage import close, fail_lost_trials, open_storage
 
 SEED_RANGE = (0, 2**31 - 1)  # the seed parameter's distribution; the values come from the queue
 
@@ -59,10 +61,13 @@ class ConfirmObjective:
             records.write(trial, fail_reason=f"{records.BUDGET_TAKEN}: the same pair as trial {first.number}")
             raise BudgetTaken()
         queued = records.read_trial(mine)  # what prepare_confirm stored with the pair
-        arm = trial.suggest_categorical("arm", records.ARMS)
-        seed = trial.suggest_int("seed", *SEED_RANGE)
+        # The arm is a plain attribute of the pair, not a parameter: a categorical over today's arms
+        # would refuse every study made before an arm was added. (Pairs queued by earlier versions
+        # carry it as a fixed parameter.)
+        name = queued.arm or mine.system_attrs["fixed_params"]["arm"]
         # A frozen pair (study.frozen) trains the baseline arm under its own label, fixed@ARM.
-        name = queued.arm if frozen.is_frozen(queued.arm) else arm
+        arm = BASELINE_ARM if frozen.is_frozen(name) else name
+        seed = trial.suggest_int("seed", *SEED_RANGE)
         if queued.source_trial is not None and queued.params is not None:
             source, params, forced = queued.source_trial, queued.params, queued.forced
         else:  # queued by an earlier version, without its source: this worker's best
@@ -94,8 +99,7 @@ def pair_of(t: FrozenTrial) -> tuple[str | None, int | None, int | None]:
     pair's arm is its label (fixed@ARM), its source the learned arm's trial."""
     fixed = t.system_attrs.get("fixed_params") or {}
     r = records.read_trial(t)
-    arm = r.arm if frozen.is_frozen(r.arm) else fixed.get("arm", r.arm)
-    return arm, fixed.get("seed", r.seed), r.source_trial
+    return r.arm or fixed.get("arm"), fixed.get("seed", r.seed), r.source_trial
 
 
 def _check_searches(
@@ -252,9 +256,9 @@ def prepare_confirm(
         for arm, trial in best.items():
             if (arm, seed, trial.number) not in have:
                 attrs = records.trial_attrs(
-                    source_trial=trial.number, params=trial.params, forced=arm in forced
+                    arm=arm, source_trial=trial.number, params=trial.params, forced=arm in forced
                 )
-                confirm.enqueue_trial({"arm": arm, "seed": seed}, user_attrs=attrs)
+                confirm.enqueue_trial({"seed": seed}, user_attrs=attrs)
     return confirm, ConfirmObjective(settings, data, split, best), settings
 
 
@@ -297,7 +301,7 @@ def queue_frozen(confirm: optuna.Study, sources: dict[str, int]) -> int:
                 attrs = records.trial_attrs(
                     arm=name, source_trial=source, params=params, forced=mine[0].forced
                 )
-                confirm.enqueue_trial({"arm": BASELINE_ARM, "seed": seed}, user_attrs=attrs)
+                confirm.enqueue_trial({"seed": seed}, user_attrs=attrs)
                 queued += 1
     return queued
 
@@ -333,7 +337,7 @@ def work_confirm(confirm: optuna.Study, objective: ConfirmObjective, st: StudySe
     quiet = {} if count(TrialState.WAITING) else {"disable": True}
     with tqdm(total=total, desc="confirm", unit="pair", **quiet) as bar:
         while True:
-            raise_if_stopping()  # a stopping signal whose exception was swallowed (cmi_model.errors)
+            raise_if_stopping()  # a stopping signal whose exception was swallowed (cmi_model.stopping)
             fail_lost_trials(confirm, st.grace_period)  # a dead worker's pair: failed and re-queued
             if count(TrialState.WAITING):
                 trial = run_one(confirm, objective)

@@ -29,7 +29,6 @@ import numpy as np
 
 from cmi_model.weighting import SCHEMES
 from study.records import FROZEN_PREFIX, TrialRecord, source_arm
-from study.space import SHARED
 
 TERMS = ("multiclass", "binary", "nine_class", "kl")  # the loss terms, as the fold records name them
 MOVED = 0.1  # learned log-weights that moved less than this (max |Δs| over folds) are effectively fixed
@@ -78,7 +77,9 @@ def frozen_params(runs: list[TrialRecord]) -> dict[str, float] | None:
     scale = w["multiclass"] + w["binary"]
     if not (np.isfinite(scale) and scale > 0):
         return None
-    shared = {p.name: runs[0].params[p.name] for p in SHARED if p.name in runs[0].params}
+    # The shared knobs: what the learned arm searched besides its own (its scheme's knobs).
+    own = {k.field for k in SCHEMES[runs[0].arm].knobs} if runs[0].arm in SCHEMES else set()
+    shared = {k: v for k, v in runs[0].params.items() if k not in own}
     return shared | {
         "alpha": w["multiclass"] / scale,
         "nine_class_loss_weight": w["nine_class"] / scale,

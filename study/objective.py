@@ -14,8 +14,9 @@ from cmi_model.config import DataConfig, LossConfig, ModelConfig, TrainConfig
 from cmi_model.data import SequenceData
 from cmi_model.dataset import FoldCache
 from cmi_model.train import FoldResult, fit_fold
-from study import records, retrying, space
+from study import records, space
 from study.settings import Settings
+from study.workers import retrying
 
 # FoldResult fields stored per fold: every field the storage format has (a FoldResult field
 # that records.FoldRecord lacks is not stored).

@@ -14,7 +14,6 @@ from pathlib import Path
 from cmi_model.config import TrainConfig
 from cmi_model.errors import InputError
 from cmi_model.weighting import ARMS, SCHEMES
-from study.gpus import parse_gpu_list as gpus_arg
 from study.settings import (
     MAX_CONFIRM_SEEDS,
     MAX_OUTER_FOLDS,
@@ -23,6 +22,7 @@ from study.settings import (
     StudySection,
 )
 from study.stats import DEFAULT_ROPE, check_rope
+from study.workers.gpus import parse_gpu_list as gpus_arg
 
 
 class _Parser(argparse.ArgumentParser):

@@ -181,7 +181,7 @@ def trial_attrs(**fields: Any) -> dict[str, Any]:
 
 def write(trial: optuna.Trial, **fields: Any) -> None:
     """Store TrialRecord fields on a running trial, e.g. ``write(trial, folds=[...], device="cpu")``.
-    The tool's own storage (study.retrying.RetryingStorage) writes them in one transaction."""
+    The tool's own storage (study.workers.retrying.RetryingStorage) writes them in one transaction."""
     attrs = trial_attrs(**fields)
     with getattr(trial.storage, "one_transaction", contextlib.nullcontext)():
         for key, value in attrs.items():

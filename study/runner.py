@@ -18,13 +18,15 @@ from tqdm.auto import tqdm
 
 from cmi_model.data import SequenceData, default_cache_dir, describe, load_dir
 from cmi_model.dataset import FoldCache
-from cmi_model.errors import InputError, Interrupted, NothingDone, raise_if_stopping, stops_deferred
+from cmi_model.errors import InputError, Interrupted, NothingDone
 from cmi_model.folds import SubjectSplit, inner_split, outer_split, split_subjects, subject_folds
+from cmi_model.stopping import raise_if_stopping, stops_deferred
 from cmi_model.train import auto_precision, resolve_accelerator
-from study import records, retrying, space, trial_notes
+from study import records, space
 from study.objective import CVObjective, budget_counts, error_reason
 from study.settings import Settings, StudySection
-from study.storage import fail_lost_trials, open_storage, requeue
+from study.workers import retrying, trial_notes
+from study.workers.storage import fail_lost_trials, open_storage, requeue
 
 MAX_CONSECUTIVE_FAILURES = 3  # an arm whose trials keep failing is broken, not unlucky
 # Heartbeat helpers: stable in practice since 2.9.
@@ -216,6 +218,9 @@ def score_settings(
     for section in ("model", "loss", "data", "train"):
         for key, value in getattr(settings, section).model_dump(mode="json").items():
             flat[f"{section}.{key}"] = value
+    # The arm sets the weighting (space.apply); the base config's value is no setting of a score
+    # (and was "none" in studies made when the fixed scheme had that name).
+    del flat["loss.auto_weighting"]
     # As resolved (settle_precision): bf16 and fp32 scores are not comparable.
     train = settings.train
     flat["train.precision"] = resolve_accelerator(train.accelerator, train.precision, settings.model)[1]
@@ -248,7 +253,11 @@ def _refuse_other_settings(
 def shared_settings(score_settings: dict) -> dict:
     """The score settings every arm of one study name shares: all but the arm's own search space
     (the arms' scores are compared, so they must mean the same thing)."""
-    return {k: v for k, v in score_settings.items() if not k.startswith("search_space.")}
+    return {
+        k: v
+        for k, v in score_settings.items()
+        if not k.startswith("search_space.") and k != "loss.auto_weighting"  # (see score_settings)
+    }
 
 
 def check_joinable(storage, name: str, wants: dict[str, records.ArmStudyRecord]) -> None:
@@ -448,7 +457,7 @@ def work(jobs: dict, st: StudySection, desc: str) -> None:
         while True:
             progressed, finished, counted = False, 0, 0
             for key, (study, objective) in jobs.items():
-                raise_if_stopping()  # a stopping signal whose exception was swallowed (cmi_model.errors)
+                raise_if_stopping()  # a stopping signal whose exception was swallowed (cmi_model.stopping)
                 fail_lost_trials(study, st.grace_period)  # a dead worker's trial: failed and re-queued
                 done, running = budget_counts(study)
                 counted += min(n_trials, done)
@@ -540,7 +549,7 @@ def run_one(study: optuna.Study, objective) -> optuna.trial.FrozenTrial:
             raise
 
     try:
-        with stops_deferred():  # not while Optuna takes or hands back the trial (cmi_model.errors)
+        with stops_deferred():  # not while Optuna takes or hands back the trial (cmi_model.stopping)
             study.optimize(
                 tracked,
                 n_trials=1,

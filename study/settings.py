@@ -17,8 +17,7 @@ from cmi_model.config import (
 )
 from cmi_model.errors import InputError
 from cmi_model.reading import check_regular_file
-from cmi_model.weighting import ALL_ARMS
-from study.space import ARMS
+from cmi_model.weighting import ALL_ARMS, ARMS
 from study.stats import DEFAULT_ROPE
 
 # Fold k of split seed s trains with seed s*1000 + k (study/objective.py) and the confirmation's

@@ -72,7 +72,7 @@ def postgres_url():
     Skips only when neither is reachable and CI is unset; under CI a missing server fails.
     """
     from cmi_model.errors import InputError
-    from study.storage import close, open_storage
+    from study.workers.storage import close, open_storage
 
     configured = os.environ.get("CMI_TEST_POSTGRES_URL")
     url = configured or LOCAL_POSTGRES

@@ -17,7 +17,7 @@ from cmi_model.module import CMILitModule
 from cmi_model.network import CMINetwork
 from cmi_model.synthetic import generate
 from cmi_model.train import CPU_BF16_MIN_WIDTH, fit_fold
-from cmi_model.weighting import ALL_ARMS, strategy_for_arm
+from cmi_model.weighting import ALL_ARMS
 
 BF16 = torch.autocast("cpu", dtype=torch.bfloat16)
 
@@ -84,7 +84,7 @@ def test_every_arm_trains_a_converged_fold_in_bf16_with_finite_losses(small_fold
         tr,
         va,
         model_cfg=MODEL_PRESETS["tiny"],
-        loss_cfg=LossConfig(auto_weighting=strategy_for_arm(arm)),
+        loss_cfg=LossConfig(auto_weighting=arm),
         data_cfg=DataConfig(max_len=32, batch_size=32),
         train_cfg=TrainConfig(
             max_epochs=CONVERGED_EPOCHS, lr=3e-3, warmup_epochs=0.5, precision="bf16-mixed"

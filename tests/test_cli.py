@@ -16,10 +16,11 @@ import pytest
 from helpers import sqlite_url
 
 from cmi_model.errors import InputError
-from study import records, urls
+from study import records
 from study.cli import main
 from study.runner import synthetic_dir
 from study.settings import build_settings
+from study.workers import urls
 
 PASSWORD = "s3cret-pw"
 
@@ -202,17 +203,17 @@ def test_one_masking_function_for_urls_and_command_lines():
 
 
 def test_the_helper_module_imports_nothing_from_the_cli():
-    """The CLI starts helpers through study.helper, so that module must not import the CLI back:
+    """The CLI starts helpers through study.workers.helper, so that module must not import the CLI back:
     a helper process gets the CLI's `main` from its entry point, `python -m study --serve-helper`."""
     import ast
 
-    import study.helper
+    import study.workers.helper
 
-    tree = ast.parse(Path(study.helper.__file__).read_text(encoding="utf-8"))
+    tree = ast.parse(Path(study.workers.helper.__file__).read_text(encoding="utf-8"))
     imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     imported |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
     assert not any(m == "study.cli" or m.startswith("study.cli.") for m in imported), imported
-    assert study.helper.SERVE == "--serve-helper"
+    assert study.workers.helper.SERVE == "--serve-helper"
 
 
 SECRET_URL = (

@@ -24,7 +24,7 @@ from optuna.trial import TrialState
 
 from study import records
 from study.cli import main
-from study.trial_notes import fail_note
+from study.workers.trial_notes import fail_note
 
 SHARED = ("lr", "weight_decay", "dropout")
 
@@ -45,10 +45,12 @@ def test_killed_confirm_worker_pair_is_retried_and_every_pair_done_once(tmp_path
     killed = trials[victim.number]
     assert killed.state == TrialState.FAIL
     assert records.read_trial(killed).fail_reason == "worker lost: no heartbeat for 3 s"
-    done = [(t.params["arm"], t.params["seed"]) for t in trials if t.state == TrialState.COMPLETE]
+    done = [(records.read_trial(t).arm, t.params["seed"]) for t in trials if t.state == TrialState.COMPLETE]
     assert sorted(done) == [("fixed", 1), ("fixed", 2)]  # each pair exactly once, the killed one retried
-    pair = killed.system_attrs["fixed_params"]  # queued with its pair, whether or not it got to suggest it
-    assert (pair["arm"], pair["seed"]) in done
+    seed = killed.system_attrs["fixed_params"][
+        "seed"
+    ]  # queued with its pair, whether or not it got to suggest it
+    assert (killed.user_attrs["arm"], seed) in done
     # The retried pair kept what it was queued with: the source trial and its parameters.
     best = load(url, "kc-fixed").best_trial
     for t in trials:

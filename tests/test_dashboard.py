@@ -18,10 +18,11 @@ from helpers.workers import load
 from optuna.trial import TrialState
 
 import cmi_model.module
-from study import records, trial_notes
+from study import records
 from study.cli import main
 from study.report import read
 from study.report.artifact import REPORT_ARTIFACT_ATTR
+from study.workers import trial_notes
 
 NAME = "live"
 ARMS = ("fixed", "uncertainty")
@@ -146,7 +147,7 @@ def test_a_confirmation_pair_notes_its_per_fold_scores(live):
     notes = live["dashboard"].notes(f"{NAME}-confirm")
     confirm = load(live["url"], f"{NAME}-confirm")
     pairs = confirm.get_trials(states=(TrialState.COMPLETE,))
-    assert sorted(t.params["arm"] for t in pairs) == sorted(ARMS)
+    assert sorted(records.read_trial(t).arm for t in pairs) == sorted(ARMS)
     for t in pairs:
         r = records.read_trial(t)
         note = notes[t.number]

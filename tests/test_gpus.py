@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 import torch
 
-import study.gpus as gpus
+import study.workers.gpus as gpus
 from cmi_model import train
 from cmi_model.config import DataConfig
 from cmi_model.data import load_dir
 from cmi_model.dataset import FoldCache, TensorBatches
 from cmi_model.synthetic import generate
 from study.cli import main
-from study.helper import Helpers
+from study.workers.helper import Helpers
 
 
 @pytest.fixture

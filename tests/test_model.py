@@ -1,5 +1,6 @@
 import math
 import typing
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -7,6 +8,7 @@ import torch
 from pydantic import ValidationError
 
 from cmi_model import module
+from cmi_model import weighting as wmod
 from cmi_model.config import LossConfig, ModelConfig, TrainConfig
 from cmi_model.data import PRESENCE
 from cmi_model.dataset import example_batch as make_batch
@@ -15,16 +17,10 @@ from cmi_model.labels import EIGHTEEN_TO_BINARY, EIGHTEEN_TO_NINE, aggregation_m
 from cmi_model.losses import inverse_frequency_weights, kl_consistency, loss_terms
 from cmi_model.module import CMILitModule
 from cmi_model.network import CMINetwork
-from cmi_model.weighting import (
-    ARMS,
-    STRATEGIES,
-    DirectWeighting,
-    FixedWeighting,
-    UncertaintyWeighting,
-    Weighting,
-    build_weighting,
-    strategy_for_arm,
-)
+from cmi_model.weighting import ARMS, SCHEMES, Weighting, build_weighting, scheme
+from cmi_model.weighting.direct import DirectWeighting
+from cmi_model.weighting.fixed import FixedWeighting
+from cmi_model.weighting.uncertainty import UncertaintyWeighting
 
 TINY = ModelConfig(d_model=16, n_layers=1, n_heads=2, d_ff=32, kernel_size=5, dropout=0.0)
 
@@ -76,7 +72,7 @@ def test_loss_config_rejects_impossible_values(kwargs, message):
 def test_loss_config_defaults_are_the_plan():
     c = LossConfig()
     assert (c.alpha, c.nine_class_loss_weight, c.kl_weight, c.kl_temperature) == (0.5, 0.2, 0.1, 1.0)
-    assert c.nine_class_head_enabled and c.auto_weighting == "none" and c.auto_weight_clamp == (-10.0, 10.0)
+    assert c.nine_class_head_enabled and c.auto_weighting == "fixed" and c.auto_weight_clamp == (-10.0, 10.0)
     assert c.uncertainty_init_value == 0.0 and c.weight_lr_multiplier == 0.1
     assert (c.dwa_temperature, c.famo_lr) == (2.0, 0.025)  # the DWA and FAMO papers' defaults
     assert c.active_terms() == ("multiclass", "binary", "nine_class", "kl")
@@ -104,31 +100,22 @@ def test_fixed_equals_formula_exactly():
     assert list(FixedWeighting(cfg).parameters()) == []
 
 
-def test_every_strategy_is_a_weighting_with_an_arm():
-    assert set(STRATEGIES) == set(typing.get_args(LossConfig.model_fields["auto_weighting"].annotation))
-    assert ARMS == (
-        "fixed",
-        "equal",
-        "uncertainty",
-        "direct",
-        "dwa",
-        "famo",
-        "imtl_l",
-        "rlw",
-        "upgrad",
-        "mgda",
-        "pcgrad",
-        "imtl_g",
-        "aligned_mtl",
-        "cagrad",
-        "nash_mtl",
+def test_every_scheme_file_is_an_arm_and_a_loss_config_value():
+    files = sorted(
+        p.stem for p in Path(wmod.__file__).parent.glob("*.py") if p.stem not in ("__init__", "base")
     )
+    schemes = [f for f in files if not f.startswith("_")]
+    assert sorted(ARMS) == schemes and len(schemes) >= 15  # the package's files are the registry
+    assert typing.get_args(LossConfig.model_fields["auto_weighting"].annotation) == ARMS
+    assert [SCHEMES[a].position for a in ARMS] == sorted(SCHEMES[a].position for a in ARMS)
+    assert ARMS[0] == "fixed" and LossConfig().auto_weighting == "fixed"
+    assert LossConfig(auto_weighting="none").auto_weighting == "fixed"  # the fixed scheme's older name
     for arm in ARMS:
-        w = build_weighting(LossConfig(auto_weighting=strategy_for_arm(arm)))
-        assert isinstance(w, Weighting) and w.arm == arm
-    assert strategy_for_arm("fixed") == "none" and FixedWeighting(LossConfig()).logged_params() == {}
+        w = build_weighting(LossConfig(auto_weighting=arm))
+        assert isinstance(w, Weighting) and w.arm == arm and type(w) is scheme(arm)
+    assert FixedWeighting(LossConfig()).logged_params() == {}
     with pytest.raises(ValueError, match="unknown arm 'magic'"):
-        strategy_for_arm("magic")
+        scheme("magic")
     with pytest.raises(TypeError):
         Weighting()
 

@@ -1,4 +1,4 @@
-"""A PostgreSQL server that goes away while workers train (study.retrying.RetryingStorage):
+"""A PostgreSQL server that goes away while workers train (study.workers.retrying.RetryingStorage):
 stopped, then started again, under a real two-worker study. Needs a server this test may stop:
 .ci/run sets CMI_TEST_POSTGRES_URL and CMI_TEST_POSTGRES_CLUSTER."""
 
@@ -19,7 +19,7 @@ from helpers.workers import wait_for_running
 from optuna.trial import TrialState
 
 from study import records
-from study.storage import open_storage
+from study.workers.storage import open_storage
 
 pytestmark = pytest.mark.slow
 EPOCHS = "8"  # ~0.2 s per epoch and fold: trials of a few seconds, long enough to be caught training

@@ -16,10 +16,11 @@ from helpers import race
 from helpers.postgres import connections_by_worker, scratch_database
 from helpers.workers import check_exact_totals, command_lines, finish, load, start_worker, worker_argv
 
-from study import postgres, records
+from study import records
 from study.cli import main
-from study.storage import close, open_storage
-from study.urls import safe_url
+from study.workers import postgres
+from study.workers.storage import close, open_storage
+from study.workers.urls import safe_url
 
 
 class Watch(threading.Thread):

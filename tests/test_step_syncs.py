@@ -16,7 +16,7 @@ from cmi_model.config import MODEL_PRESETS, LossConfig, TrainConfig
 from cmi_model.dataset import example_batch
 from cmi_model.module import CMILitModule
 from cmi_model.network import CMINetwork
-from cmi_model.weighting import ARMS, SCHEMES, strategy_for_arm
+from cmi_model.weighting import ARMS, SCHEMES
 
 _TORCH = os.path.dirname(torch.__file__) + os.sep  # not torchjd, which starts the same
 
@@ -58,7 +58,7 @@ def _caller() -> str:
 
 def _calls_in_one_epoch(arm: str, steps: int, monkeypatch) -> dict[str, int]:
     torch.manual_seed(0)
-    cfg = LossConfig(auto_weighting=strategy_for_arm(arm))
+    cfg = LossConfig(auto_weighting=arm)
     module = CMILitModule(CMINetwork(MODEL_PRESETS["tiny"]), cfg, TrainConfig(warmup_epochs=0))
     batches = [example_batch(8, 16, seed=i) for i in range(steps)]
     trainer = pl.Trainer(

@@ -7,8 +7,8 @@ from helpers import sqlite_url
 from helpers.fake_study import full_storage
 
 from study.cli import main
-from study.storage import open_storage
-from study.urls import STORAGE_ENV
+from study.workers.storage import open_storage
+from study.workers.urls import STORAGE_ENV
 
 
 def test_run_without_storage_option_uses_the_environment(tmp_path, monkeypatch, capsys):

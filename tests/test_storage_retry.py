@@ -1,4 +1,4 @@
-"""study.retrying.RetryingStorage without a server: a backend whose calls lose their connection
+"""study.workers.retrying.RetryingStorage without a server: a backend whose calls lose their connection
 (the way psycopg2 and RDBStorage report it) a given number of times, or for good."""
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ import sqlalchemy
 from optuna.trial import TrialState
 
 from study import records
-from study import retrying as storage_mod
 from study.cli import main
-from study.retrying import RetryingStorage, StorageLost, connection_lost
+from study.workers import retrying as storage_mod
+from study.workers.retrying import RetryingStorage, StorageLost, connection_lost
 
 pytestmark = pytest.mark.filterwarnings(
     "ignore::optuna.exceptions.ExperimentalWarning", "ignore:Heartbeat of storage:UserWarning"

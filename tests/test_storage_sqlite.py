@@ -13,13 +13,13 @@ import pytest
 from helpers import sqlite_url
 from helpers.workers import finish, load, long_trial_options, start_worker, wait_for_running, worker_argv
 
-from study.storage import open_storage
+from study.workers.storage import open_storage
 
 
 def test_workers_that_start_at_once_never_take_the_same_queued_trial(tmp_path):
     # Each round: three queued trials, three workers (own storage, own connection) asking at
     # once. Without BEGIN IMMEDIATE two of them read the same WAITING trial in about one round
-    # in five, and both trained it (study.storage._take_the_write_lock_first).
+    # in five, and both trained it (study.workers.storage._take_the_write_lock_first).
     url, workers, rounds = sqlite_url(tmp_path / "queue.db"), 3, 10
     optuna.create_study(study_name="q", storage=open_storage(url))
     studies = [optuna.load_study(study_name="q", storage=open_storage(url)) for _ in range(workers)]
@@ -126,7 +126,7 @@ def test_a_trial_whose_worker_died_before_its_first_heartbeat_is_found_lost(tmp_
     from optuna.trial import TrialState
 
     from study import records
-    from study.storage import fail_lost_trials
+    from study.workers.storage import fail_lost_trials
 
     storage = open_storage(sqlite_url(tmp_path / "h.db"), heartbeat_interval=1, grace_period=1)
     studies = [optuna.create_study(storage=storage, study_name=name) for name in ("a", "b")]

@@ -45,7 +45,7 @@ from study.cli import main
 from study.report import analyse, read
 from study.runner import open_arm_study
 from study.settings import build_settings
-from study.storage import open_storage
+from study.workers.storage import open_storage
 
 SHARED = ("lr", "weight_decay", "dropout")
 
@@ -175,8 +175,10 @@ def test_confirm_and_report(tiny_run, tmp_path, capsys):
         holdout = set(records.read_arm_study(arm_study).holdout_subjects)
         assert all(set(f.val_subjects) <= holdout for f in r.folds)
         assert set().union(*(f.val_subjects for f in r.folds)) == holdout
-    # The confirm trials carry their arm and seed as parameters (optuna-dashboard groups by them).
-    assert sorted((t.params["arm"], t.params["seed"]) for t in trials) == [("fixed", 1), ("uncertainty", 1)]
+    # The confirm trials carry their seed as a parameter (optuna-dashboard groups by it) and their arm
+    # as an attribute: a categorical over today's arms would refuse the study once an arm is added.
+    pairs = sorted((records.read_trial(t).arm, t.params["seed"]) for t in trials)
+    assert pairs == [("fixed", 1), ("uncertainty", 1)] and not any("arm" in t.params for t in trials)
     capsys.readouterr()
     assert main(["confirm", "--storage", url, "--study-name", name, "--seeds", "1"]) == 0
     again = capsys.readouterr()
@@ -394,7 +396,7 @@ def test_demo_prints_report_database_and_dashboard_command(tmp_path, monkeypatch
 def test_one_helper_takes_the_search_then_the_confirmation(tmp_path):
     """A helper worker starts once (the demo's start-up overlaps its own) and runs each command
     it is sent in turn; a failed command is reported, and a helper never used is stopped."""
-    from study.helper import Helpers
+    from study.workers.helper import Helpers
 
     url = sqlite_url(tmp_path / "h.db")
     common = ["--storage", url, "--study-name", "h"]
@@ -542,14 +544,14 @@ def test_confirmation_pairs_do_not_depend_on_the_worker_or_its_order(tiny_run, t
         urls.append(sqlite_url(tmp_path / f"{tag}.db"))
     here, fresh = urls
     assert main(["confirm", "--storage", here, "--study-name", name, "--seeds", "1"]) == 0
-    queue = [(t.params["arm"], t.params["seed"]) for t in load(here, f"{name}-confirm").trials]
+    queue = [(records.read_trial(t).arm, t.params["seed"]) for t in load(here, f"{name}-confirm").trials]
     assert queue == [("fixed", 1), ("uncertainty", 1)]
     # The other database: the same pairs queued in the reverse order, as prepare_confirm queues them.
     confirm = optuna.create_study(storage=fresh, study_name=f"{name}-confirm", direction="maximize")
     for arm, seed in reversed(queue):
         best = records.best_trial(load(fresh, f"{name}-{arm}").trials)
-        attrs = records.trial_attrs(source_trial=best.number, params=best.params, forced=False)
-        confirm.enqueue_trial({"arm": arm, "seed": seed}, user_attrs=attrs)
+        attrs = records.trial_attrs(arm=arm, source_trial=best.number, params=best.params, forced=False)
+        confirm.enqueue_trial({"seed": seed}, user_attrs=attrs)
     proc = start_worker(
         [sys.executable, "-m", "study", "confirm"],
         tmp_path,
@@ -562,7 +564,7 @@ def test_confirmation_pairs_do_not_depend_on_the_worker_or_its_order(tiny_run, t
     )
     code, _, err = finish(proc)
     assert code == 0, err
-    ran = [(t.params["arm"], t.params["seed"]) for t in load(fresh, f"{name}-confirm").trials]
+    ran = [(records.read_trial(t).arm, t.params["seed"]) for t in load(fresh, f"{name}-confirm").trials]
     assert ran == list(reversed(queue)) and len(ran) == 2  # nothing queued twice
     a, b = confirm_pairs(here, name), confirm_pairs(fresh, name)
     assert sorted(a) == sorted(b) and len(a) == 2

@@ -1,103 +1,81 @@
-"""Loss-weighting schemes behind one interface, `Weighting` (base.py), and their registry.
+"""Loss-weighting schemes behind one interface, `Weighting` (base.py), one file per scheme.
 
 Each scheme is an nn.Module whose forward takes the active per-term losses
 ({"multiclass", "binary", "nine_class", "kl"} ⊇ keys) and returns (total loss, effective
-weight applied to each term). Build one with `build_weighting(loss_config)`. Loss-level
-schemes (loss_level.py) combine the losses; gradient-level ones (gradient_level.py) combine
-the per-term gradients of the shared encoder.
+weight applied to each term). Loss-level schemes combine the losses; gradient-level ones
+(`_jacobian.GradientLevel`) combine the per-term gradients of the shared encoder.
 
-Two names meet here: `LossConfig.auto_weighting` picks a strategy ("none" for the fixed
-weights), and the study calls the same scheme an arm ("fixed"). Each class carries its
-arm, so `strategy_for_arm` and `ARMS` translate between the two from one registry.
+The registry is the package itself: every module here whose name does not start with "_" (and
+is not base.py) holds one scheme, a `Weighting` subclass whose `arm` is the file's name. The study's arms,
+`LossConfig.auto_weighting`'s values, the search space of each arm (its `knobs`) and the report's
+labels and colours are all read from those classes: a new scheme is one new file.
 """
 
-from cmi_model.config import LossConfig
-from cmi_model.weighting.base import FAMILIES, Weighting, Weights
-from cmi_model.weighting.gradient_level import (
-    AlignedMTLWeighting,
-    CAGradWeighting,
-    IMTLGWeighting,
-    MGDAWeighting,
-    NashMTLWeighting,
-    PCGradWeighting,
-    UPGradWeighting,
-)
-from cmi_model.weighting.loss_level import (
-    DirectWeighting,
-    DWAWeighting,
-    EqualWeighting,
-    FAMOWeighting,
-    FixedWeighting,
-    IMTLLWeighting,
-    RandomWeighting,
-    UncertaintyWeighting,
-)
+import importlib
+import pkgutil
+
+from cmi_model.weighting.base import FAMILIES, Knob, Weighting, Weights
 
 __all__ = [
     "ALL_ARMS",
     "ARMS",
     "BASELINE_ARM",
     "FAMILIES",
+    "Knob",
     "NO_TUNING_ARM",
     "SCHEMES",
-    "STRATEGIES",
     "Weighting",
     "Weights",
     "build_weighting",
-    "strategy_for_arm",
-    "AlignedMTLWeighting",
-    "CAGradWeighting",
-    "IMTLGWeighting",
-    "MGDAWeighting",
-    "NashMTLWeighting",
-    "PCGradWeighting",
-    "UPGradWeighting",
-    "DirectWeighting",
-    "DWAWeighting",
-    "EqualWeighting",
-    "FAMOWeighting",
-    "FixedWeighting",
-    "IMTLLWeighting",
-    "RandomWeighting",
-    "UncertaintyWeighting",
+    "scheme",
 ]
 
-# LossConfig.auto_weighting value → strategy; the order is the arms' order in the study.
-STRATEGIES: dict[str, type[Weighting]] = {
-    "none": FixedWeighting,
-    "equal": EqualWeighting,
-    "uncertainty": UncertaintyWeighting,
-    "direct": DirectWeighting,
-    "dwa": DWAWeighting,
-    "famo": FAMOWeighting,
-    "imtl_l": IMTLLWeighting,
-    "rlw": RandomWeighting,
-    "upgrad": UPGradWeighting,
-    "mgda": MGDAWeighting,
-    "pcgrad": PCGradWeighting,
-    "imtl_g": IMTLGWeighting,
-    "aligned_mtl": AlignedMTLWeighting,
-    "cagrad": CAGradWeighting,
-    "nash_mtl": NashMTLWeighting,
-}
-ARMS: tuple[str, ...] = tuple(cls.arm for cls in STRATEGIES.values())
+
+def _discover() -> dict[str, type[Weighting]]:
+    """arm → scheme class, from the package's scheme modules, in the classes' `position` order."""
+    found: dict[str, type[Weighting]] = {}
+    for info in pkgutil.iter_modules(__path__):
+        if info.name.startswith("_") or info.name == "base":
+            continue
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        mine = [
+            c
+            for c in vars(module).values()
+            if isinstance(c, type)
+            and issubclass(c, Weighting)
+            and c.__module__ == module.__name__
+            and "arm" in vars(c)
+        ]
+        if len(mine) != 1:
+            raise ImportError(
+                f"{module.__file__}: a scheme module holds one Weighting class with an arm, found {len(mine)}"
+            )
+        cls = mine[0]
+        if cls.arm != info.name:  # the file is named after its arm: one place to look for it
+            raise ImportError(f"{module.__file__}: its scheme's arm is {cls.arm!r}, not the file's name")
+        if cls.family not in FAMILIES:
+            raise ImportError(f"{module.__file__}: family {cls.family!r} is not one of {FAMILIES}")
+        found[cls.arm] = cls
+    return dict(sorted(found.items(), key=lambda item: item[1].position))
+
+
+SCHEMES: dict[str, type[Weighting]] = _discover()  # arm → its class, in the study's order
+ARMS: tuple[str, ...] = tuple(SCHEMES)
 # What `--arms all` runs: every arm but the controls (an arm that only reparametrises another).
-ALL_ARMS: tuple[str, ...] = tuple(cls.arm for cls in STRATEGIES.values() if cls.control_of is None)
-_STRATEGY_OF_ARM = {cls.arm: name for name, cls in STRATEGIES.items()}
-SCHEMES: dict[str, type[Weighting]] = {cls.arm: cls for cls in STRATEGIES.values()}  # arm → its class
+ALL_ARMS: tuple[str, ...] = tuple(arm for arm, cls in SCHEMES.items() if cls.control_of is None)
 # Two arms have a part in every comparison: the baseline that every other arm is compared with,
 # and the reference line of what no tuning at all gives.
-BASELINE_ARM = FixedWeighting.arm
-NO_TUNING_ARM = EqualWeighting.arm
+BASELINE_ARM = "fixed"
+NO_TUNING_ARM = "equal"
 
 
-def build_weighting(cfg: LossConfig) -> Weighting:
-    return STRATEGIES[cfg.auto_weighting](cfg)
-
-
-def strategy_for_arm(arm: str) -> str:
-    """The `LossConfig.auto_weighting` value of a study arm ("fixed" → "none")."""
+def scheme(arm: str) -> type[Weighting]:
     try:
-        return _STRATEGY_OF_ARM[arm]
+        return SCHEMES[arm]
     except KeyError:
         raise ValueError(f"unknown arm {arm!r}; choose from {', '.join(ARMS)}") from None
+
+
+def build_weighting(cfg) -> Weighting:
+    """The scheme `cfg.auto_weighting` (a LossConfig) names, built from it."""
+    return scheme(cfg.auto_weighting)(cfg)

@@ -13,6 +13,7 @@ expectation, 1/K).
 
 import abc
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
@@ -22,6 +23,18 @@ Weights = dict[str, Tensor]
 # The families the report groups the arms by, in its order: weights set by hand (or not at all),
 # schemes that weigh the losses, schemes that combine the per-term gradients of the encoder.
 FAMILIES: tuple[str, ...] = ("fixed", "loss-level", "gradient-level")
+
+
+@dataclass(frozen=True)
+class Knob:
+    """A setting of one scheme that the search tunes: a `LossConfig` field and its range. The
+    arm's first trial takes the field's default (the plan's value, or the paper's)."""
+
+    field: str  # the LossConfig field the searched value goes into
+    low: float
+    high: float
+    log: bool = False  # searched on a log scale
+    integer: bool = False  # a count (trial.suggest_int), not a real number
 
 
 class Weighting(nn.Module, abc.ABC):
@@ -39,6 +52,11 @@ class Weighting(nn.Module, abc.ABC):
     family: ClassVar[str] = "loss-level"  # one of FAMILIES
     # The arm this one is only a reparametrisation of: a labelled control, left out of `--arms all`.
     control_of: ClassVar[str | None] = None
+    # Its place in the study's list of arms (and every table and figure): ascending.
+    position: ClassVar[int]
+    # What the search tunes besides the shared knobs (study/space.py); an arm without knobs of its
+    # own searches the shared space only.
+    knobs: ClassVar[tuple[Knob, ...]] = ()
 
     @abc.abstractmethod
     def forward(self, losses: dict[str, Tensor]) -> tuple[Tensor, Weights]:
@@ -89,7 +107,7 @@ class Weighting(nn.Module, abc.ABC):
         masks, no running state touched); a scheme that needs them calls it, once."""
 
 
-class _Parametric(Weighting):
+class Parametric(Weighting):
     """Weights that are a function of the parameters alone: each epoch records them as they
     stand at its end (the effective weights of unit losses)."""
 
@@ -100,13 +118,13 @@ class _Parametric(Weighting):
         return weights
 
 
-def _project(params: nn.ParameterDict, bounds: tuple[float, float]) -> None:
+def clamp_params(params: nn.ParameterDict, bounds: tuple[float, float]) -> None:
     with torch.no_grad():
         for p in params.values():
             p.clamp_(*bounds)
 
 
-def _loss_vector(w: Weighting, terms: tuple[str, ...], losses: dict[str, Tensor]) -> Tensor:
+def loss_vector(w: Weighting, terms: tuple[str, ...], losses: dict[str, Tensor]) -> Tensor:
     """The losses as one vector in `terms` order (the active terms: absent terms stay absent)."""
     if set(losses) != set(terms):
         raise ValueError(f"{w.arm} weights the terms {terms}, got {tuple(losses)}")

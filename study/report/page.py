@@ -43,7 +43,7 @@ from study.report.studies import (
     family_of,
 )
 from study.report.style import arm_color, html_id, num, p_value, seconds
-from study.urls import redact
+from study.workers.urls import redact
 
 GENERATOR = "cmi-study"  # in the page's head: how `report --out` recognises a report it may replace
 

@@ -16,14 +16,19 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from study import space
 from study.report.studies import ArmData, arm_order
 from study.report.style import LAYOUT, arm_color, esc, hover_extra, num
 
-# Slice panels: each arm's own knobs in arm order, then the shared ones.
-PARAM_ORDER: tuple[str, ...] = tuple(
-    dict.fromkeys(p.name for params in (*space.ARM_PARAMS.values(), space.SHARED) for p in params)
-)
+
+def panel_order(arm: ArmData, present: Sequence[str]) -> list[str]:
+    """The slice panels: the arm's own knobs (the loss settings of the search space its study
+    recorded), then the shared ones, in the recorded order; what it did not record last, by name.
+    The study's record, not today's search space: a study made by another version is drawn as it
+    was searched."""
+    recorded = arm.record.search_space
+    own = [p for p, described in recorded.items() if described.endswith("(loss)")]
+    order = own + [p for p in recorded if p not in own]
+    return [p for p in order if p in present] + sorted(p for p in present if p not in order)
 
 
 @dataclass(frozen=True)
@@ -133,7 +138,7 @@ def slice_info(arm: ArmData, params: Sequence[str] | None = None) -> SliceInfo |
     t = arm.trials[arm.trials["state"] == "COMPLETE"] if len(arm.trials) else arm.trials
     if params is None:
         present = [c.removeprefix("params_") for c in t.columns if c.startswith("params_")]
-        params = [p for p in PARAM_ORDER if p in present] + sorted(p for p in present if p not in PARAM_ORDER)
+        params = panel_order(arm, present)
     params = [p for p in params if f"params_{p}" in t.columns and t[f"params_{p}"].notna().any()]
     if not len(t) or not params:
         return None

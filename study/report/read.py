@@ -36,8 +36,8 @@ from study.report.studies import (
     arm_order,
     class_report,
 )
-from study.storage import open_storage
-from study.urls import safe_url as redact_url
+from study.workers.storage import open_storage
+from study.workers.urls import safe_url as redact_url
 
 _TRIAL_COLUMNS = ["number", "state", "value", "fold_mean", "n_folds_done", "fold_trainings", "seconds"]
 _TRIAL_COLUMNS += ["fail_reason", "device", "precision", "datetime_start", "duration_s"]

@@ -34,7 +34,7 @@ def scratch_database(url: str, connection_limit: int = -1):
 
 def connections_by_worker(url: str) -> dict[str, tuple[int, int]]:
     """The open connections to url's database of each cmi-study process (its application_name,
-    which study.postgres sets to the command and pid): (all of them, those of its storage's pool,
+    which study.workers.postgres sets to the command and pid): (all of them, those of its storage's pool,
     i.e. not the schema lock's, whose last query took the lock)."""
     engine = sqlalchemy.create_engine(
         sqlalchemy.engine.make_url(url).set(drivername="postgresql+psycopg2"),

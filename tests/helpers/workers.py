@@ -14,7 +14,7 @@ import optuna
 from optuna.trial import TrialState
 
 from study import records
-from study.storage import open_storage
+from study.workers.storage import open_storage
 
 # Trials long enough (several seconds) to be caught mid-training, and heartbeats fast enough
 # that a dead worker's trial is found stale within seconds.

@@ -19,9 +19,11 @@ from optuna.storages._rdb import models
 from optuna.storages._rdb.storage import _create_scoped_session
 from optuna.trial import FrozenTrial, TrialState
 
-from cmi_model.errors import causes, raise_if_stopped_waiting
-from study import postgres, records
-from study.urls import redact, safe_url
+from cmi_model.stopping import raise_if_stopped_waiting
+from study import records
+from study.workers import postgres
+from study.workers.causes import causes
+from study.workers.urls import redact, safe_url
 
 # A PostgreSQL restart, a failover or a network blip takes seconds to a minute; a server down
 # for longer needs a person, and a worker waiting on it would only hide that. So a storage call
@@ -51,7 +53,7 @@ class StorageLost(BaseException):
 
 
 class ServerFull(StorageLost):
-    """The server refused a connection because it has none left (study.postgres). Not retried:
+    """The server refused a connection because it has none left (study.workers.postgres). Not retried:
     waiting would only hold the workers that did connect, and only fewer workers or a larger
     limit help. Stops the worker like StorageLost (one line, exit 1)."""
 
@@ -111,7 +113,7 @@ def connection_lost(e: BaseException) -> bool:
 
 
 # What SQLite says when the file it has open was replaced (SQLITE_READONLY_DBMOVED: "attempt to
-# write a readonly database", which blames permissions), said as study.storage says it.
+# write a readonly database", which blames permissions), said as study.workers.storage says it.
 REPLACED = "the file was deleted or replaced while in use; nothing more can be written to it"
 
 

@@ -13,11 +13,13 @@ from optuna.storages import BaseStorage, RDBStorage, RetryHeartbeatStaleTrialCal
 from optuna.storages._rdb import models
 from optuna.trial import FrozenTrial, TrialState
 
-from cmi_model.errors import InputError, raise_if_stopped_waiting, raise_if_stopping
-from study import postgres, records, retrying, trial_notes
-from study.limits import soft_limit
-from study.retrying import RetryingStorage, ServerFull, connection_lost
-from study.urls import origin, safe_url
+from cmi_model.errors import InputError
+from cmi_model.stopping import raise_if_stopped_waiting, raise_if_stopping
+from study import records
+from study.workers import postgres, retrying, trial_notes
+from study.workers.limits import soft_limit
+from study.workers.retrying import RetryingStorage, ServerFull, connection_lost
+from study.workers.urls import origin, safe_url
 
 
 class _RetryStale(RetryHeartbeatStaleTrialCallback):
@@ -212,7 +214,7 @@ def open_storage(
         attempt += 1
         try:
             if parsed.get_backend_name() == "postgresql":
-                # Tables made under the lock (study.postgres.schema_lock); Optuna's own version
+                # Tables made under the lock (study.workers.postgres.schema_lock); Optuna's own version
                 # check nests two connections, so it runs only when the quick one finds an old
                 # schema, to raise its message.
                 with postgres.schema_lock(url, parsed.query):

@@ -20,7 +20,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 
-from cmi_model.errors import raise_if_stopping
+from cmi_model.stopping import raise_if_stopping
 
 SERVE = "--serve-helper"  # `python -m study --serve-helper`: how a helper process starts (study/__main__.py)
 DRIVER_PID = "CMI_STUDY_DRIVER_PID"  # the driver's pid, in the helper's environment
@@ -74,7 +74,7 @@ class Helpers:
     (the demo's run `run`, then `confirm`)."""
 
     def __init__(self, n: int, envs: list[dict[str, str]] | None = None):
-        """envs: each helper's own additions to the environment (its GPU: study.gpus)."""
+        """envs: each helper's own additions to the environment (its GPU: study.workers.gpus)."""
         # One progress bar: this process's, which counts every worker's trials.
         env = os.environ | {"TQDM_DISABLE": "1", DRIVER_PID: str(os.getpid())}
         cmd = [sys.executable, "-m", "study", SERVE]

@@ -8,7 +8,7 @@ import zlib
 
 import sqlalchemy
 
-from cmi_model.errors import causes
+from study.workers.causes import causes
 
 # Connections one worker holds. Optuna's storage is used from two threads of a worker, its own
 # and the heartbeat thread (a scoped session each, holding a connection only during a call), so
