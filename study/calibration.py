@@ -25,7 +25,8 @@ from scipy import stats as sps
 
 from study.evidence_plan import evidence_plan
 from study.stats import DEFAULT_ROPE, VERDICTS
-from study.subject_level import family_verdicts, subject_comparison, subject_decisions, variance_components
+from study.subject_level import family_verdicts, subject_comparison, subject_decisions
+from study.variance_components import variance_components
 
 SIGMA = float(np.sqrt(2 * (0.007**2 + 0.01**2)))  # training noise of one subject's difference
 DISTRIBUTIONS = ("gaussian", "t3", "skewed")

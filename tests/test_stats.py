@@ -16,16 +16,14 @@ from study.stats import (
     paired_comparison,
 )
 from study.subject_level import (
-    _components_count,
     family_verdicts,
     holm_matrix,
-    mean_skewness,
     skew_pivot,
     skew_quantile,
     subject_comparison,
     subject_decisions,
-    variance_components,
 )
+from study.variance_components import _components_count, mean_skewness, variance_components
 
 # 2 seeds × 3 folds; differences b − a = d.
 A = [0.70, 0.72, 0.74, 0.71, 0.73, 0.75]
