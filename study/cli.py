@@ -26,7 +26,7 @@ from cmi_model.errors import InputError
 from cmi_model.reading import check_regular_file
 from cmi_model.stopping import clear_stop
 from study import exits
-from study.options import OPTIONS, build_parser
+from study.options import OPTIONS, build_parser, stage_args
 from study.workers.helper import Helpers
 
 
@@ -83,7 +83,7 @@ def cmd_synth(args) -> None:
             f"just the files synth writes ({', '.join(SYNTH_FILES)}) and keep the rest"
         )
     t = time.perf_counter()
-    summary = generate(args.out, n_subjects=args.subjects, full_size=args.full_size, seed=args.seed)
+    summary = generate(args.out, n_subjects=args.subjects, full_size=args.full_size, seed=args.data_seed)
     print(json.dumps(summary, indent=2, default=str))
     print(f"wrote {args.out} in {time.perf_counter() - t:.1f}s")
 
@@ -113,8 +113,6 @@ def _forwarded(args, command: str) -> list[str]:
     argv = [command]
     for opt in OPTIONS:
         value = getattr(args, opt.dest, None)
-        if opt.dest == "force" and args.command != command:
-            value = None  # the demo's --force is its report's, not confirm's
         if not (opt.forward and command in opt.commands) or value is None or value is False:
             continue
         if value is True:  # a switch ("store_true"): the flag alone
@@ -223,10 +221,8 @@ def cmd_confirm(args) -> None:
         for k, name in parts:
             if k is not None:
                 print(f"-- outer fold {k}: {name}")
-            # demo's --force is report's (overwrite --out); the demo's search is always finished.
-            force = bool(args.force) and args.command == "confirm"
             confirm, objective, settings = prepare_confirm(
-                url, name, args.seeds, args.data, _command_line(args), force
+                url, name, args.seeds, args.data, _command_line(args), args.unfinished
             )
             if confirm.get_trials(deepcopy=False, states=(TrialState.WAITING,)):  # else: nothing to do
                 extra = [[] if k is None else ["--outer-fold", str(k)] for _ in range(args.workers - 1)]
@@ -239,6 +235,13 @@ def cmd_confirm(args) -> None:
 
 
 def cmd_report(args) -> Path:
+    path, url, artifact_dir = _write_report(args)
+    print(f"dashboard: {_dashboard_command(url, artifact_dir)}")
+    return path
+
+
+def _write_report(args) -> tuple[Path, str, Path]:
+    """The report page, stored as an artifact too: (its path, the storage URL, the artifact folder)."""
     from study.report import write_report
     from study.report.artifact import check_folder, save_report_artifact
     from study.workers.storage import open_storage
@@ -261,15 +264,13 @@ def cmd_report(args) -> Path:
             f"cmi-study {args.command}: warning: the report is not stored as an artifact: {e}",
             file=sys.stderr,
         )
-        return Path(path)
+        return Path(path), url, artifact_dir
     if saved is None:
         print("artifact: none yet (no confirmation study: run `confirm` first)")
     else:
         how = "replaced" if saved.replaced else "stored"
         print(f"artifact: {how} as {saved.path} (study {saved.study_name})")
-    if args.command == "report":  # the demo prints it with its summary
-        print(f"dashboard: {_dashboard_command(url, artifact_dir)}")
-    return Path(path)
+    return Path(path), url, artifact_dir
 
 
 def _artifact_dir(args) -> Path:
@@ -309,16 +310,18 @@ def cmd_demo(args) -> None:
     _check_out(args.out or REPORTS_DIR / f"{args.study_name}.html", args.force)
     check_folder(_artifact_dir(args))
     start = time.perf_counter()
-    args.threads = 1  # the demo's options are its own; run and confirm take their defaults
-    with _helpers(args, args.workers - 1) as args.helpers:  # one start-up for both stages
+    # Each stage with its own options, as its own command line would give them (options.stage_args).
+    run, confirm, report = (stage_args(args, command) for command in ("run", "confirm", "report"))
+    for stage in (run, confirm, report):
+        stage.argv, stage.helper = args.argv, args.helper  # stored with the studies: the demo's command
+    with _helpers(args, args.workers - 1) as helpers:  # one start-up for both stages
+        run.helpers = confirm.helpers = helpers
         print("== 1/3 search: every arm, same budget, same folds")
-        cmd_run(args)
+        cmd_run(run)
         print("== 2/3 confirm: best configuration of each arm, validated on held-out subjects")
-        cmd_confirm(args)
-    args.helpers = None
+        cmd_confirm(confirm)
     print("== 3/3 report")
-    report = cmd_report(args)
-    url = _storage_url(args)
+    report, url, _ = _write_report(report)
     print(f"\ndone in {time.perf_counter() - start:.0f}s")
     print(f"report:    {report.resolve()}")
     print(f"database:  {safe_url(url)}")

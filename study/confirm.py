@@ -106,7 +106,7 @@ def _check_searches(
     arm_studies: dict[str, optuna.Study], recorded: dict[str, records.ArmStudyRecord], force: bool
 ) -> set[str]:
     """The arms whose search is unfinished (budget not reached, or a trial running); without
-    --force the first of them is an error. Also refuses arms made with other shared settings."""
+    --unfinished the first of them is an error. Also refuses arms made with other shared settings."""
     first_arm, first = next(iter(recorded.items()))
     for arm, rec in recorded.items():
         mine, theirs = shared_settings(rec.score_settings), shared_settings(first.score_settings)
@@ -126,7 +126,7 @@ def _check_searches(
             if not force:
                 raise InputError(
                     f"arm {arm}: {done} of {n} search trials finished, {running} running in "
-                    f"{study.study_name!r}: let `run` finish, or pass --force to confirm the best so far"
+                    f"{study.study_name!r}: let `run` finish, or pass --unfinished to confirm the best so far"
                 )
     return unfinished
 

@@ -105,7 +105,11 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "--full-size", ("synth",), {"action": "store_true", "help": "the real sizes: 81 subjects, ~575k rows"}
     ),
-    Option("--seed", ("synth",), {"type": int, "default": 0}),
+    Option(
+        "--data-seed",
+        ("synth",),
+        {"type": int, "default": 0, "help": "seed of the synthetic data (default 0)"},
+    ),
     Option("--data", ("inspect",), {"required": True, "type": Path}),
     Option("--json", ("inspect",), {"action": "store_true", "help": "print the summary as JSON"}),
     Option(
@@ -241,7 +245,7 @@ OPTIONS: tuple[Option, ...] = (
         forward=True,
     ),
     Option(
-        "--force",
+        "--unfinished",
         ("confirm",),
         {
             "action": "store_true",
@@ -337,8 +341,16 @@ def build_parser() -> argparse.ArgumentParser:
         for opt in OPTIONS:
             if command in opt.commands:
                 p.add_argument(opt.flag, **opt.kwargs)
-        # Every option's name exists on every command (None where it doesn't apply), so one
-        # command can run another's code (demo runs run, confirm and report).
-        own = {o.dest for o in OPTIONS if command in o.commands}
-        p.set_defaults(**{o.dest: None for o in OPTIONS if o.dest not in own})
     return parser
+
+
+def stage_args(demo: argparse.Namespace, command: str) -> argparse.Namespace:
+    """The options of one stage of `demo` (run, confirm or report) as that command's own command line
+    would give them: its defaults, and the demo's value of every option the two commands share."""
+    args = build_parser().parse_args([command])
+    shared = {o.dest for o in OPTIONS if "demo" in o.commands} & {
+        o.dest for o in OPTIONS if command in o.commands
+    }
+    for dest in shared:
+        setattr(args, dest, getattr(demo, dest))
+    return args

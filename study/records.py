@@ -150,7 +150,7 @@ class TrialRecord(_Record):
     # A confirmation trial says which arm and split seed it re-trained, and from what: the arm
     # study's trial number and its parameters (stored when the pair is queued, so whichever
     # worker takes it trains exactly that), and whether the search was unfinished then
-    # (`confirm --force`: the best so far).
+    # (`confirm --unfinished`: the best so far).
     arm: str | None = None
     seed: int | None = None
     params: dict[str, Any] | None = None

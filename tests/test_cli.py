@@ -276,17 +276,27 @@ def test_a_full_disk_while_writing_the_report_is_one_line_and_keeps_the_old_repo
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.db", "r.html"]
 
 
-def test_confirm_force_reaches_the_helpers_as_a_flag_but_demo_force_does_not():
+def test_confirm_unfinished_reaches_the_helpers_as_a_flag_and_each_demo_stage_has_its_own_options():
     from study.cli import _forwarded
-    from study.options import build_parser
+    from study.options import build_parser, stage_args
 
-    args = build_parser().parse_args(["confirm", "--force", "--workers", "2", "--study-name", "x"])
+    args = build_parser().parse_args(["confirm", "--unfinished", "--workers", "2", "--study-name", "x"])
     argv = _forwarded(args, "confirm")
-    assert argv[0] == "confirm" and argv.count("--force") == 1
-    assert argv[argv.index("--force") + 1 :][:1] != ["True"]  # a switch: the flag alone
-    assert "--force" not in _forwarded(build_parser().parse_args(["confirm", "--study-name", "x"]), "confirm")
-    demo = build_parser().parse_args(["demo", "--force"])  # the report's --force (overwrite --out)
-    assert "--force" not in _forwarded(demo, "confirm")
+    assert argv[0] == "confirm" and argv.count("--unfinished") == 1
+    assert argv[argv.index("--unfinished") + 1 :][:1] != ["True"]  # a switch: the flag alone
+    plain = build_parser().parse_args(["confirm", "--study-name", "x"])
+    assert "--unfinished" not in _forwarded(plain, "confirm")
+    # The demo's --force is its report's (overwrite --out), and no other stage has one; the stages
+    # share the demo's workers and study name, and take their own defaults for the rest.
+    demo = build_parser().parse_args(["demo", "--force", "--workers", "3", "--study-name", "d"])
+    run, confirm, report = (stage_args(demo, c) for c in ("run", "confirm", "report"))
+    assert report.force is True and not hasattr(confirm, "force") and not hasattr(run, "force")
+    assert confirm.unfinished is False and "--unfinished" not in _forwarded(confirm, "confirm")
+    assert (run.workers, confirm.workers, run.study_name, report.study_name) == (3, 3, "d", "d")
+    assert (run.command, run.threads, run.preset) == ("run", 1, "demo")
+    with pytest.raises(SystemExit):  # an option means one thing: synth's data seed has its own name
+        build_parser().parse_args(["synth", "--out", "x", "--seed", "3"])
+    assert build_parser().parse_args(["synth", "--out", "x", "--data-seed", "3"]).data_seed == 3
 
 
 @pytest.mark.parametrize(

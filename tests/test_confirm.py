@@ -149,7 +149,7 @@ def test_confirm_refuses_an_unfinished_search_unless_forced(tmp_path, capsys):
     assert main(["confirm", *common]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "arm fixed" in err[0] and "1 of 1 search trials finished, 1 running" in err[0]
-    assert "--force" in err[0]
+    assert "--unfinished" in err[0]
     assert db.read_bytes() == before and "s-confirm" not in optuna.get_all_study_names(url)
     study.tell(running, state=TrialState.FAIL)
     rec = records.read_arm_study(study)
@@ -158,7 +158,7 @@ def test_confirm_refuses_an_unfinished_search_unless_forced(tmp_path, capsys):
     assert main(["confirm", *common]) == 2
     assert "arm fixed: 1 of 3 search trials finished, 0 running" in capsys.readouterr().err
     assert db.read_bytes() == before
-    assert main(["confirm", "--force", "--seeds", "1", *common]) == 0
+    assert main(["confirm", "--unfinished", "--seeds", "1", *common]) == 0
     (pair,) = [records.read_trial(t) for t in load(url, "s-confirm").trials]
     assert pair.forced is True and pair.source_trial == 0 and len(pair.scores) == 2
     assert pair.params == load(url, "s-fixed").trials[0].params

@@ -311,7 +311,7 @@ def test_a_forced_confirmation_is_marked():
     add_confirm_study(storage, "forced", forced=True)
     rep = report_of(storage, "forced")
     assert rep.studies.confirm.forced == ("fixed", "uncertainty")
-    assert sum("confirmed with --force while its search was unfinished" in w for w in rep.warnings) == 2
+    assert sum("confirmed with --unfinished while its search was unfinished" in w for w in rep.warnings) == 2
     assert rep.comparisons[0].source == "confirmation"  # forced pairs are current: they count
 
 

@@ -199,7 +199,7 @@ class ConfirmData:
     subject_scores: pd.DataFrame = field(default_factory=pd.DataFrame)
     # arm → (seed, source trial) of finished runs that re-trained an earlier best: history, left out
     superseded: dict[str, list[tuple[int, int | None]]] = field(default_factory=dict)
-    forced: tuple[str, ...] = ()  # arms confirmed with --force while their search was unfinished
+    forced: tuple[str, ...] = ()  # arms confirmed with --unfinished while their search was unfinished
     sources: dict[str, int | None] = field(default_factory=dict)  # arm → the search trial its runs re-trained
 
     def seconds(self, arm: str) -> float:
@@ -368,7 +368,7 @@ def _confirmations(data: Studies) -> list[str]:
             )
     for arm in confirm.forced:
         out.append(
-            f"{arm}: confirmed with --force while its search was unfinished: the best trial so far, not the best of "
+            f"{arm}: confirmed with --unfinished while its search was unfinished: the best trial so far, not the best of "
             "the whole budget."
         )
     return out

@@ -10,6 +10,9 @@ from pathlib import Path
 import optuna
 import sqlalchemy
 from optuna.storages import BaseStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
+
+# Private: the schema's tables (trials and their heartbeats, read in one query to find lost trials;
+# the table names, to tell an Optuna database from another file). No public API reads either.
 from optuna.storages._rdb import models
 from optuna.trial import FrozenTrial, TrialState
 

@@ -33,7 +33,7 @@ def confirm_note(record: TrialRecord) -> str:
     """The note of a confirmation pair: what it re-trained and each fold's scores, with their mean."""
     head = f"**Confirmation of `{record.arm}`**: search trial #{record.source_trial} re-trained on split seed {record.seed}"
     if record.forced:
-        head += " (`confirm --force`: the search was unfinished)"
+        head += " (`confirm --unfinished`: the search was unfinished)"
     rows = [
         "| fold | validation subjects | score | binary F1 | macro F1 |",
         "| ---: | --- | ---: | ---: | ---: |",

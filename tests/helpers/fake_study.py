@@ -252,7 +252,7 @@ def add_confirm_study(
     params: dict[str, dict] | None = None,
 ) -> optuna.Study:
     """sources: arm → the search trial its pairs re-trained (default: the arm's best, as confirm
-    would); forced: the pairs were queued by `confirm --force`; split(arm, seed, fold, score): a
+    would); forced: the pairs were queued by `confirm --unfinished`; split(arm, seed, fold, score): a
     fold's (binary F1, macro F1), as for add_arm_study; params: arm → the configuration its pairs
     re-trained (default {"lr": 1e-3})."""
     study = optuna.create_study(storage=storage, study_name=f"{name}-confirm", direction="maximize")
