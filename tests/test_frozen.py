@@ -85,7 +85,7 @@ def test_confirm_queues_the_frozen_pairs_once_of_an_arm_whose_weights_moved(delt
     for t in waiting:
         arm, seed, source = pair_of(t)
         assert arm == "fixed@uncertainty" and source == sources["uncertainty"]
-        assert t.system_attrs["fixed_params"]["arm"] == "fixed"  # trained as the fixed arm
+        assert t.system_attrs["fixed_params"] == {"seed": seed}  # the label says the arm: no parameter
         params = records.read_trial(t).params
         assert 0 < params["alpha"] < 1 and params["lr"] == pytest.approx(1e-3)
 
