@@ -71,7 +71,7 @@ class FoldMeanPruner(optuna.pruners.BasePruner):
 
 def candidates() -> dict:
     """name → (description, pruner factory). The settings' choices first, through study.runner."""
-    from study.runner import make_pruner
+    from study.arm_studies import make_pruner
     from study.settings import StudySection
 
     kinds = StudySection.model_fields["pruner"].annotation.__args__  # the Literal's choices

@@ -95,7 +95,8 @@ def fold_profile(preset: str = "demo", n_trials: int = 3) -> dict:
     from cmi_model.folds import subject_folds
     from cmi_model.train import fit_fold
     from study import space
-    from study.runner import load_study_data, study_split
+    from study.arm_studies import study_split
+    from study.runner import load_study_data
     from study.settings import build_settings
 
     torch.set_num_threads(WORKER_THREADS)

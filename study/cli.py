@@ -153,7 +153,7 @@ def owned_arms(arms: tuple[str, ...], workers: int) -> list[tuple[str, ...]] | N
 def cmd_run(args) -> None:
     import torch
 
-    from study.runner import outer_fold_list
+    from study.arm_studies import outer_fold_list
     from study.workers.urls import safe_url
 
     settings = _settings_from(args)

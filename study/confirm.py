@@ -21,8 +21,9 @@ from cmi_model.folds import SubjectSplit, holdout_folds
 from cmi_model.stopping import raise_if_stopping
 from cmi_model.weighting import BASELINE_ARM
 from study import frozen, records, space
+from study.arm_studies import shared_settings
 from study.objective import BudgetTaken, TrialConfigs, budget_counts, run_folds
-from study.runner import load_study_data, run_one, shared_settings
+from study.runner import load_study_data, run_one
 from study.settings import Settings, StudySection
 from study.workers import trial_notes
 from study.workers.storage import close, fail_lost_trials, open_storage

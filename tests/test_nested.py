@@ -19,12 +19,12 @@ from cmi_model.errors import InputError
 from cmi_model.folds import outer_split
 from cmi_model.synthetic import generate
 from study import nesting, records
+from study.arm_studies import score_settings
 from study.cli import main
 from study.evidence_plan import evidence_plan
 from study.report.analyse import analyse
 from study.report.nested import search_spread
 from study.report.read import read
-from study.runner import score_settings
 from study.settings import build_settings
 from study.subject_level import subject_comparison
 
@@ -67,9 +67,12 @@ def test_one_held_out_set_keeps_the_score_settings_older_studies_were_made_with(
     """A study made before outer folds existed must still accept its own workers: with one
     held-out set no key is added, with outer folds the hold-out share makes way for them."""
     info = records.DataInfo(fingerprint="f")
-    one = score_settings("fixed", build_settings("tiny"), info)
+    fp32 = {"train": {"precision": "32-true"}}
+    one = score_settings("fixed", build_settings("tiny", overrides=fp32), info)
     assert "study.holdout" in one and not any("outer" in k for k in one)
-    nested = score_settings("fixed", build_settings("tiny", overrides={"study": {"outer_folds": 3}}), info, 2)
+    nested = score_settings(
+        "fixed", build_settings("tiny", overrides=fp32 | {"study": {"outer_folds": 3}}), info, 2
+    )
     assert nested["study.outer_folds"] == 3 and nested["study.outer_fold"] == 2
     assert "study.holdout" not in nested
 

@@ -41,9 +41,9 @@ from optuna.trial import TrialState
 import cmi_model.module
 from cmi_model.folds import SubjectSplit
 from study import records
+from study.arm_studies import open_arm_study
 from study.cli import main
 from study.report import analyse, read
-from study.runner import open_arm_study
 from study.settings import build_settings
 from study.workers.storage import open_storage
 

@@ -237,7 +237,7 @@ def test_default_pruner_keeps_the_top_quarter_at_each_fold_from_the_third_trial(
     """The search's default (benchmarks/bench_pruners.py): a trial whose fold-k score is not in
     the top quarter of the complete trials' fold-k scores stops, from the 3rd trial and the 1st
     fold on; median keeps the top half; Wilcoxon cannot prune 3 folds."""
-    from study.runner import make_pruner
+    from study.arm_studies import make_pruner
 
     assert StudySection().pruner == "percentile" and build_settings("full").study.pruner == "percentile"
 

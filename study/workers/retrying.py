@@ -177,7 +177,7 @@ class RetryingStorage(BaseStorage, BaseHeartbeat):
     create_new_trial and set_trial_state_values, whose first attempt may have committed before
     the connection went (the answer was lost). create_new_study after a lost answer raises
     DuplicatedStudyError: the worker then joins the study as if another had made it, and writes
-    its record when no creator's record appears (runner._creators_record), so nothing is lost.
+    its record when no creator's record appears (arm_studies._creators_record), so nothing is lost.
     """
 
     def __init__(self, backend: RDBStorage):
