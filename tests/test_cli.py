@@ -197,9 +197,9 @@ def test_one_masking_function_for_urls_and_command_lines():
     cmd = f"cmi-study run --storage 'postgresql://bob:{PASSWORD}@db/x' --n-trials 3"
     assert urls.redact(cmd) == "cmi-study run --storage 'postgresql://bob:***@db/x' --n-trials 3"
     # The report uses the driver's functions, not copies of them.
-    from study.report import page, read
+    from study.report import read, reproducibility
 
-    assert page.redact is urls.redact and read.redact_url is urls.safe_url
+    assert reproducibility.redact is urls.redact and read.redact_url is urls.safe_url
 
 
 def test_the_helper_module_imports_nothing_from_the_cli():

@@ -50,8 +50,16 @@ def with_dualproj(tmp_path_factory) -> dict[str, str]:
     return os.environ | {"PYTHONPATH": os.pathsep.join([str(src), os.environ.get("PYTHONPATH", "")])}
 
 
+def _src(env: dict[str, str]) -> Path:
+    """The copy of the packages: also the working folder, since `python -c` and `-m` put the working
+    folder ahead of PYTHONPATH (from the repository's root, its own packages would load)."""
+    return Path(env["PYTHONPATH"].split(os.pathsep)[0])
+
+
 def _python(env: dict[str, str], code: str) -> str:
-    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, cwd=_src(env), capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return done.stdout
 
@@ -99,7 +107,7 @@ print(json.dumps({
     assert set(epoch) == {"multiclass", "binary", "nine_class", "kl"} and any(
         v != 1.0 for v in epoch.values()
     )
-    helped = " ".join(_study(with_dualproj, REPO, "run", "--help").stdout.split())  # unwrapped
+    helped = " ".join(_study(with_dualproj, _src(with_dualproj), "run", "--help").stdout.split())  # unwrapped
     assert "dualproj = DualProj (dual cone projection) (Lopez-Paz & Ranzato 2017)" in helped
 
 

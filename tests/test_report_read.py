@@ -27,7 +27,7 @@ from optuna.trial import TrialState, create_trial
 from cmi_model.labels import EIGHTEEN_TO_NINE, GESTURES, NINE_CLASSES
 from cmi_model.metric import score_indices
 from study import records, report
-from study.report import page, read
+from study.report import read, reproducibility
 from study.report.page import SECTION_TITLES, render_html
 from study.report.read import StudyNotFoundError
 from study.report.studies import class_report
@@ -257,7 +257,7 @@ def test_a_search_that_saw_held_out_subjects_is_a_warning():
 
 
 def test_redaction():
-    redact_url, redact = read.redact_url, page.redact  # what the report masks URLs and commands with
+    redact_url, redact = read.redact_url, reproducibility.redact  # what the report masks URLs and commands with
     url = f"postgresql+psycopg2://bob:{PASSWORD}@db.example:5432/optuna"
     assert PASSWORD not in redact_url(url) and "bob" in redact_url(url) and "db.example" in redact_url(url)
     assert redact_url("sqlite:///reports/study.db") == "sqlite:///reports/study.db"

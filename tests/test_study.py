@@ -486,7 +486,7 @@ def test_database_a_worker_is_still_creating_is_not_refused_as_foreign(tmp_path)
 def test_workers_joining_a_new_study_together_queue_one_baseline(tmp_path):
     """Only the worker that creates an arm's study writes its attrs and queues the baseline;
     the others wait for the attrs before checking them."""
-    settings = build_settings("tiny")
+    settings = build_settings("tiny", overrides={"train": {"precision": "32-true"}})  # as run_arms settles it
     info = records.DataInfo(source="synthetic", fingerprint="f" * 16)
     url = sqlite_url(tmp_path / "join.db")
     open_storage(url)  # the schema exists: this test is about the study, not the tables

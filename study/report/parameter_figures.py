@@ -16,18 +16,17 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from cmi_model.weighting import SCHEMES
 from study.report.studies import ArmData, arm_order
 from study.report.style import LAYOUT, arm_color, esc, hover_extra, num
 
 
 def panel_order(arm: ArmData, present: Sequence[str]) -> list[str]:
-    """The slice panels: the arm's own knobs (the loss settings of the search space its study
-    recorded), then the shared ones, in the recorded order; what it did not record last, by name.
-    The study's record, not today's search space: a study made by another version is drawn as it
-    was searched."""
-    recorded = arm.record.search_space
-    own = [p for p, described in recorded.items() if described.endswith("(loss)")]
-    order = own + [p for p in recorded if p not in own]
+    """The slice panels: what the arm's trials searched (`present`, read from the study), its
+    scheme's own knobs first, then the rest in the order its study recorded its search space (the
+    shared knobs), then anything else by name."""
+    own = [k.field for k in SCHEMES[arm.arm].knobs] if arm.arm in SCHEMES else []
+    order = list(dict.fromkeys([*own, *arm.record.search_space]))
     return [p for p in order if p in present] + sorted(p for p in present if p not in order)
 
 

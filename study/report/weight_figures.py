@@ -34,7 +34,8 @@ def fixed_reference_weights(arms: dict[str, ArmData]) -> dict[str, float]:
     if d is None or d.best is None or not d.best.fold_weights:
         return {}
     out = {}
-    for term in {k for w in d.best.fold_weights for k in w}:
+    # In the order the folds recorded the terms: a set's order changes with each process's hash seed.
+    for term in dict.fromkeys(k for w in d.best.fold_weights for k in w):
         vals = [v for w in d.best.fold_weights if math.isfinite(v := w.get(term, math.nan))]
         if vals:
             out[term] = float(np.mean(vals))
