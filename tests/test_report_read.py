@@ -257,7 +257,8 @@ def test_a_search_that_saw_held_out_subjects_is_a_warning():
 
 
 def test_redaction():
-    redact_url, redact = read.redact_url, reproducibility.redact  # what the report masks URLs and commands with
+    # What the report masks URLs and commands with.
+    redact_url, redact = read.redact_url, reproducibility.redact
     url = f"postgresql+psycopg2://bob:{PASSWORD}@db.example:5432/optuna"
     assert PASSWORD not in redact_url(url) and "bob" in redact_url(url) and "db.example" in redact_url(url)
     assert redact_url("sqlite:///reports/study.db") == "sqlite:///reports/study.db"
