@@ -176,14 +176,7 @@ def _headline(page: _Page) -> dict[str, Any]:
 
 def _rope_note(report) -> str:
     """Where the rope of every verdict comes from."""
-    if report.rope_overridden:
-        return (
-            f"This report reads the scores under rope ±{report.rope:g} (report --rope); the study was run "
-            f"with ±{report.stored_rope:g}."
-        )
-    if report.stored_rope is None:
-        return f"Rope ±{report.rope:g}: the default (this study was made before the rope was stored with it)."
-    return f"Rope ±{report.rope:g}, stored with the study (run --rope)."
+    return sentences.sentence("rope_source", report.rope, report.stored_rope, report.rope_overridden)
 
 
 # ----------------------------------------------------------------------------- 2.–6. figures
@@ -239,7 +232,7 @@ def _confirmation(page: _Page) -> dict[str, Any]:
         forest = page.figure(
             "forest",
             cmp_figs.fig_forest(cmp_figs.forest_info(comparisons)),
-            "No comparison has an interval yet: no forest plot.",
+            sentences.sentence("no_forest"),
         )
     return {
         "confirm_name": records.study_name(
@@ -280,14 +273,14 @@ def _search(page: _Page) -> dict[str, Any]:
         page.figure(
             "best-so-far",
             search_figs.fig_best_so_far(trials),
-            "No complete trial in any arm yet: nothing to plot.",
+            sentences.sentence("no_complete_trial"),
         ),
-        page.figure("trial-scores", search_figs.fig_trial_scores(trials), "No trials in any arm yet."),
+        page.figure("trial-scores", search_figs.fig_trial_scores(trials), sentences.sentence("no_trials")),
     ]
     rows = []
     for arm, d in _by_arm(arms):
         if d.best is None:
-            rows.append([arm, "—", "—", f"no complete trial ({d.state_summary()})"])
+            rows.append([arm, "—", "—", sentences.sentence("no_best", d.state_summary())])
             continue
         params = ", ".join(
             f"{k} = {v:.4g}" if isinstance(v, float) else f"{k} = {v}" for k, v in d.best.params.items()
@@ -300,9 +293,7 @@ def _search(page: _Page) -> dict[str, Any]:
 def _tuning(page: _Page) -> dict[str, Any]:
     data = page.report.studies
     curves = budget_figs.budget_curves(budget_figs.searches_of(data))
-    slot = page.figure(
-        "budget", budget_figs.fig_budget(curves), "No complete trial in any arm yet: nothing to plot."
-    )
+    slot = page.figure("budget", budget_figs.fig_budget(curves), sentences.sentence("no_complete_trial"))
     said = sentences.tuning_text(curves, page.report.verdicts) + sentences.frozen_text(page.report)
     searches = curves["outer_fold"].nunique() if len(curves) else 0
     return {"slot": slot, "said": said, "searches": searches, "baseline": BASELINE_ARM}
@@ -316,12 +307,8 @@ def _weights(page: _Page) -> dict[str, Any]:
     absent = []
     for arm in (a for a in learned if a not in drawn):
         d = data.arms.get(arm)
-        if d is None:
-            absent.append(f"{arm}: no search study, so no weight trajectory to show.")
-        elif d.best is None:
-            absent.append(f"{arm}: no complete trial yet, so no weight trajectory to show.")
-        else:
-            absent.append(f"{arm}: the best trial #{d.best.number} recorded no weight_trajectory.")
+        best = "no study" if d is None else (d.best.number if d.best is not None else None)
+        absent.append(sentences.sentence("no_trajectory", arm, best))
     slot = page.figure("weights", weight_figs.fig_weights(info), "") if info is not None else None
     return {
         "slot": slot,
@@ -349,20 +336,23 @@ def _landscape(page: _Page) -> dict[str, Any]:
             page.figure(
                 "fixed-landscape",
                 param_figs.fig_fixed_landscape(param_figs.landscape_info(fixed)),
-                f"Not drawn: a landscape over alpha × kl_weight needs at least "
-                f"{param_figs.MIN_TRIALS_FOR_LANDSCAPE} complete {BASELINE_ARM} trials, "
-                f"this study has {param_figs.landscape_count(fixed)}.",
+                sentences.sentence(
+                    "no_landscape",
+                    param_figs.MIN_TRIALS_FOR_LANDSCAPE,
+                    BASELINE_ARM,
+                    param_figs.landscape_count(fixed),
+                ),
             ),
             page.figure(
                 "fixed-slices",
                 param_figs.fig_slices(param_figs.slice_info(fixed)),
-                f"No complete {BASELINE_ARM} trial yet.",
+                sentences.sentence("no_slices", BASELINE_ARM),
             ),
         ]
     importances = page.figure(
         "importances",
         param_figs.fig_importances(param_figs.importances_info(arms)),
-        f"No arm has the {MIN_TRIALS_FOR_IMPORTANCES} complete trials importances need (see below).",
+        sentences.sentence("no_importances", MIN_TRIALS_FOR_IMPORTANCES),
     )
     notes = [[arm, d.importance_note] for arm, d in _by_arm(arms)]
     return {"figures": slots, "importances": importances, "notes": notes}
@@ -377,7 +367,7 @@ def _metric_parts(page: _Page) -> dict[str, Any]:
     parts = page.figure(
         "metric-parts",
         metric_figs.fig_metric_parts(metric_figs.metric_parts_frame(page.report.studies)),
-        "No complete trial or confirmation run yet.",
+        sentences.sentence("no_metric_parts"),
     )
     rows = [
         [arm, r.source, r.n, num(r.score), num(r.binary_f1), num(r.macro_f1)] for arm, r in reports.items()
@@ -385,7 +375,7 @@ def _metric_parts(page: _Page) -> dict[str, Any]:
     per_class = page.figure(
         "per-class-f1",
         metric_figs.fig_per_class_f1(reports),
-        "No out-of-fold predictions (user attr oof) recorded yet.",
+        sentences.sentence("no_oof"),
     )
     confusions = [
         page.figure(f"confusion-{arm}", metric_figs.fig_confusion(arm, rep), "")
