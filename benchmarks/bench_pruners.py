@@ -70,7 +70,7 @@ class FoldMeanPruner(optuna.pruners.BasePruner):
 
 
 def candidates() -> dict:
-    """name → (description, pruner factory). The settings' choices first, through study.runner."""
+    """name → (description, pruner factory). The settings' choices first, through study.arm_studies."""
     from study.arm_studies import make_pruner
     from study.settings import StudySection
 

@@ -1,8 +1,11 @@
 """How a command ends: its exit code and the one line on stderr for each way it fails (the README's
 table), a stop by signal, a reader or stream gone away, and warnings as lines of the same form.
 
-Exit codes: 0 success, 2 bad input or configuration, 1 a machine or storage that failed under the
-command, 128 + the signal for a stop (130 Ctrl-C, 143 SIGTERM, 141 a reader of stdout gone away).
+Exit codes (the README's table): 0 success; 2 bad input or configuration, and a storage that is
+locked, read-only, damaged or replaced; 1 a machine out of room (full disk, file-size or memory limit),
+a database server that stayed down or is full, a helper worker that failed, an arm whose every trial
+failed, and any error that is not one of these (a bug: its traceback is the report); 128 + the
+signal for a stop (130 Ctrl-C, 143 SIGTERM, 141 a reader of stdout gone away).
 """
 
 from __future__ import annotations
@@ -123,55 +126,56 @@ def exit_code(
     from study.workers.helper import HelperFailed
     from study.workers.retrying import StorageBroken, StorageLost
 
-    try:
-        raise e
-    except BrokenPipeError:  # a closed pipe is not bad input: stop writing, say nothing
+    # In this order: a BrokenPipeError is an OSError, and InputError, ValidationError and
+    # JSONDecodeError are ValueErrors. Matched, not re-raised: a bug's traceback stays its own.
+    if isinstance(e, BrokenPipeError):  # a closed pipe is not bad input: stop writing, say nothing
         quiet_stdout()
         return 128 + signal.SIGPIPE
-    except InputError as e:
+    if isinstance(e, InputError):
         print(f"cmi-study {command}: error: {e}", file=sys.stderr)
         return 2
-    except ValidationError as e:
+    if isinstance(e, ValidationError):
         err = e.errors()[0]
         print(
             f"cmi-study {command}: error: {'.'.join(map(str, err['loc']))}: {err['msg']}",
             file=sys.stderr,
         )
         return 2
-    except StorageLost as e:  # the database server stayed down (study.workers.retrying.RETRY_PATIENCE)
+    if isinstance(e, StorageLost):  # the database server stayed down (study.workers.retrying.RETRY_PATIENCE)
         print(f"cmi-study {command}: error: {e}", file=sys.stderr)
         return 1
-    except HelperFailed as e:  # the helper said why on stderr (its own line) or was killed
+    if isinstance(e, HelperFailed):  # the helper said why on stderr (its own line) or was killed
         print(f"cmi-study {command}: error: {e}", file=sys.stderr)
         return 1
-    except NothingDone as e:  # every trial or pair of an arm failed: say which and why, exit 1
+    if isinstance(e, NothingDone):  # every trial or pair of an arm failed: say which and why, exit 1
         print(f"cmi-study {command}: error: {e}", file=sys.stderr)
         return 1
-    except StorageBroken as e:  # inside a trial (study.workers.retrying.broken): the cause, already one line
+    if isinstance(
+        e, StorageBroken
+    ):  # inside a trial (study.workers.retrying.broken): the cause, already one line
         line, code = room_line(e.reason)
         print(f"cmi-study {command}: error: {storage()}: {line}", file=sys.stderr)
         return code
-    except (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError) as e:
+    if isinstance(e, (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError)):
         # A storage that broke under us: locked, read-only, damaged, deleted, its disk full. Optuna
         # wraps a failed write in StorageInternalError (its hint blames the data): the cause says why.
         line, code = storage_failure(e)
         print(f"cmi-study {command}: error: {storage()}: {line}", file=sys.stderr)
         return code
-    except json.JSONDecodeError as e:  # Optuna decodes every stored attribute; one was edited by hand
+    if isinstance(e, json.JSONDecodeError):  # Optuna decodes every stored attribute; one was edited by hand
         print(
             f"cmi-study {command}: error: storage: a stored attribute is not JSON ({e.msg}, character "
             f"{e.pos}): the database was edited or damaged outside Optuna",
             file=sys.stderr,
         )
         return 2
-    except OSError as e:  # a disk that is full or a folder we may not write: one line, not a traceback
+    if isinstance(e, OSError):  # a disk that is full or a folder we may not write: one line, not a traceback
         where = f"{e.filename}: " if e.filename else ""
         line, code = room_line(e.strerror or str(e))
         print(f"cmi-study {command}: error: {where}{line}", file=sys.stderr)
         return 1 if e.errno in (errno.ENOSPC, errno.EFBIG) else code
-    except (KeyboardInterrupt, Interrupted):
+    if isinstance(e, (KeyboardInterrupt, Interrupted)):
         if say_stopped:
             print(f"\n{stopped_line(command)}", file=sys.stderr)
         return 128 + (stop_signal() or signal.SIGINT)
-    except BaseException:  # noqa: BLE001
-        return None
+    return None

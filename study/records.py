@@ -1,7 +1,7 @@
 """The storage format: what a study and a trial carry as Optuna user attributes.
 
 Written and read here only. The objective and confirm write trials through :func:`write`,
-the runner writes studies through :func:`write_study`; the report, the runner and the tests
+study.arm_studies writes studies through :func:`write_study`; the report, the runner and the tests
 read through :func:`read_trial` / :func:`read_arm_study` / :func:`read_confirm_study`.
 
 One field is one user attribute, so optuna-dashboard shows each on its own. A trial's

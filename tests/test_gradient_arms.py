@@ -1,4 +1,4 @@
-"""The gradient-level arms (cmi_model/weighting/gradient_level.py) against TorchJD and by hand.
+"""The gradient-level arms (cmi_model/weighting/_jacobian.py and one file each) against TorchJD and by hand.
 
 A toy two-layer network with the project's heads and loss terms: the encoder's gradient is
 TorchJD's aggregator applied to the Jacobian computed here term by term with torch.autograd,

@@ -17,7 +17,7 @@ from cmi_model.labels import EIGHTEEN_TO_BINARY, EIGHTEEN_TO_NINE, aggregation_m
 from cmi_model.losses import inverse_frequency_weights, kl_consistency, loss_terms
 from cmi_model.module import CMILitModule
 from cmi_model.network import CMINetwork
-from cmi_model.weighting import ARMS, SCHEMES, Weighting, build_weighting, scheme
+from cmi_model.weighting import ARMS, Weighting, build_weighting, scheme
 from cmi_model.weighting.direct import DirectWeighting
 from cmi_model.weighting.fixed import FixedWeighting
 from cmi_model.weighting.uncertainty import UncertaintyWeighting
@@ -100,6 +100,41 @@ def test_fixed_equals_formula_exactly():
     assert list(FixedWeighting(cfg).parameters()) == []
 
 
+SCHEME = """
+from cmi_model.weighting.equal import EqualWeighting
+
+
+class {name}(EqualWeighting):
+    arm = "{arm}"
+    label, paper, position = "{arm}", "none", {position}
+    {color}
+"""
+
+
+@pytest.mark.parametrize(
+    "files, error",
+    [
+        (
+            {"one": ("One", "one", 1, 'color = "#000"'), "two": ("Two", "two", 1, 'color = "#111"')},
+            "position 1 is already one's",
+        ),
+        ({"one": ("One", "one", 1, "")}, "One does not state its color"),
+        ({"one": ("One", "uno", 1, 'color = "#000"')}, "its scheme's arm is 'uno', not the file's name"),
+    ],
+)
+def test_a_scheme_file_that_breaks_the_rules_is_refused_naming_it(tmp_path, monkeypatch, files, error):
+    name = "schemes_" + "".join(c if c.isalnum() else "_" for c in tmp_path.name)  # new to sys.modules
+    package = tmp_path / name
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    for file, (cls, arm, position, color) in files.items():
+        (package / f"{file}.py").write_text(SCHEME.format(name=cls, arm=arm, position=position, color=color))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(ImportError, match=error) as raised:
+        wmod._discover([str(package)], name)
+    assert str(package) in str(raised.value)  # the line names the file
+
+
 def test_every_scheme_file_is_an_arm_and_a_loss_config_value():
     files = sorted(
         p.stem for p in Path(wmod.__file__).parent.glob("*.py") if p.stem not in ("__init__", "base")
@@ -107,7 +142,6 @@ def test_every_scheme_file_is_an_arm_and_a_loss_config_value():
     schemes = [f for f in files if not f.startswith("_")]
     assert sorted(ARMS) == schemes and len(schemes) >= 15  # the package's files are the registry
     assert typing.get_args(LossConfig.model_fields["auto_weighting"].annotation) == ARMS
-    assert [SCHEMES[a].position for a in ARMS] == sorted(SCHEMES[a].position for a in ARMS)
     assert ARMS[0] == "fixed" and LossConfig().auto_weighting == "fixed"
     assert LossConfig(auto_weighting="none").auto_weighting == "fixed"  # the fixed scheme's older name
     for arm in ARMS:

@@ -116,9 +116,23 @@ def test_the_new_arm_trains_and_a_study_made_before_it_is_confirmed_and_reported
     db = tmp_path / "old.db"
     shutil.copy(OLD_STUDY, db)
     common = ["--storage", f"sqlite:///{db}", "--study-name", "old"]
+    # A pair queued the way the code of that day queued it (the arm a fixed parameter, no arm
+    # attribute), not yet taken: it trains, as the arm it was queued for.
+    _python(
+        with_dualproj,
+        f"""
+import optuna
+from study import records
+url = "sqlite:///{db}"
+best = records.best_trial(optuna.load_study(study_name="old-fixed", storage=url).trials)
+attrs = records.trial_attrs(source_trial=best.number, params=best.params, forced=False)
+optuna.load_study(study_name="old-confirm", storage=url).enqueue_trial({{"arm": "fixed", "seed": 2}}, user_attrs=attrs)
+""",
+    )
     # The old study's confirmation pairs carry their arm as a categorical over the arms of their day;
     # with an arm more, suggesting it again would raise "CategoricalDistribution does not support
-    # dynamic value space". A second seed trains a new pair of each arm.
+    # dynamic value space" (and the code of that day failed every new pair so, exiting 0). A second
+    # seed trains a new pair of each arm: the one queued above and one queued now.
     _study(with_dualproj, tmp_path, "confirm", "--seeds", "2", *common)
     report = tmp_path / "old.html"
     _study(with_dualproj, tmp_path, "report", *common, "--out", str(report))
@@ -131,9 +145,13 @@ import optuna
 from study import records
 trials = optuna.load_study(study_name="old-confirm", storage="sqlite:///{db}").trials
 print(sorted((records.read_trial(t).arm, t.params["seed"]) for t in trials if t.state.name == "COMPLETE"))
+print(len(trials))
 """,
     )
-    assert check.strip() == "[('fixed', 1), ('fixed', 2), ('uncertainty', 1), ('uncertainty', 2)]"
+    done, n = check.strip().splitlines()
+    assert (
+        done == "[('fixed', 1), ('fixed', 2), ('uncertainty', 1), ('uncertainty', 2)]" and n == "4"
+    )  # none twice
     # The new arm runs in a study of its own beside the old ones.
     new = ["--storage", f"sqlite:///{db}", "--study-name", "new", "--workers", "1"]
     _study(with_dualproj, tmp_path, "run", "--preset", "tiny", "--arms", "dualproj", "--n-trials", "1", *new)

@@ -123,7 +123,7 @@ def generate(out_dir: str | Path, *, n_subjects: int = 12, full_size: bool = Fal
     if n_subjects < 1:
         raise InputError(f"n_subjects must be at least 1, got {n_subjects}")
     if seed < 0:
-        raise InputError(f"--seed must be non-negative, got {seed}")
+        raise InputError(f"--data-seed must be non-negative, got {seed}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (train_subjects, train_plan), (test_subjects, test_plan) = build_plans(n_subjects, seed)

@@ -31,13 +31,20 @@ __all__ = [
 ]
 
 
-def _discover() -> dict[str, type[Weighting]]:
-    """arm → scheme class, from the package's scheme modules, in the classes' `position` order."""
+# What every scheme states of itself: the study, the report and the CLI's help read these.
+STATED = ("arm", "label", "paper", "color", "position")
+
+
+def _discover(path=__path__, package: str = __name__) -> dict[str, type[Weighting]]:
+    """arm → scheme class, from the package's scheme modules, in the classes' `position` order. A
+    module that breaks the rules (one class, named after its file, stating STATED, a known family,
+    a position of its own) is an ImportError naming the file."""
     found: dict[str, type[Weighting]] = {}
-    for info in pkgutil.iter_modules(__path__):
+    for info in pkgutil.iter_modules(path):
         if info.name.startswith("_") or info.name == "base":
             continue
-        module = importlib.import_module(f"{__name__}.{info.name}")
+        module = importlib.import_module(f"{package}.{info.name}")
+        where = module.__file__
         mine = [
             c
             for c in vars(module).values()
@@ -48,13 +55,19 @@ def _discover() -> dict[str, type[Weighting]]:
         ]
         if len(mine) != 1:
             raise ImportError(
-                f"{module.__file__}: a scheme module holds one Weighting class with an arm, found {len(mine)}"
+                f"{where}: a scheme module holds one Weighting class with an arm, found {len(mine)}"
             )
         cls = mine[0]
+        if missing := [name for name in STATED if name not in vars(cls)]:
+            raise ImportError(f"{where}: {cls.__name__} does not state its {', '.join(missing)}")
         if cls.arm != info.name:  # the file is named after its arm: one place to look for it
-            raise ImportError(f"{module.__file__}: its scheme's arm is {cls.arm!r}, not the file's name")
+            raise ImportError(f"{where}: its scheme's arm is {cls.arm!r}, not the file's name")
         if cls.family not in FAMILIES:
-            raise ImportError(f"{module.__file__}: family {cls.family!r} is not one of {FAMILIES}")
+            raise ImportError(f"{where}: family {cls.family!r} is not one of {FAMILIES}")
+        if same := [c for c in found.values() if c.position == cls.position]:
+            raise ImportError(
+                f"{where}: position {cls.position} is already {same[0].arm}'s: the arms' order is ambiguous"
+            )
         found[cls.arm] = cls
     return dict(sorted(found.items(), key=lambda item: item[1].position))
 
@@ -67,6 +80,7 @@ ALL_ARMS: tuple[str, ...] = tuple(arm for arm, cls in SCHEMES.items() if cls.con
 # and the reference line of what no tuning at all gives.
 BASELINE_ARM = "fixed"
 NO_TUNING_ARM = "equal"
+assert {BASELINE_ARM, NO_TUNING_ARM} <= set(SCHEMES), "the baseline and no-tuning schemes are in the folder"
 
 
 def scheme(arm: str) -> type[Weighting]:
