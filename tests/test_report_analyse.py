@@ -21,7 +21,7 @@ from helpers.page import headline_html
 from optuna.trial import TrialState, create_trial
 
 from study import records
-from study.report import analyse
+from study.report import analyse, studies
 from study.report.dashboard import dashboard_note
 from study.report.page import render_html
 from study.stats import holm
@@ -170,7 +170,7 @@ def test_verdicts_are_those_of_the_comparisons_and_movements():
     assert [v.cmp for v in rep.verdicts] == list(rep.comparisons)
     again = analyse.verdicts(rep.studies, list(rep.comparisons), rep.movements)
     assert tuple(again) == rep.verdicts  # analyse only gathers; the functions stand alone
-    assert analyse.weight_movement(rep.studies) == rep.movements
+    assert studies.weight_movement(rep.studies) == rep.movements
     assert (rep.verdicts[0].a_label, rep.verdicts[0].b_label) == (
         analyse.label("fixed"),
         analyse.label("uncertainty"),
@@ -251,7 +251,7 @@ def test_learned_weights_that_did_not_move_are_effectively_fixed(search, confirm
     add_arm_study(storage, "still", "uncertainty", delta=search)
     add_confirm_study(storage, "still", delta=confirm)
     rep = report_of(storage, "still")
-    moved = analyse.weight_movement(rep.studies)
+    moved = studies.weight_movement(rep.studies)
     assert moved == rep.movements
     assert set(moved) == {"uncertainty"}
     assert (moved["uncertainty"].search, moved["uncertainty"].confirm) == pytest.approx((search, confirm))

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from cmi_model.weighting import BASELINE_ARM, NO_TUNING_ARM, SCHEMES
-from study.report import analyse, style
+from study.report import analyse, studies, style
 
 ROOT = Path(__file__).resolve().parents[1]
 REPORT_MODULES = sorted((ROOT / "study" / "report").glob("*.py"))
@@ -57,7 +57,7 @@ def test_the_schemes_have_distinct_colours_and_labels():
     assert near == []
     assert len({s.label for s in SCHEMES.values()}) == len(SCHEMES)
     assert {BASELINE_ARM, NO_TUNING_ARM} <= set(SCHEMES) and BASELINE_ARM != NO_TUNING_ARM
-    assert [a for a in SCHEMES if analyse.learns(a)] == [a for a, s in SCHEMES.items() if s.learned]
+    assert [a for a in SCHEMES if studies.learns(a)] == [a for a, s in SCHEMES.items() if s.learned]
     assert all(analyse.label(a) == s.label for a, s in SCHEMES.items())
 
 

@@ -14,6 +14,13 @@
   :mod:`.dashboard` saves the same verdict and figures for optuna-dashboard (:mod:`.artifact`,
   used by the ``report`` command, stores the written page as the confirmation study's artifact).
 
+Follow one figure from storage to HTML through five files, e.g. the learned weights: :mod:`.read`
+(the trials' records into :mod:`.studies`' dataclasses, which also say how far learned weights moved),
+:mod:`.weight_figures` (its plain record, then the plotly figure), :mod:`.page` (the section that
+places it) and ``templates/sections.html.j2`` (its markup). Beside the path, shared by every figure:
+:mod:`.style` (colours, layout) and the sentences, all in ``templates/verdict.txt.j2`` (through
+:mod:`.sentences`).
+
 What each arm is (its label, paper, colour, family, whether it learns) comes from its class in
 :mod:`cmi_model.weighting`, the families' order from its ``FAMILIES``: nothing here names an arm. A missing piece of data turns into a
 sentence saying what is missing, never an exception; only a study name with no study at all

@@ -26,12 +26,11 @@ from study import frozen, records
 from study.evidence_plan import EvidencePlan, evidence_plan
 from study.records import DataInfo
 from study.report.nested import Pick, SearchSpread, picks, search_spread
-from study.report.studies import ArmData, ConfirmData, FoldFacts, Studies
+from study.report.studies import ArmData, ConfirmData, FoldFacts, Movement, Studies, weight_movement
 from study.stats import DEFAULT_ROPE, VERDICTS, Comparison, check_rope, holm, paired_comparison
 from study.subject_level import SubjectComparison, family_verdicts, subject_comparison
 
 MIN_PAIRS = 3  # fewer paired scores give no interval worth showing (t with 1 df: ±12.7 standard errors)
-MOVED = frozen.MOVED  # learned log-weights that moved less than this (max |Δs|) are effectively fixed
 
 
 def label(arm: str) -> str:
@@ -40,11 +39,6 @@ def label(arm: str) -> str:
         return f"fixed at {records.source_arm(arm)}'s learned weights"
     scheme = SCHEMES.get(arm)
     return scheme.label if scheme is not None else arm
-
-
-def learns(arm: str) -> bool:
-    scheme = SCHEMES.get(arm)
-    return scheme is not None and scheme.learned
 
 
 # ----------------------------------------------------------------------------- comparisons
@@ -293,47 +287,6 @@ def compare_all(data: Studies, rope: float) -> list[ArmComparison]:
 
 
 # ----------------------------------------------------------------------------- what each headline states
-
-
-@dataclass(frozen=True)
-class Movement:
-    """How far a learned arm's log-weights moved within a fold (max |Δs| over folds)."""
-
-    arm: str
-    search: float | None  # over the folds of its best search trial (None: not recorded)
-    search_trial: int | None
-    search_folds: int  # folds that recorded it
-    confirm: float | None  # over the folds of its confirmation runs
-    confirm_folds: int
-
-    @property
-    def largest(self) -> float | None:
-        known = [v for v in (self.search, self.confirm) if v is not None]
-        return max(known) if known else None
-
-    @property
-    def effectively_fixed(self) -> bool:
-        return self.largest is not None and self.largest < MOVED
-
-
-def _max_delta(folds: list[FoldFacts]) -> tuple[float | None, int]:
-    known = [f.max_abs_delta_s for f in folds if f.max_abs_delta_s is not None]
-    return (max(known) if known else None), len(known)
-
-
-def weight_movement(data: Studies) -> dict[str, Movement]:
-    """Every arm that learns its weights, with a best search trial or confirmation runs."""
-    out = {}
-    for arm in data.arm_names():
-        d = data.arms.get(arm)
-        best = d.best if d is not None else None
-        confirm = data.confirm.fold_facts.get(arm, []) if data.confirm is not None else []
-        if not learns(arm) or (best is None and not confirm):
-            continue
-        search, n_search = _max_delta(best.folds if best else [])
-        moved, n_confirm = _max_delta(confirm)
-        out[arm] = Movement(arm, search, best.number if best else None, n_search, moved, n_confirm)
-    return out
 
 
 @dataclass(frozen=True)

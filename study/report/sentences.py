@@ -16,9 +16,9 @@ import pandas as pd
 
 from cmi_model.weighting import BASELINE_ARM, FAMILIES, NO_TUNING_ARM
 from study import frozen
-from study.report.analyse import MIN_PAIRS, MOVED, Movement, Report, Verdict
+from study.report.analyse import MIN_PAIRS, Report, Verdict
 from study.report.budget_figures import Match, trials_to_match
-from study.report.studies import arm_order, family_of
+from study.report.studies import MOVED, Movement, arm_order, family_of
 from study.report.style import count, num, p_value
 from study.report.tradeoff_figures import TradeoffInfo
 from study.subject_level import SKEW_SAFE_SUBJECTS

@@ -19,7 +19,7 @@ from sklearn.metrics import confusion_matrix, f1_score
 from cmi_model.labels import EIGHTEEN_TO_NINE, GESTURES, NINE_CLASSES
 from cmi_model.metric import score_indices
 from cmi_model.weighting import BASELINE_ARM, FAMILIES, SCHEMES
-from study import records
+from study import frozen, records
 from study.nesting import Crossing
 from study.records import ARMS, CONFIRM, ArmStudyRecord, ConfirmStudyRecord, DataInfo
 
@@ -441,4 +441,55 @@ def _subjects(data: Studies) -> list[str]:
             f"{len(leaky)} fold(s) ({', '.join(sorted(set(leaky), key=arm_order))}) chose their epoch on stop "
             f"subjects that are also their validation subjects: those scores looked at their own validation fold."
         )
+    return out
+
+
+# ----------------------------------------------------------------------------- how far learned weights moved
+
+MOVED = frozen.MOVED  # learned log-weights that moved less than this (max |Δs|) are effectively fixed
+
+
+def learns(arm: str) -> bool:
+    scheme = SCHEMES.get(arm)
+    return scheme is not None and scheme.learned
+
+
+@dataclass(frozen=True)
+class Movement:
+    """How far a learned arm's log-weights moved within a fold (max |Δs| over folds)."""
+
+    arm: str
+    search: float | None  # over the folds of its best search trial (None: not recorded)
+    search_trial: int | None
+    search_folds: int  # folds that recorded it
+    confirm: float | None  # over the folds of its confirmation runs
+    confirm_folds: int
+
+    @property
+    def largest(self) -> float | None:
+        known = [v for v in (self.search, self.confirm) if v is not None]
+        return max(known) if known else None
+
+    @property
+    def effectively_fixed(self) -> bool:
+        return self.largest is not None and self.largest < MOVED
+
+
+def _max_delta(folds: list[FoldFacts]) -> tuple[float | None, int]:
+    known = [f.max_abs_delta_s for f in folds if f.max_abs_delta_s is not None]
+    return (max(known) if known else None), len(known)
+
+
+def weight_movement(data: Studies) -> dict[str, Movement]:
+    """Every arm that learns its weights, with a best search trial or confirmation runs."""
+    out = {}
+    for arm in data.arm_names():
+        d = data.arms.get(arm)
+        best = d.best if d is not None else None
+        confirm = data.confirm.fold_facts.get(arm, []) if data.confirm is not None else []
+        if not learns(arm) or (best is None and not confirm):
+            continue
+        search, n_search = _max_delta(best.folds if best else [])
+        moved, n_confirm = _max_delta(confirm)
+        out[arm] = Movement(arm, search, best.number if best else None, n_search, moved, n_confirm)
     return out

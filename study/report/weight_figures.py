@@ -18,8 +18,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from cmi_model.weighting import BASELINE_ARM, NO_TUNING_ARM, SCHEMES
-from study.report.analyse import Movement, learns
-from study.report.studies import ArmData, arm_order
+from study.report.studies import ArmData, Movement, arm_order, learns
 from study.report.style import GREY, LAYOUT, TERMS, esc, num, term_color
 
 FOLD_DASHES = ("solid", "dash", "longdash", "dashdot", "longdashdot")  # never "dot": the reference's
