@@ -225,7 +225,7 @@ def test_left_out_with_a_note(case, note):
     }.get(case)
     rep = report_of(tradeoff_storage(case, arms, fixed=fixed, confirm=case != "no confirmation"), case)
     assert tf.tradeoff_info(rep.studies) is None and tf.fig_tradeoff(None) is None
-    assert tf.tradeoff_note(rep.studies).startswith(note)
+    assert sentences.tradeoff_note(rep.studies).startswith(note)
     text, figs = render_html(rep)
     assert "tradeoff" not in [k for k, _ in figs]
     assert f'<p class="missing">{note}' in text and 'class="tradeoff"' not in text
@@ -236,7 +236,9 @@ def test_left_out_when_the_confirmation_has_no_f1():
     add_confirm_study(storage, "nof1", arms=("fixed", "uncertainty"), scores=_confirm_scores, split=None)
     rep = report_of(storage, "nof1")
     assert tf.tradeoff_info(rep.studies) is None
-    assert tf.tradeoff_note(rep.studies).startswith("Not drawn: the confirmation runs recorded no binary F1")
+    assert sentences.tradeoff_note(rep.studies).startswith(
+        "Not drawn: the confirmation runs recorded no binary F1"
+    )
 
 
 def test_an_arm_without_f1_is_named_not_placed():

@@ -18,8 +18,10 @@ Follow one figure from storage to HTML through five files, e.g. the learned weig
 (the trials' records into :mod:`.studies`' dataclasses, which also say how far learned weights moved),
 :mod:`.weight_figures` (its plain record, then the plotly figure), :mod:`.page` (the section that
 places it) and ``templates/sections.html.j2`` (its markup). Beside the path, shared by every figure:
-:mod:`.style` (colours, layout) and the sentences, all in ``templates/verdict.txt.j2`` (through
-:mod:`.sentences`).
+:mod:`.style` (colours, layout) and the page's sentences, in ``templates/verdict.txt.j2``
+(through :mod:`.sentences`): the verdicts, and what a section says where it cannot show a figure.
+Warnings about the stored data are worded where they are found (:mod:`.read`, :mod:`.studies`,
+:mod:`.analyse`), figure titles in their figure's module.
 
 What each arm is (its label, paper, colour, family, whether it learns) comes from its class in
 :mod:`cmi_model.weighting`, the families' order from its ``FAMILIES``: nothing here names an arm. A missing piece of data turns into a

@@ -362,7 +362,7 @@ def _metric_parts(page: _Page) -> dict[str, Any]:
     reports = page.report.studies.class_reports()
     info = tradeoff_figs.tradeoff_info(page.report.studies)
     tradeoff = page.figure(
-        "tradeoff", tradeoff_figs.fig_tradeoff(info), tradeoff_figs.tradeoff_note(page.report.studies)
+        "tradeoff", tradeoff_figs.fig_tradeoff(info), sentences.tradeoff_note(page.report.studies)
     )
     parts = page.figure(
         "metric-parts",

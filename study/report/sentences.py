@@ -21,6 +21,7 @@ from study.report.budget_figures import Match, trials_to_match
 from study.report.studies import MOVED, Movement, arm_order, family_of
 from study.report.style import count, num, p_value
 from study.report.tradeoff_figures import TradeoffInfo
+from study.report.tradeoff_figures import why_not_drawn as tradeoff_why_not_drawn
 from study.subject_level import SKEW_SAFE_SUBJECTS
 
 ENV = jinja2.Environment(
@@ -131,3 +132,9 @@ def disagreement_text(curves: pd.DataFrame, verdicts: list[Verdict], arm: str) -
 def tradeoff_text(info: TradeoffInfo) -> str:
     """Which confirmed arms land beyond the baseline arm's front and which inside it, in one sentence."""
     return " ".join(sentence("tradeoff", info).split())
+
+
+def tradeoff_note(data) -> str:
+    """Why the trade-off figure is not drawn, in one line ("" when it is)."""
+    why = tradeoff_why_not_drawn(data)
+    return sentence("no_front", why[0], BASELINE_ARM, why[1]) if why else ""

@@ -172,7 +172,7 @@ def _arm_values(confirm: ConfirmData | None) -> tuple[dict[str, tuple[np.ndarray
 
 def tradeoff_info(data: Studies) -> TradeoffInfo | None:
     """The figure's record; None without a baseline trial point or a confirmed arm to place
-    (:func:`tradeoff_note` says which)."""
+    (:func:`why_not_drawn` says which)."""
     trials, _ = _trial_points(data.arms.get(BASELINE_ARM))
     values, unplaced = _arm_values(data.confirm)
     if not trials or not values:
@@ -204,29 +204,22 @@ def tradeoff_info(data: Studies) -> TradeoffInfo | None:
     return TradeoffInfo(BASELINE_ARM, points, tuple(arms), tuple(unplaced))
 
 
-def tradeoff_note(data: Studies) -> str:
-    """Why :func:`tradeoff_info` has nothing to draw, in one line."""
+def why_not_drawn(data: Studies) -> tuple[str, int] | None:
+    """Why :func:`tradeoff_info` has nothing to draw: (the reason, the complete baseline trials), in
+    words by sentences.tradeoff_note; None when it has."""
     trials, complete = _trial_points(data.arms.get(BASELINE_ARM))
     if BASELINE_ARM not in data.arms:
-        return (
-            f"Not drawn: no {BASELINE_ARM} search study, so no fixed-weight front to place the arms against."
-        )
+        return "no study", complete
     if not complete:
-        return f"Not drawn: no complete {BASELINE_ARM} search trial yet, so no fixed-weight front."
+        return "no complete trial", complete
     if not trials:
-        return (
-            f"Not drawn: none of the {complete} complete {BASELINE_ARM} search trials recorded binary F1 and "
-            f"macro F1 in every fold (trials from before they were stored)."
-        )
+        return "no F1 parts", complete
     values, _ = _arm_values(data.confirm)
     if data.confirm is None or not len(data.confirm.scores):
-        return "Not drawn: no arm has a finished confirmation yet (run `cmi-study confirm`)."
+        return "no confirmation", complete
     if not values:
-        return (
-            "Not drawn: the confirmation runs recorded no binary F1 and macro F1 per fold "
-            "(runs from before they were stored)."
-        )
-    return ""
+        return "no confirmation F1 parts", complete
+    return None
 
 
 # ----------------------------------------------------------------------------- the figure
