@@ -104,7 +104,7 @@ def pair_of(t: FrozenTrial) -> tuple[str | None, int | None, int | None]:
 
 
 def _check_searches(
-    arm_studies: dict[str, optuna.Study], recorded: dict[str, records.ArmStudyRecord], unfinished: bool
+    arm_studies: dict[str, optuna.Study], recorded: dict[str, records.ArmStudyRecord], allow_unfinished: bool
 ) -> set[str]:
     """The arms whose search is unfinished (budget not reached, or a trial running); without
     --unfinished the first of them is an error. Also refuses arms made with other shared settings."""
@@ -124,7 +124,7 @@ def _check_searches(
         n = recorded[arm].n_trials or 0
         if done < n or running:
             unfinished.add(arm)
-            if not unfinished:
+            if not allow_unfinished:
                 raise InputError(
                     f"arm {arm}: {done} of {n} search trials finished, {running} running in "
                     f"{study.study_name!r}: let `run` finish, or pass --unfinished to confirm the best so far"
@@ -188,7 +188,7 @@ def prepare_confirm(
             f"storage has no study named {name}-<arm>: run `cmi-study run --study-name {name}` first"
         )
     recorded_arms = {arm: records.read_arm_study(s) for arm, s in arm_studies.items()}
-    forced = _check_searches(arm_studies, recorded_arms, unfinished)
+    forced = _check_searches(arm_studies, recorded_arms, allow_unfinished=unfinished)
     first = next(iter(arm_studies.values()))
     recorded = recorded_arms[next(iter(arm_studies))]
     settings = Settings(**recorded.settings)
