@@ -39,15 +39,19 @@ SHARED = (
     Param("weight_decay", 1e-5, 1e-1, True, "train"),
     Param("dropout", 0.0, 0.3, False, "model"),
 )
+
+
+def _loss_param(arm: str, knob) -> Param:
+    """A scheme's knob as a searched LossConfig value (a knob naming no LossConfig field is refused)."""
+    if knob.field not in LossConfig.model_fields:
+        raise ImportError(f"arm {arm!r} searches {knob.field!r}, which is not a LossConfig field")
+    return Param(knob.field, knob.low, knob.high, knob.log, "loss", knob.integer)
+
+
 # Each arm's own knobs, as its scheme's class states them (cmi_model.weighting, one file each).
 ARM_PARAMS: dict[str, tuple[Param, ...]] = {
-    arm: tuple(Param(k.field, k.low, k.high, k.log, "loss", k.integer) for k in cls.knobs)
-    for arm, cls in SCHEMES.items()
+    arm: tuple(_loss_param(arm, k) for k in cls.knobs) for arm, cls in SCHEMES.items()
 }
-for _arm, _params in ARM_PARAMS.items():
-    for _p in _params:
-        if _p.name not in LossConfig.model_fields:
-            raise ImportError(f"arm {_arm!r} searches {_p.name!r}, which is not a LossConfig field")
 
 # The original plan's values (for the published schemes, their papers'), enqueued as each arm's
 # first trial: the defaults of the fields its knobs set.

@@ -20,8 +20,7 @@ from study.report.analyse import MIN_PAIRS, Report, Verdict
 from study.report.budget_figures import Match, trials_to_match
 from study.report.studies import MOVED, Movement, arm_order, family_of
 from study.report.style import count, num, p_value
-from study.report.tradeoff_figures import TradeoffInfo
-from study.report.tradeoff_figures import why_not_drawn as tradeoff_why_not_drawn
+from study.report.tradeoff_figures import TradeoffInfo, why_not_drawn
 from study.subject_level import SKEW_SAFE_SUBJECTS
 
 ENV = jinja2.Environment(
@@ -136,5 +135,5 @@ def tradeoff_text(info: TradeoffInfo) -> str:
 
 def tradeoff_note(data) -> str:
     """Why the trade-off figure is not drawn, in one line ("" when it is)."""
-    why = tradeoff_why_not_drawn(data)
+    why = why_not_drawn(data)
     return sentence("no_front", why[0], BASELINE_ARM, why[1]) if why else ""
